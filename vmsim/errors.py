@@ -1,0 +1,22 @@
+"""The one exception family a user can cause.
+
+Lives at the floor (standard library only) so that even `vmsim.wire`, which imports
+nothing else of vmsim, can raise a `VmsimError`. The CLI prints any of these on one line
+and exits with status 2; anything else escaping is a bug and may traceback.
+"""
+
+
+class VmsimError(Exception):
+    """Base of every error caused by user input (scenario, CLI argument, bytes to decode)."""
+
+
+class DecodeError(VmsimError):
+    """Bytes that do not form a valid structure; the message names the field and byte offset."""
+
+
+class EncodeError(VmsimError):
+    """A value that cannot be encoded (out of range, wrong type, unknown message)."""
+
+
+class ScenarioError(VmsimError):
+    """A scenario, profile or override that is invalid; the message names file, line and key."""
