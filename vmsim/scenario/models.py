@@ -1,0 +1,271 @@
+"""The scenario schema: pydantic models whose validated values are integers (ns, bytes).
+
+A scenario composes a platform profile (costs), drivers, buses, devices and workloads.
+Unknown keys are rejected everywhere (`extra="forbid"`), so a typo is an error, not a
+silently ignored setting. Unit strings are parsed here, at the edge; everything below
+`vmsim.scenario` sees integer nanoseconds and bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from vmsim.units import parse_rate_hz, parse_size_bytes, parse_time_ns
+
+TimeNs = Annotated[int, BeforeValidator(parse_time_ns)]
+SizeBytes = Annotated[int, BeforeValidator(parse_size_bytes)]
+RateHz = Annotated[float, BeforeValidator(parse_rate_hz)]
+Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$", max_length=64)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+# --- distributions ----------------------------------------------------------------------------
+# Times and sizes share the same shapes; the quantity type decides how a unit string is read.
+
+
+class ConstantTime(Strict):
+    dist: Literal["constant"] = "constant"
+    value: TimeNs = 0
+
+
+class ExponentialTime(Strict):
+    dist: Literal["exponential"]
+    mean: TimeNs
+
+
+class LognormalTime(Strict):
+    """Lognormal with the given mean; `sigma` is the shape (std-dev of the underlying normal)."""
+
+    dist: Literal["lognormal"]
+    mean: TimeNs
+    sigma: float = Field(gt=0, le=5)
+
+
+class UniformTime(Strict):
+    dist: Literal["uniform"]
+    low: TimeNs
+    high: TimeNs
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.high < self.low:
+            raise ValueError("high must be >= low")
+        return self
+
+
+class EmpiricalTime(Strict):
+    """Draw from measured samples, with optional weights."""
+
+    dist: Literal["empirical"]
+    values: list[TimeNs] = Field(min_length=1)
+    weights: list[float] | None = None
+
+    @model_validator(mode="after")
+    def _weights_match(self):
+        if self.weights is not None and (len(self.weights) != len(self.values) or min(self.weights) < 0
+                                         or sum(self.weights) <= 0):
+            raise ValueError("weights must be non-negative, one per value, and not all zero")
+        return self
+
+
+TimeDist = Annotated[
+    Union[ConstantTime, ExponentialTime, LognormalTime, UniformTime, EmpiricalTime],
+    Field(discriminator="dist"),
+]
+
+
+class ConstantSize(Strict):
+    dist: Literal["constant"] = "constant"
+    value: SizeBytes = 64
+
+
+class UniformSize(Strict):
+    dist: Literal["uniform"]
+    low: SizeBytes
+    high: SizeBytes
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.high < self.low:
+            raise ValueError("high must be >= low")
+        return self
+
+
+class EmpiricalSize(Strict):
+    dist: Literal["empirical"]
+    values: list[SizeBytes] = Field(min_length=1)
+    weights: list[float] | None = None
+
+    _weights_match = EmpiricalTime._weights_match
+
+
+SizeDist = Annotated[Union[ConstantSize, UniformSize, EmpiricalSize], Field(discriminator="dist")]
+
+
+# --- platform profile -------------------------------------------------------------------------
+
+
+class MemoryKind(Strict):
+    """Cost of touching shared memory: fixed + per started line, for reads and writes.
+
+    Coherent memory moves cache lines between cores; non-cacheable memory pays per access;
+    PCIe pays a posted write issue or a read round trip. One model covers all three.
+    """
+
+    line_bytes: SizeBytes = Field(default=64, gt=0)
+    read_fixed: TimeNs = 0
+    read_per_line: TimeNs = 0
+    write_fixed: TimeNs = 0
+    write_per_line: TimeNs = 0
+
+
+class DoorbellKind(Strict):
+    """An interrupt-style notification: the sender pays `ring`, the handler runs `latency` later."""
+
+    kind: Literal["ipi", "mailbox", "pcie-bar", "msi-x", "evtchn", "ffa-notification", "ideal"]
+    ring: TimeNs = 0
+    latency: TimeNs = 0
+    ack: TimeNs = 0
+
+
+class CpuKind(Strict):
+    """Software cost per frame handled on a core (encode/decode, dispatch, ring bookkeeping)."""
+
+    frame_handling: TimeNs = 0
+
+
+class Platform(Strict):
+    name: str
+    description: str = ""
+    memory: dict[Name, MemoryKind] = Field(default_factory=dict)
+    doorbells: dict[Name, DoorbellKind] = Field(default_factory=dict)
+    cpus: dict[Name, CpuKind] = Field(default_factory=dict)
+    provenance: dict[str, str] = Field(default_factory=dict)
+
+
+# --- topology ---------------------------------------------------------------------------------
+
+
+class Driver(Strict):
+    name: Name
+    cpu: Name | None = None
+    discovery: Literal["bus", "platform"] = "bus"
+
+
+class SideMemory(Strict):
+    driver: Name
+    device: Name
+
+
+class AmpBus(Strict):
+    """Shared-memory queues plus doorbells between heterogeneous cores."""
+
+    kind: Literal["amp"]
+    name: Name
+    driver: Name
+    layout: Literal["v1", "draft-6b", "fixed40", "linux-2026"] = "v1"
+    queue_format: Literal["amp-2026", "spsc-2025", "spsc-2024"] = "amp-2026"
+    queue_elements: int = Field(default=63, ge=2, le=4096)
+    element_size: SizeBytes = Field(default=64, ge=40, le=65536)
+    max_msg_size: SizeBytes | None = None
+    memory: Name | SideMemory
+    doorbell: Name
+    doorbell_to_driver: Name | None = None
+    notify: Literal["in-band", "out-of-band"] = "in-band"
+    event_idx: bool = True
+    masked_notifications: bool = False
+    polling: TimeNs | None = None
+    rx_budget: int = Field(default=0, ge=0)
+    tx_retry: TimeNs = 10_000_000
+    tx_retries: int = Field(default=1000, ge=0)
+
+
+Bus = Annotated[Union[AmpBus], Field(discriminator="kind")]
+
+DEVICE_IDS = {"net": 1, "block": 2, "console": 3, "rng": 4, "vsock": 19, "i2c": 34, "gpio": 41, "generic": 0x3F}
+
+
+class Device(Strict):
+    name: Name
+    bus: Name
+    dev_num: int = Field(ge=0, le=0xFFFF)
+    kind: str = "generic"
+    cpu: Name | None = None
+    queues: int = Field(default=1, ge=1, le=64)
+    queue_size: int = Field(default=64, ge=1, le=32768)
+    config_size: SizeBytes = Field(default=16, le=4096)
+    feature_bits: int = Field(default=64, ge=32, le=4096, multiple_of=32)
+    service: TimeDist = Field(default_factory=ConstantTime)
+    data: Literal["copy", "in-place"] = "in-place"
+    added_at: TimeNs | None = None
+
+    @model_validator(mode="after")
+    def _known_kind(self):
+        if self.kind not in DEVICE_IDS:
+            raise ValueError(f"unknown device kind {self.kind!r} (use one of {', '.join(DEVICE_IDS)})")
+        if self.queue_size & (self.queue_size - 1):
+            raise ValueError("queue_size must be a power of two (split virtqueue)")
+        return self
+
+
+class PoissonArrivals(Strict):
+    kind: Literal["poisson"]
+    rate: RateHz
+
+
+class ConstantArrivals(Strict):
+    kind: Literal["constant"]
+    rate: RateHz
+
+
+class TraceArrivals(Strict):
+    """A CSV of `time` (unit strings or ns) and optional `size` columns, relative to the start."""
+
+    kind: Literal["trace"]
+    file: str
+
+
+class ClosedLoop(Strict):
+    kind: Literal["closed"]
+    outstanding: int = Field(ge=1, le=65536)
+    think: TimeDist = Field(default_factory=ConstantTime)
+
+
+Arrivals = Annotated[
+    Union[PoissonArrivals, ConstantArrivals, TraceArrivals, ClosedLoop], Field(discriminator="kind")
+]
+
+
+class Workload(Strict):
+    name: Name
+    device: Name
+    vq: int = Field(default=0, ge=0)
+    arrivals: Arrivals
+    size: SizeDist = Field(default_factory=ConstantSize)
+    requests: int | None = Field(default=None, ge=1)
+    start: TimeNs = 0
+
+
+class Scenario(Strict):
+    name: Name
+    description: str = ""
+    seed: int = Field(default=1, ge=0, lt=2**63)
+    platform: Platform
+    duration: TimeNs | None = None
+    warmup: TimeNs = 0
+    keep_wire: bool = True
+    drivers: list[Driver] = Field(min_length=1)
+    buses: list[Bus] = Field(min_length=1)
+    devices: list[Device] = Field(min_length=1)
+    workloads: list[Workload] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _bounded(self):
+        if self.duration is None and any(w.requests is None for w in self.workloads):
+            raise ValueError("give `duration`, or `requests` on every workload, so the run ends")
+        return self

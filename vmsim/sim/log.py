@@ -1,0 +1,228 @@
+"""Append-only, columnar logs of one run: bus events and completed requests.
+
+The hot path appends to `array` columns (8 bytes a number, no Python object per value) and to
+one `bytearray` holding every frame, so a 200,000-request run keeps its whole history in a few
+tens of megabytes. Frame header columns (type, msg_id, token, ...) are not stored: they are read
+back from the frame bytes when the tables are built, once, at the end.
+"""
+
+from __future__ import annotations
+
+import struct
+from array import array
+
+import numpy as np
+
+from vmsim.wire import get_layout
+
+EVENT_COLUMNS = (
+    "time_ns", "component", "event", "bus", "dev_num", "type", "msg_id", "msg_name",
+    "token", "msg_size", "value", "wire",
+)
+REQUEST_COLUMNS = (
+    "request_id", "driver", "device", "dev_num", "vq", "size_bytes",
+    "submit_ns", "start_ns", "service_ns", "complete_ns", "latency_ns",
+)
+
+_NO_BUS = -1
+
+
+class Interner:
+    """Names <-> small integers, so that log rows hold numbers, not strings."""
+
+    __slots__ = ("names", "ids")
+
+    def __init__(self):
+        self.names: list[str] = []
+        self.ids: dict[str, int] = {}
+
+    def __call__(self, name: str) -> int:
+        found = self.ids.get(name)
+        if found is None:
+            found = self.ids[name] = len(self.names)
+            self.names.append(name)
+        return found
+
+
+class EventLog:
+    """Every frame put on a bus or taken off it, every doorbell, grant and share operation."""
+
+    __slots__ = (
+        "components", "events", "buses", "bus_layouts", "keep_wire",
+        "time", "component", "event", "bus", "dev_num", "value", "wire_start", "wire_length", "blob",
+    )
+
+    def __init__(self, keep_wire: bool = True):
+        self.components = Interner()
+        self.events = Interner()
+        self.buses = Interner()
+        self.bus_layouts: dict[int, str] = {}
+        self.keep_wire = keep_wire
+        self.time = array("q")
+        self.component = array("i")
+        self.event = array("i")
+        self.bus = array("i")
+        self.dev_num = array("i")
+        self.value = array("q")
+        self.wire_start = array("q")
+        self.wire_length = array("i")
+        self.blob = bytearray()
+
+    def add_bus(self, name: str, layout: str) -> int:
+        bus_id = self.buses(name)
+        self.bus_layouts[bus_id] = layout
+        return bus_id
+
+    def frame(self, time_ns: int, component: int, event: int, bus: int, dev_num: int, data) -> None:
+        """Log one frame (its bytes are kept for the trace and for `vmsim codec decode`)."""
+        self.time.append(time_ns)
+        self.component.append(component)
+        self.event.append(event)
+        self.bus.append(bus)
+        self.dev_num.append(dev_num)
+        self.value.append(len(data))
+        self.wire_start.append(len(self.blob))
+        if self.keep_wire:
+            self.wire_length.append(len(data))
+            self.blob += data
+        else:
+            self.wire_length.append(-len(data))
+
+    def mark(self, time_ns: int, component: int, event: int, bus: int = _NO_BUS, dev_num: int = -1,
+             value: int = 0) -> None:
+        """Log an event that carries no frame (doorbell, grant, share); `value` is event-specific."""
+        self.time.append(time_ns)
+        self.component.append(component)
+        self.event.append(event)
+        self.bus.append(bus)
+        self.dev_num.append(dev_num)
+        self.value.append(value)
+        self.wire_start.append(-1)
+        self.wire_length.append(0)
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+    def columns(self) -> dict[str, object]:
+        """The table of EVENT_COLUMNS as numpy arrays and lists, frame headers read from the bytes."""
+        rows = len(self.time)
+        frame_type = np.full(rows, -1, dtype=np.int16)
+        msg_id = np.full(rows, -1, dtype=np.int16)
+        token = np.full(rows, -1, dtype=np.int32)
+        msg_size = np.full(rows, -1, dtype=np.int32)
+        names: list[str | None] = [None] * rows
+        wires: list[bytes | None] = [None] * rows
+        readers = {bus: _HeaderReader(layout) for bus, layout in self.bus_layouts.items()}
+        blob = bytes(self.blob)
+        for row in range(rows):
+            start = self.wire_start[row]
+            if start < 0:
+                continue
+            length = self.wire_length[row]
+            if length <= 0:  # frame logged without its bytes (keep_wire off): size only
+                msg_size[row] = -length
+                continue
+            wire = blob[start:start + length]
+            wires[row] = wire
+            frame_type[row], msg_id[row], token[row], msg_size[row], names[row] = readers[self.bus[row]](wire)
+        bus_names = self.buses.names
+        return {
+            "time_ns": np.frombuffer(self.time, dtype=np.int64).copy(),
+            "component": [self.components.names[i] for i in self.component],
+            "event": [self.events.names[i] for i in self.event],
+            "bus": [bus_names[i] if i >= 0 else None for i in self.bus],
+            "dev_num": np.frombuffer(self.dev_num, dtype=np.int32).copy(),
+            "type": frame_type,
+            "msg_id": msg_id,
+            "msg_name": names,
+            "token": token,
+            "msg_size": msg_size,
+            "value": np.frombuffer(self.value, dtype=np.int64).copy(),
+            "wire": wires,
+        }
+
+
+class _HeaderReader:
+    """Reads (type, msg_id, token, msg_size, name) from a frame of one layout, names cached."""
+
+    __slots__ = ("layout", "header", "names")
+
+    _V1 = struct.Struct("<BBHHH")
+    _SIX = struct.Struct("<BBHH")
+    _FOUR = struct.Struct("<BBH")
+
+    def __init__(self, layout_name: str):
+        self.layout = get_layout(layout_name)
+        self.header = self.layout.header_size
+        self.names: dict[tuple[int, int], str] = {}
+
+    def __call__(self, wire: bytes):
+        if self.header == 8:
+            frame_type, msg_id, _dev, token, msg_size = self._V1.unpack_from(wire)
+        elif self.header == 6:
+            frame_type, msg_id, _dev, msg_size = self._SIX.unpack_from(wire)
+            token = -1
+        else:
+            frame_type, msg_id, _dev = self._FOUR.unpack_from(wire)
+            token, msg_size = -1, len(wire)
+        key = (frame_type, msg_id)
+        name = self.names.get(key)
+        if name is None:
+            name = self.names[key] = self.layout.decode(wire).name
+        return frame_type, msg_id, token, msg_size, name
+
+
+class RequestLog:
+    """One row per completed I/O request."""
+
+    __slots__ = ("drivers", "devices", "request_id", "driver", "device", "dev_num", "vq", "size",
+                 "submit", "start", "service", "complete")
+
+    def __init__(self):
+        self.drivers = Interner()
+        self.devices = Interner()
+        self.request_id = array("q")
+        self.driver = array("i")
+        self.device = array("i")
+        self.dev_num = array("i")
+        self.vq = array("i")
+        self.size = array("q")
+        self.submit = array("q")
+        self.start = array("q")
+        self.service = array("q")
+        self.complete = array("q")
+
+    def __len__(self) -> int:
+        return len(self.request_id)
+
+    def add(self, request_id, driver, device, dev_num, vq, size, submit, start, service, complete) -> None:
+        self.request_id.append(request_id)
+        self.driver.append(driver)
+        self.device.append(device)
+        self.dev_num.append(dev_num)
+        self.vq.append(vq)
+        self.size.append(size)
+        self.submit.append(submit)
+        self.start.append(start)
+        self.service.append(service)
+        self.complete.append(complete)
+
+    def columns(self) -> dict[str, object]:
+        def ints(column):
+            return np.frombuffer(column, dtype=np.int64 if column.typecode == "q" else np.int32).copy()
+
+        complete = ints(self.complete)
+        submit = ints(self.submit)
+        return {
+            "request_id": ints(self.request_id),
+            "driver": [self.drivers.names[i] for i in self.driver],
+            "device": [self.devices.names[i] for i in self.device],
+            "dev_num": ints(self.dev_num),
+            "vq": ints(self.vq),
+            "size_bytes": ints(self.size),
+            "submit_ns": submit,
+            "start_ns": ints(self.start),
+            "service_ns": ints(self.service),
+            "complete_ns": complete,
+            "latency_ns": complete - submit,
+        }

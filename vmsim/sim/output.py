@@ -1,0 +1,42 @@
+"""What one simulation run hands to the results layer."""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass, field
+
+from vmsim.sim.log import EventLog, RequestLog
+
+
+@dataclass
+class Series:
+    """A step function sampled where it changes: (time_ns, level) pairs, e.g. queue occupancy."""
+
+    time: array = field(default_factory=lambda: array("q"))
+    level: array = field(default_factory=lambda: array("q"))
+
+    def record(self, time_ns: int, level: int) -> None:
+        self.time.append(time_ns)
+        self.level.append(level)
+
+
+@dataclass
+class SimOutput:
+    """Logs, counters and series of one run; all times are integer nanoseconds.
+
+    `counters` maps a component's dotted name to its counters, e.g.
+    ``{"amp0.to_device": {"frames": 812, "bytes": 9744, "full": 0, "utilisation": 0.12},
+    "amp0.doorbell.to_device": {"rung": 400, "coalesced": 12, "delivered": 388}}``.
+    `series` maps a dotted name to a step function (queue occupancy over time).
+    `init_done_ns` maps each device's dotted name to the time its driver set DRIVER_OK.
+    """
+
+    scenario: str
+    seed: int
+    sim_time_ns: int
+    warmup_ns: int
+    events: EventLog
+    requests: RequestLog
+    counters: dict[str, dict[str, float]] = field(default_factory=dict)
+    series: dict[str, Series] = field(default_factory=dict)
+    init_done_ns: dict[str, int] = field(default_factory=dict)
