@@ -1,0 +1,622 @@
+"""Virtqueue rings of virtio 1.x as views over shared memory: split (virtio 1.2 §2.7), packed (§2.8).
+
+A ring class (`SplitRing`, `PackedRing`) knows only where the areas are. The driver and device ends
+(`SplitDriver` / `SplitDevice`, `PackedDriver` / `PackedDevice`) keep their private state the way Linux
+and QEMU do (free list, shadow indices, wrap counters; none of it in shared memory) and touch the
+shared areas through single `pack_into` / `unpack_from` calls.
+
+Shapes returned: a descriptor chain is a list of the raw tuples of the spec's struct, split
+`(addr, len, flags, next)` and packed `(addr, len, id, flags)`; a driver supplies a chain as
+`(addr, len, device_writable)` tuples.
+
+Byte accounting: every end accumulates `bytes_read` / `bytes_written`, the shared-memory bytes its
+operations loaded or stored (descriptors, ring slots, indices, flags, event words; distinct bytes per
+op). Buffers the descriptors point at are not counted: the caller moves those.
+
+Bad bytes (an index, id or `next` out of range, a chain longer than the queue, an index that moved
+more than the queue size) raise DecodeError naming the field and its byte offset.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from vmsim.errors import DecodeError, EncodeError
+from vmsim.wire._view import U16, bad_field, check_span
+
+DESC_SIZE = 16
+DESC_F_NEXT = 1
+DESC_F_WRITE = 2
+DESC_F_INDIRECT = 4
+"""Descriptor flags, shared by both ring formats (virtio 1.2 §2.7.5, §2.8.3)."""
+AVAIL_F_NO_INTERRUPT = 1
+"""Split avail.flags: the driver does not want used-buffer notifications (virtio 1.2 §2.7.7)."""
+USED_F_NO_NOTIFY = 1
+"""Split used.flags: the device does not want available-buffer notifications (virtio 1.2 §2.7.10)."""
+PACKED_DESC_F_AVAIL = 1 << 7
+PACKED_DESC_F_USED = 1 << 15
+"""Packed descriptor AVAIL/USED bits compared against the wrap counters (virtio 1.2 §2.8.1)."""
+EVENT_FLAGS_ENABLE = 0
+EVENT_FLAGS_DISABLE = 1
+EVENT_FLAGS_DESC = 2
+"""Packed event-suppression `desc_event_flags` (virtio 1.2 §2.8.10)."""
+F_INDIRECT_DESC = 28
+F_EVENT_IDX = 29
+F_RING_PACKED = 34
+"""Feature bit numbers (virtio 1.2 §6)."""
+MAX_QUEUE_SIZE = 32768
+
+_u16 = U16.unpack_from
+_p16 = U16.pack_into
+_SPLIT_DESC = struct.Struct("<QIHH")   # addr, len, flags, next
+_PACKED_DESC = struct.Struct("<QIHH")  # addr, len, id, flags
+_USED_ELEM = struct.Struct("<II")      # id, len
+_PACKED_USED = struct.Struct("<IHH")   # len, id, flags (the device leaves addr alone)
+_EVENT = struct.Struct("<HH")          # desc_event_off_wrap, desc_event_flags
+
+
+def need_event(event_idx: int, new_idx: int, old_idx: int) -> bool:
+    """`vring_need_event`: did moving from old to new pass `event_idx`? 16-bit arithmetic (virtio 1.2 §2.7.10)."""
+    return ((new_idx - event_idx - 1) & 0xFFFF) < ((new_idx - old_idx) & 0xFFFF)
+
+
+def _align(x: int, a: int) -> int:
+    return (x + a - 1) // a * a
+
+
+def split_ring_layout(qsz: int, align: int = 4096) -> tuple[int, int, int, int]:
+    """(desc, avail, used, total) for one contiguous split ring: the spec's `virtq_size()` with its ALIGN
+    macro (virtio 1.2 §2.7.2, legacy 4096; any power of two >= 4 keeps the modern 16/2/4 alignments)."""
+    avail = DESC_SIZE * qsz
+    used = _align(avail + 2 * (3 + qsz), align)
+    return 0, avail, used, used + _align(2 * 3 + 8 * qsz, align)
+
+
+def packed_ring_size(qsz: int) -> int:
+    """Descriptor ring plus the driver and device event-suppression words (virtio 1.2 §2.8.10)."""
+    return DESC_SIZE * qsz + 8
+
+
+def _check_area(buf, what: str, offset: int, align: int, size: int) -> None:
+    if offset % align:
+        raise DecodeError(f"{what} at offset {offset} is not {align}-byte aligned")
+    check_span(buf, offset, size, what)
+
+
+class SplitRing:
+    """Where one split virtqueue lives: descriptor table, avail ring and used ring (virtio 1.2 §2.7).
+
+    Sizes 16*qsz, 6 + 2*qsz and 6 + 8*qsz, aligned 16, 2 and 4; qsz is a power of two <= 32768.
+    """
+
+    __slots__ = ("avail", "buf", "desc", "qsz", "used")
+
+    def __init__(self, buf, qsz: int, desc: int, avail: int, used: int):
+        if not (1 <= qsz <= MAX_QUEUE_SIZE and qsz & (qsz - 1) == 0):
+            raise DecodeError(f"split ring: queue size {qsz} is not a power of two in 1..{MAX_QUEUE_SIZE}")
+        _check_area(buf, "split ring: descriptor table", desc, 16, DESC_SIZE * qsz)
+        _check_area(buf, "split ring: avail ring", avail, 2, 6 + 2 * qsz)
+        _check_area(buf, "split ring: used ring", used, 4, 6 + 8 * qsz)
+        self.buf = buf
+        self.qsz = qsz
+        self.desc = desc
+        self.avail = avail
+        self.used = used
+
+    @classmethod
+    def contiguous(cls, buf, offset: int, qsz: int, align: int = 4096) -> SplitRing:
+        """A ring laid out by `split_ring_layout` starting at `offset`."""
+        d, a, u, _ = split_ring_layout(qsz, align)
+        return cls(buf, qsz, offset + d, offset + a, offset + u)
+
+    def init(self, start_idx: int = 0) -> SplitRing:
+        """Zero all three areas and start both indices (and both event words) at `start_idx`."""
+        q, buf = self.qsz, self.buf
+        buf[self.desc:self.desc + DESC_SIZE * q] = bytes(DESC_SIZE * q)
+        buf[self.avail:self.avail + 6 + 2 * q] = bytes(6 + 2 * q)
+        buf[self.used:self.used + 6 + 8 * q] = bytes(6 + 8 * q)
+        for off in (self.avail + 2, self.used + 2, self.avail + 4 + 2 * q, self.used + 4 + 8 * q):
+            try:
+                _p16(buf, off, start_idx)
+            except struct.error as exc:
+                raise EncodeError(f"split ring: start index {start_idx!r} ({exc})") from None
+        return self
+
+    def descriptor(self, i: int) -> tuple[int, int, int, int]:
+        """Descriptor `i` as (addr, len, flags, next)."""
+        return _SPLIT_DESC.unpack_from(self.buf, self.desc + DESC_SIZE * (i % self.qsz))
+
+    @property
+    def avail_flags(self) -> int:
+        return _u16(self.buf, self.avail)[0]
+
+    @property
+    def avail_idx(self) -> int:
+        return _u16(self.buf, self.avail + 2)[0]
+
+    @property
+    def used_event(self) -> int:
+        """Written by the driver: interrupt me when used.idx passes this (EVENT_IDX)."""
+        return _u16(self.buf, self.avail + 4 + 2 * self.qsz)[0]
+
+    @property
+    def used_flags(self) -> int:
+        return _u16(self.buf, self.used)[0]
+
+    @property
+    def used_idx(self) -> int:
+        return _u16(self.buf, self.used + 2)[0]
+
+    @property
+    def avail_event(self) -> int:
+        """Written by the device: kick me when avail.idx passes this (EVENT_IDX)."""
+        return _u16(self.buf, self.used + 4 + 8 * self.qsz)[0]
+
+
+class SplitDriver:
+    """Driver end of a split ring: add chains, decide kicks, reclaim used buffers.
+
+    Indices are free-running u16 picked up from the ring at construction (so a ring initialised with
+    `start_idx` near 0xFFFF exercises the wrap). With `event_idx` (VIRTIO_F_EVENT_IDX negotiated) the
+    kick decision reads avail_event, else the used.flags NO_NOTIFY bit.
+    """
+
+    __slots__ = ("_avail_idx", "_chains", "_free", "_interrupts", "_last_used", "_num_added", "_tokens",
+                 "bytes_read", "bytes_written", "event_idx", "ring")
+
+    def __init__(self, ring: SplitRing, event_idx: bool = False):
+        self.ring = ring
+        self.event_idx = event_idx
+        self._free = list(range(ring.qsz - 1, -1, -1))
+        self._chains: list[list[int] | None] = [None] * ring.qsz
+        self._tokens: list[object] = [None] * ring.qsz
+        self._avail_idx = ring.avail_idx
+        self._last_used = ring.used_idx
+        self._num_added = 0
+        self._interrupts = True
+        self.bytes_read = 0
+        self.bytes_written = 0
+
+    @property
+    def num_free(self) -> int:
+        return len(self._free)
+
+    def add(self, chain, token=None) -> int | None:
+        """Write `chain` ((addr, len, device_writable) tuples) from the free list and publish its head.
+
+        Returns the head descriptor index, or None when fewer than len(chain) descriptors are free.
+        `token` (default: the head) is handed back by `get_used`.
+        """
+        k = len(chain)
+        if k == 0:
+            raise EncodeError("split ring: empty descriptor chain")
+        free = self._free
+        if k > len(free):
+            return None
+        ids = free[-k:]
+        ids.reverse()
+        del free[-k:]
+        ring = self.ring
+        buf, base = ring.buf, ring.desc
+        try:
+            for i, (addr, length, writable) in enumerate(chain):
+                if i + 1 < k:
+                    _SPLIT_DESC.pack_into(buf, base + 16 * ids[i], addr, length,
+                                          DESC_F_NEXT | DESC_F_WRITE if writable else DESC_F_NEXT, ids[i + 1])
+                else:
+                    _SPLIT_DESC.pack_into(buf, base + 16 * ids[i], addr, length,
+                                          DESC_F_WRITE if writable else 0, 0)
+        except (struct.error, TypeError, ValueError) as exc:
+            free.extend(reversed(ids))
+            raise EncodeError(f"split ring: bad descriptor in chain {chain!r} ({exc})") from None
+        head = ids[0]
+        self._chains[head] = ids
+        self._tokens[head] = head if token is None else token
+        idx = self._avail_idx
+        _p16(buf, ring.avail + 4 + 2 * (idx & (ring.qsz - 1)), head)
+        idx = (idx + 1) & 0xFFFF
+        _p16(buf, ring.avail + 2, idx)
+        self._avail_idx = idx
+        self._num_added += 1
+        self.bytes_written += 16 * k + 4
+        return head
+
+    def kick_needed(self) -> bool:
+        """Whether the buffers added since the last call need an available-buffer notification."""
+        new = self._avail_idx
+        old = (new - self._num_added) & 0xFFFF
+        self._num_added = 0
+        ring = self.ring
+        self.bytes_read += 2
+        if self.event_idx:
+            return need_event(_u16(ring.buf, ring.used + 4 + 8 * ring.qsz)[0], new, old)
+        return not _u16(ring.buf, ring.used)[0] & USED_F_NO_NOTIFY
+
+    def get_used(self) -> tuple[object, int] | None:
+        """Reclaim the next used buffer: (token, bytes the device wrote), or None when nothing is used."""
+        ring = self.ring
+        buf, q = ring.buf, ring.qsz
+        used_idx = _u16(buf, ring.used + 2)[0]
+        self.bytes_read += 2
+        last = self._last_used
+        if used_idx == last:
+            return None
+        if (used_idx - last) & 0xFFFF > q:
+            raise bad_field("split ring", "used.idx", ring.used + 2, used_idx,
+                            f"at most {q} ahead of the last seen {last:#x}")
+        off = ring.used + 4 + 8 * (last & (q - 1))
+        head, length = _USED_ELEM.unpack_from(buf, off)
+        self.bytes_read += 8
+        ids = self._chains[head] if head < q else None
+        if ids is None:
+            raise bad_field("split ring", "used.ring[].id", off, head, "the head of a chain in flight")
+        self._chains[head] = None
+        self._free.extend(reversed(ids))
+        token, self._tokens[head] = self._tokens[head], None
+        last = (last + 1) & 0xFFFF
+        self._last_used = last
+        if self.event_idx and self._interrupts:
+            _p16(buf, ring.avail + 4 + 2 * q, last)
+            self.bytes_written += 2
+        return token, length
+
+    def set_interrupts(self, enabled: bool) -> None:
+        """Ask for (or stop) used-buffer notifications: avail.flags NO_INTERRUPT, or used_event with EVENT_IDX."""
+        ring = self.ring
+        self._interrupts = enabled
+        if not self.event_idx:
+            _p16(ring.buf, ring.avail, 0 if enabled else AVAIL_F_NO_INTERRUPT)
+        elif enabled:
+            _p16(ring.buf, ring.avail + 4 + 2 * ring.qsz, self._last_used)
+        else:
+            return
+        self.bytes_written += 2
+
+
+class SplitDevice:
+    """Device end of a split ring: pop available chains, push used entries, decide interrupts."""
+
+    __slots__ = ("_last_avail", "_notify", "_num_added", "_used_idx", "bytes_read", "bytes_written",
+                 "event_idx", "ring")
+
+    def __init__(self, ring: SplitRing, event_idx: bool = False):
+        self.ring = ring
+        self.event_idx = event_idx
+        self._last_avail = ring.avail_idx
+        self._used_idx = ring.used_idx
+        self._num_added = 0
+        self._notify = True
+        self.bytes_read = 0
+        self.bytes_written = 0
+
+    def pending(self) -> int:
+        """Chains the driver made available that were not popped yet."""
+        self.bytes_read += 2
+        return (_u16(self.ring.buf, self.ring.avail + 2)[0] - self._last_avail) & 0xFFFF
+
+    def pop(self) -> tuple[int, list[tuple[int, int, int, int]]] | None:
+        """The next available chain as (head, [(addr, len, flags, next), ...]), or None."""
+        ring = self.ring
+        buf, q, last = ring.buf, ring.qsz, self._last_avail
+        avail_idx = _u16(buf, ring.avail + 2)[0]
+        self.bytes_read += 2
+        if avail_idx == last:
+            return None
+        if (avail_idx - last) & 0xFFFF > q:
+            raise bad_field("split ring", "avail.idx", ring.avail + 2, avail_idx,
+                            f"at most {q} ahead of the last seen {last:#x}")
+        off = ring.avail + 4 + 2 * (last & (q - 1))
+        head = _u16(buf, off)[0]
+        if head >= q:
+            raise bad_field("split ring", "avail.ring[]", off, head, f"< {q}")
+        chain = []
+        i = head
+        while True:
+            d = _SPLIT_DESC.unpack_from(buf, ring.desc + 16 * i)
+            chain.append(d)
+            if not d[2] & DESC_F_NEXT:
+                break
+            prev, i = i, d[3]
+            if i >= q:
+                raise bad_field("split ring", "desc.next", ring.desc + 16 * prev + 14, i, f"< {q}")
+            if len(chain) >= q:
+                raise DecodeError(f"split ring: chain from head {head} (desc.next at offset "
+                                  f"{ring.desc + 16 * prev + 14}) is longer than the queue size {q}")
+        self.bytes_read += 2 + 16 * len(chain)
+        last = (last + 1) & 0xFFFF
+        self._last_avail = last
+        if self.event_idx and self._notify:
+            _p16(buf, ring.used + 4 + 8 * q, last)
+            self.bytes_written += 2
+        return head, chain
+
+    def push_used(self, head: int, length: int) -> None:
+        """Return chain `head` to the driver with `length` bytes written into its buffers."""
+        ring = self.ring
+        q = ring.qsz
+        if not 0 <= head < q:
+            raise EncodeError(f"split ring: used id {head!r} outside 0..{q - 1}")
+        idx = self._used_idx
+        try:
+            _USED_ELEM.pack_into(ring.buf, ring.used + 4 + 8 * (idx & (q - 1)), head, length)
+        except struct.error as exc:
+            raise EncodeError(f"split ring: used len {length!r} ({exc})") from None
+        idx = (idx + 1) & 0xFFFF
+        _p16(ring.buf, ring.used + 2, idx)
+        self._used_idx = idx
+        self._num_added += 1
+        self.bytes_written += 10
+
+    def interrupt_needed(self) -> bool:
+        """Whether the entries pushed since the last call need a used-buffer notification."""
+        new = self._used_idx
+        old = (new - self._num_added) & 0xFFFF
+        self._num_added = 0
+        ring = self.ring
+        self.bytes_read += 2
+        if self.event_idx:
+            return need_event(_u16(ring.buf, ring.avail + 4 + 2 * ring.qsz)[0], new, old)
+        return not _u16(ring.buf, ring.avail)[0] & AVAIL_F_NO_INTERRUPT
+
+    def set_notify(self, enabled: bool) -> None:
+        """Ask for (or stop) kicks: used.flags NO_NOTIFY, or avail_event with EVENT_IDX."""
+        ring = self.ring
+        self._notify = enabled
+        if not self.event_idx:
+            _p16(ring.buf, ring.used, 0 if enabled else USED_F_NO_NOTIFY)
+        elif enabled:
+            _p16(ring.buf, ring.used + 4 + 8 * ring.qsz, self._last_avail)
+        else:
+            return
+        self.bytes_written += 2
+
+
+class PackedRing:
+    """Where one packed virtqueue lives: descriptor ring (align 16) and the driver and device
+    event-suppression structures (4 bytes each, align 4) (virtio 1.2 §2.8). Any qsz in 1..32768."""
+
+    __slots__ = ("buf", "desc", "device_event", "driver_event", "qsz")
+
+    def __init__(self, buf, qsz: int, desc: int, driver_event: int, device_event: int):
+        if not 1 <= qsz <= MAX_QUEUE_SIZE:
+            raise DecodeError(f"packed ring: queue size {qsz} outside 1..{MAX_QUEUE_SIZE}")
+        _check_area(buf, "packed ring: descriptor ring", desc, 16, DESC_SIZE * qsz)
+        _check_area(buf, "packed ring: driver event suppression", driver_event, 4, 4)
+        _check_area(buf, "packed ring: device event suppression", device_event, 4, 4)
+        self.buf = buf
+        self.qsz = qsz
+        self.desc = desc
+        self.driver_event = driver_event
+        self.device_event = device_event
+
+    @classmethod
+    def contiguous(cls, buf, offset: int, qsz: int) -> PackedRing:
+        """Descriptor ring at `offset`, then the driver and the device event structures."""
+        return cls(buf, qsz, offset, offset + DESC_SIZE * qsz, offset + DESC_SIZE * qsz + 4)
+
+    def init(self) -> PackedRing:
+        """Zero descriptors (nothing available: both wrap counters start at 1) and both event words."""
+        buf = self.buf
+        buf[self.desc:self.desc + DESC_SIZE * self.qsz] = bytes(DESC_SIZE * self.qsz)
+        buf[self.driver_event:self.driver_event + 4] = bytes(4)
+        buf[self.device_event:self.device_event + 4] = bytes(4)
+        return self
+
+    def descriptor(self, i: int) -> tuple[int, int, int, int]:
+        """Descriptor `i` as (addr, len, id, flags)."""
+        return _PACKED_DESC.unpack_from(self.buf, self.desc + DESC_SIZE * (i % self.qsz))
+
+
+def _event_needed(buf, off: int, qsz: int, wrap: int, new: int, old: int) -> bool:
+    """The packed notification decision from one event-suppression structure (virtio 1.2 §2.8.10)."""
+    off_wrap, flags = _EVENT.unpack_from(buf, off)
+    if flags != EVENT_FLAGS_DESC:
+        return flags != EVENT_FLAGS_DISABLE
+    event = off_wrap & 0x7FFF
+    if off_wrap >> 15 != wrap:
+        event -= qsz
+    return need_event(event, new, old)
+
+
+def _store_event(buf, off: int, mode: int, pos: int, wrap: int) -> None:
+    if mode not in (EVENT_FLAGS_ENABLE, EVENT_FLAGS_DISABLE, EVENT_FLAGS_DESC):
+        raise EncodeError(f"packed ring: event flags {mode!r} not ENABLE 0, DISABLE 1 or DESC 2")
+    if mode == EVENT_FLAGS_DESC:
+        _EVENT.pack_into(buf, off, pos | wrap << 15, mode)
+    else:
+        _p16(buf, off + 2, mode)
+
+
+class PackedDriver:
+    """Driver end of a packed ring: add chains (AVAIL = wrap, USED = !wrap), decide kicks, reclaim."""
+
+    __slots__ = ("_avail_wrap", "_event_mode", "_free_ids", "_last_used", "_next_avail", "_num", "_num_added",
+                 "_tokens", "_used_wrap", "bytes_read", "bytes_written", "num_free", "ring")
+
+    def __init__(self, ring: PackedRing):
+        q = ring.qsz
+        self.ring = ring
+        self._next_avail = 0
+        self._avail_wrap = 1
+        self._last_used = 0
+        self._used_wrap = 1
+        self._free_ids = list(range(q - 1, -1, -1))
+        self._num = [0] * q
+        self._tokens: list[object] = [None] * q
+        self._num_added = 0
+        self._event_mode = EVENT_FLAGS_ENABLE
+        self.num_free = q
+        self.bytes_read = 0
+        self.bytes_written = 0
+
+    def add(self, chain, token=None) -> int | None:
+        """Write `chain` ((addr, len, device_writable) tuples) at the next ring slots, head flags last.
+
+        Returns the buffer id, or None when fewer than len(chain) slots are free.
+        """
+        k = len(chain)
+        if k == 0:
+            raise EncodeError("packed ring: empty descriptor chain")
+        if k > self.num_free:
+            return None
+        ring = self.ring
+        buf, base, q = ring.buf, ring.desc, ring.qsz
+        bid = self._free_ids[-1]
+        pos, wrap = self._next_avail, self._avail_wrap
+        writes = []
+        try:
+            for i, (addr, length, writable) in enumerate(chain):
+                flags = PACKED_DESC_F_AVAIL if wrap else PACKED_DESC_F_USED
+                if writable:
+                    flags |= DESC_F_WRITE
+                if i + 1 < k:
+                    flags |= DESC_F_NEXT
+                writes.append((base + 16 * pos, addr, length, flags))
+                pos += 1
+                if pos == q:
+                    pos = 0
+                    wrap ^= 1
+            for off, addr, length, flags in (*writes[1:], writes[0]):
+                _PACKED_DESC.pack_into(buf, off, addr, length, bid, flags)
+        except (struct.error, TypeError, ValueError) as exc:
+            raise EncodeError(f"packed ring: bad descriptor in chain {chain!r} ({exc})") from None
+        self._free_ids.pop()
+        self._num[bid] = k
+        self._tokens[bid] = bid if token is None else token
+        self._next_avail, self._avail_wrap = pos, wrap
+        self.num_free -= k
+        self._num_added += k
+        self.bytes_written += 16 * k
+        return bid
+
+    def kick_needed(self) -> bool:
+        """Whether the descriptors added since the last call need a notification (device event structure)."""
+        new = self._next_avail
+        old = new - self._num_added
+        self._num_added = 0
+        self.bytes_read += 4
+        ring = self.ring
+        return _event_needed(ring.buf, ring.device_event, ring.qsz, self._avail_wrap, new, old)
+
+    def get_used(self) -> tuple[object, int] | None:
+        """Reclaim the next used buffer: (token, bytes written), or None if the slot is not used yet."""
+        ring = self.ring
+        buf, q = ring.buf, ring.qsz
+        off = ring.desc + 16 * self._last_used
+        flags = _u16(buf, off + 14)[0]
+        wrap = self._used_wrap
+        if bool(flags & PACKED_DESC_F_AVAIL) != wrap or bool(flags & PACKED_DESC_F_USED) != wrap:
+            self.bytes_read += 2
+            return None
+        length, bid = _PACKED_DESC.unpack_from(buf, off)[1:3]
+        self.bytes_read += 8
+        n = self._num[bid] if bid < q else 0
+        if not n:
+            raise bad_field("packed ring", "desc.id", off + 12, bid, "a buffer id in flight")
+        self._num[bid] = 0
+        token, self._tokens[bid] = self._tokens[bid], None
+        self._free_ids.append(bid)
+        self.num_free += n
+        pos = self._last_used + n
+        if pos >= q:
+            pos -= q
+            self._used_wrap = wrap ^ 1
+        self._last_used = pos
+        if self._event_mode == EVENT_FLAGS_DESC:
+            _p16(buf, ring.driver_event, pos | self._used_wrap << 15)
+            self.bytes_written += 2
+        return token, length
+
+    def set_interrupts(self, mode: int) -> None:
+        """Driver event suppression: ENABLE, DISABLE, or DESC (interrupt at the next used slot; EVENT_IDX)."""
+        ring = self.ring
+        _store_event(ring.buf, ring.driver_event, mode, self._last_used, self._used_wrap)
+        self._event_mode = mode
+        self.bytes_written += 4
+
+
+class PackedDevice:
+    """Device end of a packed ring: pop available chains, mark them used, decide interrupts."""
+
+    __slots__ = ("_avail_wrap", "_next_avail", "_next_used", "_num_added", "_pending", "_used_wrap",
+                 "bytes_read", "bytes_written", "ring")
+
+    def __init__(self, ring: PackedRing):
+        self.ring = ring
+        self._next_avail = 0
+        self._avail_wrap = 1
+        self._next_used = 0
+        self._used_wrap = 1
+        self._pending: dict[int, int] = {}
+        self._num_added = 0
+        self.bytes_read = 0
+        self.bytes_written = 0
+
+    def pop(self) -> tuple[int, list[tuple[int, int, int, int]]] | None:
+        """The next available chain as (buffer id, [(addr, len, id, flags), ...]), or None.
+
+        The buffer id is the one in the chain's last descriptor (virtio 1.2 §2.8.6).
+        """
+        ring = self.ring
+        buf, base, q = ring.buf, ring.desc, ring.qsz
+        pos, wrap = self._next_avail, self._avail_wrap
+        flags = _u16(buf, base + 16 * pos + 14)[0]
+        if bool(flags & PACKED_DESC_F_AVAIL) != wrap or bool(flags & PACKED_DESC_F_USED) == wrap:
+            self.bytes_read += 2
+            return None
+        chain = []
+        while True:
+            d = _PACKED_DESC.unpack_from(buf, base + 16 * pos)
+            chain.append(d)
+            pos += 1
+            if pos == q:
+                pos = 0
+                wrap ^= 1
+            if not d[3] & DESC_F_NEXT:
+                break
+            if len(chain) >= q:
+                raise DecodeError(f"packed ring: chain starting at offset {base + 16 * self._next_avail} "
+                                  f"is longer than the queue size {q}")
+        self.bytes_read += 16 * len(chain)
+        bid = chain[-1][2]
+        if bid in self._pending:
+            raise bad_field("packed ring", "desc.id", base + 16 * ((pos - 1) % q) + 12, bid,
+                            "a buffer id not already in flight")
+        self._pending[bid] = len(chain)
+        self._next_avail, self._avail_wrap = pos, wrap
+        return bid, chain
+
+    def mark_used(self, bid: int, length: int) -> None:
+        """Write one used descriptor for buffer `bid` (AVAIL = USED = wrap) and skip its chain length."""
+        n = self._pending.pop(bid, None)
+        if n is None:
+            raise EncodeError(f"packed ring: buffer id {bid!r} is not in flight")
+        ring = self.ring
+        flags = PACKED_DESC_F_AVAIL | PACKED_DESC_F_USED if self._used_wrap else 0
+        try:
+            _PACKED_USED.pack_into(ring.buf, ring.desc + 16 * self._next_used + 8, length, bid, flags)
+        except struct.error as exc:
+            self._pending[bid] = n
+            raise EncodeError(f"packed ring: used len {length!r} ({exc})") from None
+        pos = self._next_used + n
+        if pos >= ring.qsz:
+            pos -= ring.qsz
+            self._used_wrap ^= 1
+        self._next_used = pos
+        self._num_added += n
+        self.bytes_written += 8
+
+    def interrupt_needed(self) -> bool:
+        """Whether the used descriptors since the last call need an interrupt (driver event structure)."""
+        new = self._next_used
+        old = new - self._num_added
+        self._num_added = 0
+        self.bytes_read += 4
+        ring = self.ring
+        return _event_needed(ring.buf, ring.driver_event, ring.qsz, self._used_wrap, new, old)
+
+    def set_notify(self, mode: int) -> None:
+        """Device event suppression: ENABLE, DISABLE, or DESC (kick at the next available slot; EVENT_IDX)."""
+        ring = self.ring
+        _store_event(ring.buf, ring.device_event, mode, self._next_avail, self._avail_wrap)
+        self.bytes_written += 4
