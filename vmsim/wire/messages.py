@@ -1,0 +1,677 @@
+"""The message compiler: field tables -> `MessageSpec` (one `struct.Struct` each) -> `Frame`.
+
+A `Layout` is one generation's header plus its message set. Compiling it builds, once, for
+every message: the `struct.Struct` of header + fixed fields, the byte offset of every field
+(for error messages), and an encoder and a decoder. Messages whose fields are plain integers
+(every v1-family message the simulator sends per request) get closures that do one dict
+look-up, one ``pack`` and one ``unpack_from`` per frame; anything unusual (a bad value, a
+derived count the caller left out, the fixed-40 frames) falls through to the checked path,
+which is also the one that words the error. Both paths give the same bytes.
+
+Errors: decoders raise only `DecodeError` naming the field and its byte offset; encoders raise
+only `EncodeError` naming the field.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator, Mapping
+from operator import itemgetter
+
+from vmsim.errors import DecodeError, EncodeError
+from vmsim.wire.fields import Array, Blob, Message, Scalar, check_bytes, check_uint
+
+KINDS = ("request", "response", "event")
+_U32 = struct.Struct("<I")
+_MISSING = object()
+
+
+class Header:
+    """The header of one generation (reference §2): its fields and how the frame is sized.
+
+    Every generation starts with ``type u8, msg_id u8, dev_num le16``; the 8-byte header adds
+    ``token`` then ``msg_size``, the 6-byte header only ``msg_size``. Fixed-40 frames have no
+    size field: ``frame_size`` is their constant length, zero-filled past the payload.
+    """
+
+    __slots__ = ("code", "frame_size", "names", "offsets", "size", "size_index", "token_index")
+
+    def __init__(self, fields: tuple[tuple[str, str], ...], *, frame_size: int | None = None) -> None:
+        self.names = tuple(name for name, _ in fields)
+        self.code = "".join(code for _, code in fields)
+        self.size = struct.calcsize("<" + self.code)
+        self.offsets = {}
+        offset = 0
+        for name, code in fields:
+            self.offsets[name] = offset
+            offset += struct.calcsize("<" + code)
+        self.token_index = self.names.index("token") if "token" in self.names else None
+        self.size_index = self.names.index("msg_size") if "msg_size" in self.names else None
+        self.frame_size = frame_size
+
+    def items(self, type_: int, msg_id: int, dev_num: int, token: int, msg_size: int) -> tuple:
+        """The header's struct items in wire order (fields it lacks are dropped)."""
+        every = {"type": type_, "msg_id": msg_id, "dev_num": dev_num, "token": token, "msg_size": msg_size}
+        return tuple(every[name] for name in self.names)
+
+
+HEADER_8 = Header((("type", "B"), ("msg_id", "B"), ("dev_num", "H"), ("token", "H"), ("msg_size", "H")))
+HEADER_6 = Header((("type", "B"), ("msg_id", "B"), ("dev_num", "H"), ("msg_size", "H")))
+HEADER_FIXED40 = Header((("type", "B"), ("msg_id", "B"), ("dev_num", "H")), frame_size=40)
+
+
+def type_byte(kind: str, bus: bool) -> int:
+    """The header ``type``: bit 0 response, bit 1 bus; events go out with bit 0 clear (S-pr28)."""
+    return (kind == "response") | (bus << 1)
+
+
+class Frame:
+    """One decoded message: header values, payload fields, and the spec that decoded it.
+
+    ``frame[name]`` reads one payload field without building the ``fields`` dict (hot path).
+    ``fields`` is built on first use and cached: treat it as read-only.
+    """
+
+    __slots__ = ("_fields", "spec", "values")
+
+    def __init__(self, spec: MessageSpec, values: tuple) -> None:
+        self.spec = spec
+        self.values = values
+        self._fields = None
+
+    name = property(lambda self: self.spec.name)
+    kind = property(lambda self: self.spec.kind)
+    bus = property(lambda self: self.spec.bus)
+    type = property(lambda self: self.values[0])
+    msg_id = property(lambda self: self.values[1])
+    dev_num = property(lambda self: self.values[2])
+
+    @property
+    def token(self) -> int | None:
+        """The 8-byte header's token; None in layouts without one (draft-6b, fixed40)."""
+        index = self.spec.header.token_index
+        return None if index is None else self.values[index]
+
+    @property
+    def msg_size(self) -> int:
+        """Bytes on the wire (the constant 40 for fixed-40 frames, which carry no size field)."""
+        header = self.spec.header
+        return header.frame_size if header.size_index is None else self.values[header.size_index]
+
+    @property
+    def fields(self) -> dict:
+        if self._fields is None:
+            self._fields = dict(zip(self.spec.field_names, self.values[len(self.spec.header.names) :]))
+        return self._fields
+
+    def __getitem__(self, name: str):
+        return self.values[self.spec.index[name]]
+
+    @property
+    def header(self) -> dict:
+        return dict(zip(self.spec.header.names, self.values))
+
+    def to_json(self) -> dict:
+        """Plain JSON types: byte arrays as hex strings, ``u32`` arrays as lists."""
+        fields = {
+            name: value.hex() if isinstance(value, bytes) else value for name, value in self.fields.items()
+        }
+        return {
+            "layout": self.spec.layout,
+            "name": self.name,
+            "kind": self.kind,
+            "header": self.header,
+            "fields": fields,
+        }
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Frame):
+            return NotImplemented
+        return self.spec is other.spec and self.values == other.values
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        header = " ".join(f"{k}={v}" for k, v in self.header.items())
+        return f"<Frame {self.spec.layout} {self.name} {self.kind} {header} {self.fields}>"
+
+
+class MessageSpec:
+    """One compiled message of one layout.
+
+    ``encode(fields, dev_num=0, token=0)`` and ``decode(data)`` are closures chosen at compile
+    time; ``pack(dev_num, token, *values)`` takes the payload values positionally in
+    ``field_names`` order (the fastest way to build a fixed-size frame).
+    """
+
+    __slots__ = (
+        "array",
+        "bus",
+        "decode",
+        "encode",
+        "field_names",
+        "fixed",
+        "header",
+        "index",
+        "kind",
+        "layout",
+        "min_size",
+        "msg_id",
+        "multiples",
+        "name",
+        "offsets",
+        "pack",
+        "size",
+        "struct",
+        "type",
+    )
+
+    def __init__(self, layout: str, header: Header, message: Message, multiples: tuple = ()) -> None:
+        self.layout = layout
+        self.header = header
+        self.name = message.name
+        self.kind = message.kind
+        self.msg_id = message.msg_id
+        self.bus = message.bus
+        self.type = type_byte(message.kind, message.bus)
+        self.multiples = multiples
+        payload = message.fields
+        self.array = payload[-1] if payload and isinstance(payload[-1], Array) else None
+        self.fixed = payload[:-1] if self.array else payload
+        self.field_names = tuple(name for field in payload for name in field.names)
+        self.index = {name: i for i, name in enumerate(header.names + self.field_names)}
+        self._compile_struct()
+        self._compile_codecs()
+
+    def _compile_struct(self) -> None:
+        code = "<" + self.header.code
+        offsets = dict(self.header.offsets)
+        offset = self.header.size
+        for field in self.fixed:
+            code += field.code
+            if isinstance(field, Scalar | Blob):
+                offsets[field.name] = offset
+            else:
+                shift = 0
+                for name, bits in field.parts:
+                    offsets[name] = offset + shift // 8
+                    shift += bits
+            offset += field.size
+        array = self.array
+        if array:
+            offsets[array.name] = offset
+            if array.capacity is not None:
+                code += f"{array.capacity}s" if array.is_bytes else f"{array.capacity}I"
+                offset += array.capacity * array.elem_size
+        frame_size = self.header.frame_size
+        if frame_size is not None:
+            if offset > frame_size:
+                raise ValueError(f"{self.name} {self.kind} needs {offset} bytes, frame is {frame_size}")
+            code += f"{frame_size - offset}x"
+        self.offsets = offsets
+        self.struct = struct.Struct(code)
+        variable = array is not None and array.capacity is None
+        self.size = None if variable else self.struct.size
+        self.min_size = self.struct.size
+
+    @property
+    def where(self) -> str:
+        return f"{self.layout} {self.name} {self.kind}"
+
+    # -- encoding ---------------------------------------------------------------------------
+
+    def _compile_codecs(self) -> None:
+        plain = (
+            self.header.frame_size is None
+            and not self.multiples
+            and all(isinstance(field, Scalar) for field in self.fixed)
+            and (self.array is None or (self.array.capacity is None and not self.array.optional))
+        )
+        if not plain:
+            self.encode = self.encode_checked
+            self.decode = self.decode_checked
+            self.pack = self._pack_checked
+        elif self.array is None:
+            self.encode, self.pack, self.decode = _fixed_codecs(self)
+        else:
+            self.encode, self.pack, self.decode = _array_codecs(self)
+
+    def _pack_checked(self, dev_num: int, token: int, *values) -> bytes:
+        if len(values) != len(self.field_names):
+            raise EncodeError(f"{self.where}: expected {len(self.field_names)} values {self.field_names}")
+        return self.encode_checked(dict(zip(self.field_names, values)), dev_num, token)
+
+    def encode_checked(self, fields: Mapping, dev_num: int = 0, token: int = 0) -> bytes:
+        """Encode with every check; the reference path the fast closures must agree with."""
+        where = f"encode {self.where}"
+        if not isinstance(fields, Mapping):
+            raise EncodeError(f"{where}: fields must be a mapping, got {type(fields).__name__}")
+        unknown = sorted(set(fields) - set(self.field_names))
+        if unknown:
+            raise EncodeError(
+                f"{where}: unknown field {unknown[0]!r}; fields are {', '.join(self.field_names)}"
+            )
+        check_uint(dev_num, 1 << 16, f"{where}: dev_num")
+        if self.header.token_index is not None:
+            check_uint(token, 1 << 16, f"{where}: token")
+        values = dict(fields)
+        tail_items, tail = self._encode_array(values, where)
+        items = []
+        for field in self.fixed:
+            items.extend(field.to_items(values, where))
+        for name, multiple in self.multiples:
+            if values[name] % multiple:
+                raise EncodeError(f"{where}: field {name!r} {values[name]} is not a multiple of {multiple}")
+        msg_size = self.struct.size + len(tail)
+        if self.header.size_index is not None and msg_size > 0xFFFF:
+            raise EncodeError(f"{where}: msg_size {msg_size} exceeds 65535")
+        head = self.header.items(self.type, self.msg_id, dev_num, token, msg_size)
+        return self.struct.pack(*head, *items, *tail_items) + tail
+
+    def _encode_array(self, values: dict, where: str) -> tuple[tuple, bytes]:
+        """Check the trailing array, derive or check its count; return (struct items, tail bytes)."""
+        array = self.array
+        if array is None:
+            return (), b""
+        what = f"{where}: field {array.name!r}"
+        given = values.get(array.name, _MISSING)
+        if given is _MISSING:
+            if not array.optional:
+                raise EncodeError(f"{where}: missing field {array.name!r}")
+            given = b"" if array.is_bytes else []
+        if array.is_bytes:
+            elements = check_bytes(given, what)
+        else:
+            if not isinstance(given, list | tuple):
+                raise EncodeError(f"{what}: expected a list of integers, got {type(given).__name__}")
+            elements = [check_uint(v, 1 << 32, f"{what}[{i}]") for i, v in enumerate(given)]
+        count = len(elements)
+        if array.capacity is not None and count > array.capacity:
+            raise EncodeError(f"{what}: holds at most {array.capacity} elements, got {count}")
+        if array.count is None:
+            if count != array.capacity:
+                raise EncodeError(f"{what}: must have exactly {array.capacity} elements, got {count}")
+        elif array.count in values:
+            stated = values[array.count]
+            if stated != count * array.unit and not (array.optional and count == 0):
+                raise EncodeError(
+                    f"{where}: field {array.count!r} is {stated!r} but {array.name} has {count} elements"
+                    + (f" ({count * array.unit} in units of {array.count})" if array.unit != 1 else "")
+                )
+        else:
+            values[array.count] = count * array.unit
+        if array.capacity is not None:
+            return ((elements,) if array.is_bytes else tuple(elements)), b""
+        if array.is_bytes:
+            return (), elements
+        return (), b"".join(map(_U32.pack, elements))
+
+    # -- decoding ---------------------------------------------------------------------------
+
+    def fail(self, field: str, offset: int, problem: str) -> DecodeError:
+        return DecodeError(f"decode {self.where}: field {field!r} at offset {offset}: {problem}")
+
+    def decode_checked(self, data) -> Frame:
+        """Decode with every check, naming the first field that is wrong and its byte offset."""
+        length = len(data)
+        header = self.header
+        if length < header.size:
+            name, offset = self._field_at(length)
+            raise self.fail(name, offset, f"truncated: {length} bytes, the header needs {header.size}")
+        if header.frame_size is not None:
+            if length != header.frame_size:
+                raise self.fail(
+                    "frame", min(length, header.frame_size), f"{length} bytes; fixed frames are 40"
+                )
+        else:
+            size_offset = header.offsets["msg_size"]
+            msg_size = data[size_offset] | data[size_offset + 1] << 8
+            if msg_size != length:
+                raise self.fail(
+                    "msg_size", size_offset, f"{msg_size} disagrees with the {length}-byte buffer"
+                )
+        if length < self.struct.size:
+            name, offset = self._field_at(length)
+            raise self.fail(
+                name, offset, f"truncated: frame ends at {length}, needs {self.struct.size} bytes"
+            )
+        if self.size is not None and length != self.size:
+            raise self.fail(
+                "msg_size", header.offsets["msg_size"], f"{length}, but the message is {self.size} bytes"
+            )
+        raw = self.struct.unpack_from(data)
+        values = list(raw[: len(header.names)])
+        position = len(header.names)
+        for field in self.fixed:
+            values.extend(field.from_items(raw[position : position + 1]))
+            position += 1
+        for name, multiple in self.multiples:
+            value = values[self.index[name]]
+            if value % multiple:
+                raise self.fail(name, self.offsets[name], f"{value} is not a multiple of {multiple}")
+        if self.array is not None:
+            values.append(self._decode_array(data, raw[position:], values))
+        if header.frame_size is not None:
+            self._check_padding(data, values)
+        return Frame(self, tuple(values))
+
+    def _decode_array(self, data, items: tuple, values: list):
+        array = self.array
+        start = self.offsets[array.name]
+        if array.capacity is not None:
+            if array.count is None:
+                return list(items)
+            stated = values[self.index[array.count]]
+            if stated > array.capacity:
+                raise self.fail(
+                    array.count,
+                    self.offsets[array.count],
+                    f"{stated} overruns the {array.capacity}-byte {array.name}",
+                )
+            return items[0][:stated]
+        stated = values[self.index[array.count]]
+        if stated % array.unit:
+            raise self.fail(
+                array.count, self.offsets[array.count], f"{stated} is not a multiple of {array.unit}"
+            )
+        end = start + stated // array.unit * array.elem_size
+        length = len(data)
+        if end != length and not (array.optional and start == length):
+            problem = "overruns the frame" if end > length else "leaves trailing bytes in the frame"
+            raise self.fail(
+                array.count,
+                self.offsets[array.count],
+                f"{stated} {problem} (array ends at {end}, frame at {length})",
+            )
+        if array.is_bytes:
+            return bytes(data[start:end])
+        return [v for (v,) in _U32.iter_unpack(data[start:end])]
+
+    def _check_padding(self, data, values: list) -> None:
+        """Fixed-40 frames are zero past the payload: any other byte would not re-encode."""
+        for offset in range(self._payload_end(values), len(data)):
+            if data[offset]:
+                raise self.fail("padding", offset, f"byte 0x{data[offset]:02x} must be zero")
+
+    def _payload_end(self, values: list) -> int:
+        array = self.array
+        if array is None:
+            return self.header.size + sum(field.size for field in self.fixed)
+        filled = array.capacity if array.count is None else values[self.index[array.count]]
+        return self.offsets[array.name] + filled * array.elem_size
+
+    def _field_at(self, length: int) -> tuple[str, int]:
+        """The field that a frame of `length` bytes cuts off, and where that field starts."""
+        start, name = max((start, name) for name, start in self.offsets.items() if start <= length)
+        return name, start
+
+    def __repr__(self) -> str:
+        size = self.size if self.size is not None else f">={self.min_size}"
+        return f"<MessageSpec {self.where} msg_id=0x{self.msg_id:02x} size={size}>"
+
+
+def _getter(names: tuple[str, ...]):
+    """A C-speed ``fields -> tuple of values`` for `names` (itemgetter returns a bare value for one)."""
+    if len(names) > 1:
+        return itemgetter(*names)
+    if names:
+        (name,) = names
+
+        def one(fields):
+            return (fields[name],)
+
+        return one
+
+    def none(fields):
+        return ()
+
+    return none
+
+
+def _fixed_codecs(spec: MessageSpec):
+    """Closures for a fixed-size message of plain integers: one pack / one unpack each."""
+    pack_struct = spec.struct.pack
+    unpack = spec.struct.unpack_from
+    type_, msg_id, size = spec.type, spec.msg_id, spec.size
+    names = spec.field_names
+    count = len(names)
+    getter = _getter(names)
+    has_token = spec.header.token_index is not None
+    size_index = spec.header.size_index
+    checked = spec.encode_checked
+
+    def pack(dev_num, token, *values):
+        try:
+            if has_token:
+                return pack_struct(type_, msg_id, dev_num, token, size, *values)
+            return pack_struct(type_, msg_id, dev_num, size, *values)
+        except struct.error:
+            return spec._pack_checked(dev_num, token, *values)
+
+    def encode(fields, dev_num=0, token=0):
+        try:
+            if len(fields) == count:
+                values = getter(fields)
+                if has_token:
+                    return pack_struct(type_, msg_id, dev_num, token, size, *values)
+                return pack_struct(type_, msg_id, dev_num, size, *values)
+        except (KeyError, TypeError, struct.error):
+            pass
+        return checked(fields, dev_num, token)
+
+    def decode(data):
+        if len(data) == size:
+            values = unpack(data)
+            if values[size_index] == size:
+                return Frame(spec, values)
+        return spec.decode_checked(data)
+
+    return encode, pack, decode
+
+
+def _array_codecs(spec: MessageSpec):
+    """Closures for a plain message with a trailing array sized by a count field."""
+    array = spec.array
+    pack_struct = spec.struct.pack
+    unpack = spec.struct.unpack_from
+    type_, msg_id, fixed_size = spec.type, spec.msg_id, spec.struct.size
+    name, count_name, unit = array.name, array.count, array.unit
+    is_bytes, elem_size = array.is_bytes, array.elem_size
+    scalar_names = spec.field_names[:-1]
+    getter = _getter(scalar_names)
+    total = len(spec.field_names)
+    has_token = spec.header.token_index is not None
+    size_index = spec.header.size_index
+    count_index = spec.index[count_name]
+    checked = spec.encode_checked
+
+    def encode(fields, dev_num=0, token=0):
+        try:
+            elements = fields[name]
+            derived = len(elements) * unit
+            if fields.get(count_name, derived) == derived:
+                if is_bytes:
+                    if type(elements) is not bytes:
+                        raise TypeError
+                    tail = elements
+                else:
+                    tail = b"".join(map(_U32.pack, elements))
+                merged = {**fields, count_name: derived}
+                if len(merged) == total:
+                    size = fixed_size + len(tail)
+                    if has_token:
+                        return pack_struct(type_, msg_id, dev_num, token, size, *getter(merged)) + tail
+                    return pack_struct(type_, msg_id, dev_num, size, *getter(merged)) + tail
+        except (KeyError, TypeError, struct.error):
+            pass
+        return checked(fields, dev_num, token)
+
+    def pack(dev_num, token, *values):
+        return spec._pack_checked(dev_num, token, *values)
+
+    def decode(data):
+        length = len(data)
+        if length >= fixed_size:
+            values = unpack(data)
+            count = values[count_index]
+            if (
+                values[size_index] == length
+                and count % unit == 0
+                and fixed_size + count // unit * elem_size == length
+            ):
+                if is_bytes:
+                    return Frame(spec, values + (bytes(data[fixed_size:length]),))
+                elements = [v for (v,) in _U32.iter_unpack(data[fixed_size:length])]
+                return Frame(spec, values + (elements,))
+        return spec.decode_checked(data)
+
+    return encode, pack, decode
+
+
+class Layout:
+    """One generation's message set over its header; built once by `vmsim.wire.layouts`.
+
+    ``is_event(msg_id)`` is the generation's ID-range rule, so that request / response / event
+    is read from the header exactly as the spec defines it (type bit 0, then the event range).
+    """
+
+    __slots__ = ("_by_head", "_by_key", "description", "header", "is_event", "messages", "name")
+
+    def __init__(self, name, header, messages, *, is_event, description="", multiples=None) -> None:
+        self.name = name
+        self.header = header
+        self.description = description
+        self.is_event = is_event
+        multiples = multiples or {}
+        specs = []
+        for message in messages:
+            spec = MessageSpec(name, header, message, multiples.get(message.key, ()))
+            if self.kind_of(spec.type, spec.msg_id) != spec.kind:
+                raise ValueError(f"{spec.where}: msg_id 0x{spec.msg_id:02x} is not a {spec.kind} in {name}")
+            specs.append(spec)
+        self.messages = tuple(specs)
+        self._by_key = {(s.name, s.kind): s for s in specs}
+        self._by_head = {s.type << 8 | s.msg_id: s for s in specs}
+        if len(self._by_head) != len(specs) or len(self._by_key) != len(specs):
+            raise ValueError(f"layout {name}: duplicate message")
+
+    @property
+    def header_size(self) -> int:
+        return self.header.size
+
+    def kind_of(self, type_: int, msg_id: int) -> str:
+        """request / response / event, from the header alone."""
+        if type_ & 1:
+            return "response"
+        return "event" if self.is_event(msg_id) else "request"
+
+    def spec(self, name: str, kind: str | None = None) -> MessageSpec:
+        """The compiled message; `kind` may be left out when the name has only one."""
+        if kind is None:
+            kinds = [s.kind for s in self.messages if s.name == name]
+            if len(kinds) == 1:
+                kind = kinds[0]
+            elif kinds:
+                raise EncodeError(f"{self.name} {name}: say which kind: {', '.join(kinds)}")
+        spec = self._by_key.get((name, kind))
+        if spec is None:
+            raise EncodeError(self._unknown(name, kind))
+        return spec
+
+    def _unknown(self, name, kind) -> str:
+        kinds = [s.kind for s in self.messages if s.name == name]
+        if kinds:
+            return f"{self.name} {name} has no {kind!r}; it has {', '.join(kinds)}"
+        names = ", ".join(dict.fromkeys(s.name for s in self.messages))
+        return f"layout {self.name} has no message {name!r}; messages: {names}"
+
+    def encode(self, name: str, kind: str, fields: Mapping, dev_num: int = 0, token: int = 0) -> bytes:
+        """Encode one message; ``msg_size`` and omitted array counts are computed.
+
+        ``token`` is ignored by layouts without one (draft-6b, fixed40).
+        """
+        spec = self._by_key.get((name, kind))
+        if spec is None:
+            raise EncodeError(self._unknown(name, kind))
+        return spec.encode(fields, dev_num, token)
+
+    def decode(self, data) -> Frame:
+        """Decode one whole frame (bytes, bytearray or memoryview, exactly msg_size long)."""
+        try:
+            spec = self._by_head[data[0] << 8 | data[1]]
+        except (KeyError, IndexError, TypeError):
+            raise self._head_error(data) from None
+        if len(data) < self.header.size:
+            raise self._head_error(data)
+        return spec.decode(data)
+
+    def _head_error(self, data) -> DecodeError:
+        where = f"decode {self.name}"
+        if not isinstance(data, bytes | bytearray | memoryview):
+            return DecodeError(f"{where}: expected bytes, got {type(data).__name__}")
+        length = len(data)
+        if length < self.header.size:
+            missing = next(n for n in self.header.names if self.header.offsets[n] + 1 > length)
+            offset = self.header.offsets[missing]
+            return DecodeError(
+                f"{where}: field {missing!r} at offset {offset}: truncated: "
+                f"{length} bytes, the header needs {self.header.size}"
+            )
+        type_, msg_id = data[0], data[1]
+        if type_ & 0xFC:
+            return DecodeError(f"{where}: field 'type' at offset 0: 0x{type_:02x} has reserved bits 2-7 set")
+        kind = self.kind_of(type_, msg_id)
+        space = "bus" if type_ & 2 else "transport"
+        return DecodeError(
+            f"{where}: field 'msg_id' at offset 1: no {space} {kind} with msg_id 0x{msg_id:02x}"
+        )
+
+    def encode_json(self, obj: Mapping) -> bytes:
+        """Inverse of `Frame.to_json`: ``header.msg_size`` is recomputed, not trusted."""
+        if not isinstance(obj, Mapping):
+            raise EncodeError(f"encode {self.name}: expected a JSON object, got {type(obj).__name__}")
+        unknown = sorted(set(obj) - {"layout", "name", "kind", "header", "fields"})
+        if unknown:
+            raise EncodeError(f"encode {self.name}: unknown key {unknown[0]!r}")
+        if obj.get("layout", self.name) != self.name:
+            raise EncodeError(f"encode {self.name}: 'layout' is {obj['layout']!r}, expected {self.name!r}")
+        if "name" not in obj:
+            raise EncodeError(f"encode {self.name}: missing key 'name'")
+        spec = self.spec(obj["name"], obj.get("kind"))
+        header = obj.get("header", {})
+        fields = obj.get("fields", {})
+        for key, value in (("header", header), ("fields", fields)):
+            if not isinstance(value, Mapping):
+                raise EncodeError(f"encode {spec.where}: {key!r} must be an object")
+        unknown = sorted(set(header) - set(spec.header.names))
+        if unknown:
+            raise EncodeError(f"encode {spec.where}: unknown header field {unknown[0]!r}")
+        for name, expected in (("type", spec.type), ("msg_id", spec.msg_id)):
+            if header.get(name, expected) != expected:
+                raise EncodeError(
+                    f"encode {spec.where}: header {name} is {header[name]!r}, expected {expected}"
+                )
+        return spec.encode(_fields_from_json(spec, fields), header.get("dev_num", 0), header.get("token", 0))
+
+    def __iter__(self) -> Iterator[MessageSpec]:
+        return iter(self.messages)
+
+    def __repr__(self) -> str:
+        return f"<Layout {self.name} header={self.header.size} messages={len(self.messages)}>"
+
+
+def _fields_from_json(spec: MessageSpec, fields: Mapping) -> dict:
+    """Hex strings back to bytes for the byte fields; everything else passes through."""
+    byte_fields = {f.name for f in spec.fixed if isinstance(f, Blob)}
+    if spec.array is not None and spec.array.is_bytes:
+        byte_fields.add(spec.array.name)
+    converted = dict(fields)
+    for name in byte_fields & set(fields):
+        text = fields[name]
+        if not isinstance(text, str):
+            raise EncodeError(f"encode {spec.where}: field {name!r} must be a hex string")
+        try:
+            converted[name] = bytes.fromhex(text)
+        except ValueError:
+            raise EncodeError(f"encode {spec.where}: field {name!r} is not valid hex: {text!r}") from None
+    return converted
