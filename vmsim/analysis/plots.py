@@ -1,0 +1,123 @@
+"""The standard plots of a run: latency CDF, throughput over time, queue occupancy, topology.
+
+Each function draws into a given matplotlib `Axes` and returns it; without one it opens a pyplot
+figure (inline in Jupyter; matplotlib itself falls back to Agg where there is no display).
+`save_plots` draws on bare `Figure` objects, which render through Agg without selecting a
+pyplot backend, so writing a result folder never touches the user's backend or opens a window.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from vmsim.analysis.stats import percentiles
+
+PLOT_FILES = {
+    "latency_cdf.png": "plot_latency_cdf",
+    "throughput.png": "plot_throughput",
+    "occupancy.png": "plot_occupancy",
+    "topology.png": "plot_topology",
+}
+_MAX_LEGEND_ENTRIES = 12
+
+
+def _axes(ax):
+    if ax is not None:
+        return ax
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(7, 4.5), layout="constrained")[1]
+
+
+def time_unit(span_ns: float) -> tuple[float, str]:
+    """A (divisor, label) that keeps an axis of this span in readable numbers."""
+    for label, scale in (("s", 1e9), ("ms", 1e6), ("µs", 1e3)):
+        if span_ns >= 10 * scale:
+            return scale, label
+    return 1.0, "ns"
+
+
+def latency_cdf(requests, ax=None, warmup_ns: int = 0):
+    """Empirical CDF of request latency (requests submitted after warm-up), p50/p99 marked."""
+    ax = _axes(ax)
+    latency = np.sort(requests.loc[requests["submit_ns"] >= warmup_ns, "latency_ns"].to_numpy())
+    ax.set_title("Request latency CDF")
+    ax.set_ylabel("fraction of requests")
+    if latency.size == 0:
+        ax.text(0.5, 0.5, "no requests completed after warm-up", ha="center", transform=ax.transAxes)
+        return ax
+    scale, unit = time_unit(float(latency[-1]))
+    ax.step(latency / scale, np.arange(1, latency.size + 1) / latency.size, where="post")
+    if latency[0] > 0 and latency[-1] / latency[0] > 100:
+        ax.set_xscale("log")
+    for name, value in percentiles(latency, {"p50": 50.0, "p99": 99.0}).items():
+        ax.axvline(value / scale, color="grey", linestyle=":", linewidth=1)
+        ax.annotate(name, (value / scale, 0.02), rotation=90, color="grey", fontsize=8)
+    ax.set_xlabel(f"latency ({unit})")
+    ax.set_ylim(0, 1.01)
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def throughput(requests, ax=None, *, sim_time_ns: int, warmup_ns: int = 0, bins: int = 100):
+    """Completions per second in `bins` equal slices of the run; the warm-up is shaded."""
+    ax = _axes(ax)
+    ax.set_title("Throughput over time")
+    ax.set_ylabel("completed requests / s")
+    end = max(sim_time_ns, 1)
+    scale, unit = time_unit(end)
+    counts, edges = np.histogram(requests["complete_ns"].to_numpy(), bins=bins, range=(0, end))
+    width_s = (edges[1] - edges[0]) / 1e9
+    ax.stairs(counts / width_s, edges / scale)
+    if warmup_ns:
+        ax.axvspan(0, warmup_ns / scale, color="grey", alpha=0.15, label="warm-up")
+        ax.legend(loc="best", fontsize=8)
+    ax.set_xlabel(f"simulated time ({unit})")
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def occupancy(series: dict, ax=None, *, sim_time_ns: int):
+    """Queue occupancy (frames waiting) over time, one step line per queue."""
+    ax = _axes(ax)
+    ax.set_title("Queue occupancy")
+    ax.set_ylabel("elements in queue")
+    if not series:
+        ax.text(0.5, 0.5, "no queue series recorded", ha="center", transform=ax.transAxes)
+        return ax
+    scale, unit = time_unit(max(sim_time_ns, 1))
+    for name, steps in sorted(series.items()):
+        times = np.append(np.frombuffer(steps.time, dtype=np.int64), sim_time_ns)
+        levels = np.frombuffer(steps.level, dtype=np.int64)
+        if levels.size:
+            ax.step(times / scale, np.append(levels, levels[-1]), where="post", label=name, linewidth=1)
+    if len(series) <= _MAX_LEGEND_ENTRIES:
+        ax.legend(loc="best", fontsize=8)
+    ax.set_xlabel(f"simulated time ({unit})")
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def topology(graph, ax=None):
+    """The topology graph, drawn by `vmsim.topology.draw`."""
+    from vmsim.topology import draw
+
+    ax = _axes(ax)
+    draw(graph, ax)
+    return ax
+
+
+def save_plots(result, folder: Path) -> list[Path]:
+    """Render every standard plot of a `RunResult` as PNG into `folder`; returns the paths."""
+    from matplotlib.figure import Figure
+
+    written = []
+    for file_name, method in PLOT_FILES.items():
+        figure = Figure(figsize=(7, 4.5), layout="constrained")
+        getattr(result, method)(ax=figure.add_subplot())
+        path = Path(folder) / file_name
+        figure.savefig(path, dpi=110)
+        written.append(path)
+    return written

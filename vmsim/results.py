@@ -1,0 +1,353 @@
+"""Result folders: the tables, the summary and the atomic write of one run.
+
+A result folder holds `events.parquet`, `requests.parquet`, `summary.json`,
+`config.resolved.yaml`, PNG plots and `trace.json`. It is assembled in a hidden temporary folder
+next to its destination and renamed into place, so a reader (or a crash) never sees half a
+result: either the previous result or the complete new one is there.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import uuid
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from vmsim.analysis.stats import DEFAULT_BATCHES, batch_means, latency_summary
+from vmsim.errors import VmsimError
+from vmsim.sim.output import SimOutput
+from vmsim.units import format_ns
+
+EVENT_SCHEMA = pa.schema([
+    ("time_ns", pa.int64()), ("component", pa.string()), ("event", pa.string()), ("bus", pa.string()),
+    ("dev_num", pa.int32()), ("type", pa.int16()), ("msg_id", pa.int16()), ("msg_name", pa.string()),
+    ("token", pa.int32()), ("msg_size", pa.int32()), ("value", pa.int64()), ("wire", pa.binary()),
+])
+REQUEST_SCHEMA = pa.schema([
+    ("request_id", pa.int64()), ("driver", pa.string()), ("device", pa.string()), ("dev_num", pa.int32()),
+    ("vq", pa.int32()), ("size_bytes", pa.int64()), ("submit_ns", pa.int64()), ("start_ns", pa.int64()),
+    ("service_ns", pa.int64()), ("complete_ns", pa.int64()), ("latency_ns", pa.int64()),
+])
+TRACE_EVENT_LIMIT = 200_000
+SUMMARY_FILE = "summary.json"
+
+
+# --- tables -----------------------------------------------------------------------------------
+
+
+def events_table(output: SimOutput) -> pa.Table:
+    """The event log as an Arrow table (frame headers decoded, `wire` as a binary column)."""
+    return pa.table(output.events.columns(), schema=EVENT_SCHEMA)
+
+
+def requests_table(output: SimOutput) -> pa.Table:
+    return pa.table(output.requests.columns(), schema=REQUEST_SCHEMA)
+
+
+# --- summary ----------------------------------------------------------------------------------
+
+
+def summarize(output: SimOutput, *, wall_seconds: float, version: str) -> dict:
+    """The numbers a user reads first, as a JSON-ready dict (see results/README.md for each key).
+
+    Latency and throughput cover the requests submitted at or after `warmup_ns`, so start-up
+    (device init, empty queues) does not flatter or penalise the steady state.
+    """
+    requests = output.requests.columns()
+    measured = requests["submit_ns"] >= output.warmup_ns
+    order = np.argsort(requests["submit_ns"][measured], kind="stable")
+    latency = requests["latency_ns"][measured][order]
+    window_s = (output.sim_time_ns - output.warmup_ns) / 1e9
+    interval = batch_means(latency, DEFAULT_BATCHES)
+    return json_ready({
+        "scenario": output.scenario,
+        "seed": output.seed,
+        "vmsim_version": version,
+        "sim_time_ns": output.sim_time_ns,
+        "warmup_ns": output.warmup_ns,
+        "wall_seconds": round(wall_seconds, 3),
+        "requests_total": len(output.requests),
+        "requests_completed": int(latency.size),
+        "throughput_rps": latency.size / window_s if window_s > 0 else math.nan,
+        "latency_ns": latency_summary(latency),
+        "latency_ci95_ns": interval.as_dict(),
+        **group_counters(output),
+        "init_done_ns": dict(output.init_done_ns),
+        "events_logged": len(output.events),
+        "trace": None,
+        "check": {"status": "ok", "checks": []},
+    })
+
+
+def group_counters(output: SimOutput) -> dict:
+    """SimOutput.counters grouped by bus: its queues, its doorbells, their totals.
+
+    A counter belongs to a bus when one segment of its dotted name is the bus name, and is a
+    doorbell when one segment is `doorbell`. Utilisation is the counter's own `utilisation`, else
+    `busy_ns / sim_time_ns`; a bus reports its busiest queue. Counters of no bus stay in `other`.
+    """
+    bus_names = set(output.events.buses.names)
+    buses: dict[str, dict] = {}
+    other: dict[str, dict] = {}
+    for name, counts in sorted(output.counters.items()):
+        segments = name.split(".")
+        bus = next((segment for segment in segments if segment in bus_names), None)
+        if bus is None:
+            other[name] = dict(counts)
+            continue
+        entry = buses.setdefault(bus, {"frames": 0, "bytes": 0, "utilisation_max": 0.0,
+                                       "queues": {}, "doorbells": {}})
+        if "doorbell" in segments:
+            entry["doorbells"][name] = dict(counts)
+            continue
+        counts = dict(counts)
+        if "utilisation" not in counts and "busy_ns" in counts and output.sim_time_ns > 0:
+            counts["utilisation"] = counts["busy_ns"] / output.sim_time_ns
+        entry["queues"][name] = counts
+        entry["frames"] += counts.get("frames", 0)
+        entry["bytes"] += counts.get("bytes", 0)
+        entry["utilisation_max"] = max(entry["utilisation_max"], counts.get("utilisation", 0.0))
+    return {"buses": buses, "other_counters": other}
+
+
+def json_ready(value):
+    """numpy scalars to Python, NaN/inf to None: summary.json stays strict JSON."""
+    if isinstance(value, dict):
+        return {str(key): json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def format_summary(summary: dict, folder: Path | None = None) -> str:
+    """The one-screen report printed after `vmsim run`."""
+    latency = summary["latency_ns"]
+    interval = summary["latency_ci95_ns"]
+
+    def ns(value):
+        return "-" if value is None else format_ns(value)
+
+    throughput = summary["throughput_rps"]
+    rate = "-" if throughput is None else f"{throughput:,.0f}"
+    mean = f"mean {ns(latency['mean'])}"
+    if interval["half_width"] is not None:
+        mean += f" ± {ns(interval['half_width'])} (95%, {interval['batches']} batch means)"
+    lines = [
+        f"scenario   {summary['scenario']}  (seed {summary['seed']})",
+        (f"simulated  {ns(summary['sim_time_ns'])} (warm-up {ns(summary['warmup_ns'])}) "
+         f"in {summary['wall_seconds']:.2f} s wall, {summary['events_logged']} events"),
+        f"requests   {summary['requests_completed']} measured of {summary['requests_total']}, {rate} req/s",
+        f"latency    {mean}",
+        (f"           p50 {ns(latency['p50'])}  p90 {ns(latency['p90'])}  p99 {ns(latency['p99'])}  "
+         f"p99.9 {ns(latency['p999'])}  max {ns(latency['max'])}"),
+    ]
+    for bus, entry in summary["buses"].items():
+        lines.append(f"bus {bus:<7}{entry['frames']} frames, {entry['bytes']} B, "
+                     f"busiest queue {entry['utilisation_max']:.1%} busy")
+        for name, counts in entry["doorbells"].items():
+            if "rung" in counts:
+                lines.append(f"  {name}: {counts['rung']} rung, {counts.get('coalesced', 0)} coalesced, "
+                             f"{counts.get('delivered', 0)} delivered")
+    trace = summary.get("trace")
+    if trace and trace.get("truncated"):
+        lines.append(f"trace      truncated to the first {trace['limit']} events")
+    if folder is not None:
+        lines.append(f"results    {folder}")
+    return "\n".join(lines)
+
+
+# --- the result folder ------------------------------------------------------------------------
+
+
+def check_destination(folder: Path) -> None:
+    """Refuse, before anything runs, to replace a folder that is not a vmsim result.
+
+    Replacing is delete-and-rename; pointing `--out` at a home directory must not erase it.
+    """
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise VmsimError(f"{folder}: exists and is not a folder")
+    if any(folder.iterdir()) and not (folder / SUMMARY_FILE).is_file():
+        raise VmsimError(f"{folder}: exists and is not a vmsim result folder (no {SUMMARY_FILE}); "
+                         "choose another --out or remove it")
+
+
+def write_atomically(folder: Path, fill) -> Path:
+    """Call `fill(temporary_folder)`, then swap the filled folder in at `folder`.
+
+    The temporary folder is a hidden sibling, so the final rename stays on one file system. An
+    existing result is renamed away, the new one renamed in, and only then the old one deleted;
+    if `fill` fails (or is interrupted) the temporary folder is removed and nothing else changes.
+    """
+    folder = Path(folder)
+    check_destination(folder)
+    created = [parent for parent in reversed(folder.parents) if not parent.exists()]
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:8]
+    temporary = folder.parent / f".{folder.name}.partial-{tag}"
+    temporary.mkdir()
+    try:
+        fill(temporary)
+        _swap_in(temporary, folder, folder.parent / f".{folder.name}.old-{tag}")
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        for parent in reversed(created):
+            _remove_if_empty(parent)
+        raise
+    return folder
+
+
+def _swap_in(new: Path, folder: Path, old: Path) -> None:
+    if not folder.exists():
+        os.replace(new, folder)
+        return
+    os.replace(folder, old)
+    try:
+        os.replace(new, folder)
+    except BaseException:
+        os.replace(old, folder)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _remove_if_empty(path: Path) -> None:
+    try:
+        path.rmdir()
+    except OSError:
+        pass
+
+
+class RunResult:
+    """One finished run: summary, tables (built lazily, cached) and plot helpers for notebooks.
+
+    `path` is the result folder, or None when the run was not written. `graph` may be given
+    when the caller already built it (the checks need it), else it is built on first use.
+    """
+
+    def __init__(self, scenario, output: SimOutput, summary: dict, *, graph=None, path: Path | None = None):
+        self.scenario = scenario
+        self.output = output
+        self.summary = summary
+        self.path = path
+        self._graph = graph
+
+    def __repr__(self) -> str:
+        latency = self.summary["latency_ns"]
+        p99 = "-" if latency["p99"] is None else format_ns(latency["p99"])
+        return (f"<RunResult {self.summary['scenario']} seed={self.summary['seed']} "
+                f"requests={self.summary['requests_completed']} p99={p99}>")
+
+    @cached_property
+    def events_table(self) -> pa.Table:
+        return events_table(self.output)
+
+    @cached_property
+    def requests_table(self) -> pa.Table:
+        return requests_table(self.output)
+
+    @cached_property
+    def events(self):
+        """Every logged frame, doorbell and mark, one row each (pandas DataFrame)."""
+        return self.events_table.to_pandas()
+
+    @cached_property
+    def requests(self):
+        """Every completed I/O request, one row each (pandas DataFrame)."""
+        return self.requests_table.to_pandas()
+
+    @property
+    def graph(self):
+        """The topology graph (networkx DiGraph) the run was built from."""
+        if self._graph is None:
+            from vmsim.topology import build_graph
+
+            self._graph = build_graph(self.scenario)
+        return self._graph
+
+    def init_sequence(self, device: str | None = None):
+        """The frames a device's bring-up put on the bus (tx rows, in order), up to DRIVER_OK.
+
+        `device` is the scenario's device name (default: the first device). Rows after the
+        device's `init_done_ns` are left out, so the listing is the init conversation only.
+        """
+        spec = self.scenario.devices[0] if device is None else next(
+            (item for item in self.scenario.devices if item.name == device), None)
+        if spec is None:
+            known = ", ".join(item.name for item in self.scenario.devices)
+            raise VmsimError(f"no device {device!r} in scenario {self.scenario.name} (devices: {known})")
+        events = self.events
+        rows = events[(events["event"] == "tx") & (events["bus"] == spec.bus)
+                      & (events["dev_num"] == spec.dev_num) & events["msg_name"].notna()]
+        done = next((time for name, time in self.output.init_done_ns.items()
+                     if name.split(".")[-1] == spec.name), None)
+        if done is not None:
+            rows = rows[rows["time_ns"] <= done]
+        columns = ["time_ns", "component", "msg_name", "type", "msg_id", "token", "msg_size", "wire"]
+        return rows[columns].reset_index(drop=True)
+
+    # --- plots ------------------------------------------------------------------------------
+
+    def plot_latency_cdf(self, ax=None):
+        from vmsim.analysis import plots
+
+        return plots.latency_cdf(self.requests, ax=ax, warmup_ns=self.output.warmup_ns)
+
+    def plot_throughput(self, ax=None):
+        from vmsim.analysis import plots
+
+        return plots.throughput(self.requests, ax=ax, sim_time_ns=self.output.sim_time_ns,
+                                warmup_ns=self.output.warmup_ns)
+
+    def plot_occupancy(self, ax=None):
+        from vmsim.analysis import plots
+
+        return plots.occupancy(self.output.series, ax=ax, sim_time_ns=self.output.sim_time_ns)
+
+    def plot_topology(self, ax=None):
+        from vmsim.analysis import plots
+
+        return plots.topology(self.graph, ax=ax)
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def write(self, folder: Path, *, plots: bool = True, trace: bool = True,
+              trace_limit: int = TRACE_EVENT_LIMIT, resolved_config: dict | None = None) -> Path:
+        """Write the result folder atomically; returns its path (also kept in `self.path`)."""
+
+        def fill(temporary: Path) -> None:
+            pq.write_table(self.events_table, temporary / "events.parquet")
+            pq.write_table(self.requests_table, temporary / "requests.parquet")
+            if resolved_config is not None:
+                import yaml
+
+                with open(temporary / "config.resolved.yaml", "w") as stream:
+                    yaml.safe_dump(resolved_config, stream, sort_keys=False)
+            summary = dict(self.summary)
+            if trace:
+                from vmsim.trace import write_trace
+
+                summary["trace"] = write_trace(self.output, temporary / "trace.json", limit=trace_limit,
+                                               events=self.events_table, requests=self.requests_table)
+            if plots:
+                from vmsim.analysis.plots import save_plots
+
+                save_plots(self, temporary)
+            with open(temporary / SUMMARY_FILE, "w") as stream:
+                json.dump(summary, stream, indent=2)
+                stream.write("\n")
+            self.summary = summary
+
+        self.path = write_atomically(Path(folder), fill)
+        return self.path

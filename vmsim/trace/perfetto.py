@@ -1,0 +1,192 @@
+"""A run as a Chrome trace-event JSON file, for the Perfetto UI (ui.perfetto.dev) and chrome://tracing.
+
+Layout: one process per bus (a thread per queue or doorbell logging on it), one process per
+component group that logs off-bus (named by the first segment of the dotted name), and one
+`requests` process with a thread per driver -> device pair. Every frame is a zero-length
+complete ("X") event named after its message and carrying its bytes in hex; doorbells and other
+marks are instant events. Flow arrows (flow v2: `bind_id` with `flow_out` / `flow_in`) follow each
+request frame from its tx through its rx to its response's tx and rx, and each I/O request from
+submit to completion; each request also spans submit..completion as an async slice.
+
+Timestamps are microseconds as floats (the format's unit); integers of ns divide exactly enough.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict, deque
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from vmsim.sim.output import SimOutput
+
+REQUEST_PROCESS = "requests"
+RESPONSE_BIT = 0x01
+_EVENTS_PER_REQUEST = 4  # submit, complete, async begin, async end
+
+
+def build_trace(output: SimOutput, events: pa.Table, requests: pa.Table, limit: int) -> tuple[dict, dict]:
+    """The trace document and a note {events, limit, truncated} for the summary.
+
+    Beyond `limit` timeline events the earliest ones are kept (the start of a run is where
+    bring-up happens) and the note says the trace was truncated; metadata events are not counted.
+    """
+    event_time = events.column("time_ns").to_numpy()
+    submit = requests.column("submit_ns").to_numpy()
+    complete = requests.column("complete_ns").to_numpy()
+    cutoff = _cutoff(event_time, submit, complete, limit)
+    kept_rows = np.flatnonzero(event_time < cutoff)
+    kept_requests = np.flatnonzero(complete < cutoff)
+    tracks = _Tracks()
+    timeline = _frame_events(events, kept_rows, tracks)
+    timeline += _request_events(requests, kept_requests, tracks, first_flow=len(kept_rows) + 1)
+    timeline.sort(key=lambda event: event["ts"])
+    count = len(timeline)
+    truncated = count < len(event_time) + _EVENTS_PER_REQUEST * len(submit)
+    document = {
+        "traceEvents": tracks.metadata() + timeline,
+        "displayTimeUnit": "ns",
+        "otherData": {"scenario": output.scenario, "seed": output.seed, "truncated": truncated},
+    }
+    return document, {"events": count, "limit": limit, "truncated": truncated}
+
+
+def write_trace(output: SimOutput, path: Path, *, events: pa.Table, requests: pa.Table,
+                limit: int) -> dict:
+    """Write `trace.json`; returns the note for summary.json."""
+    document, note = build_trace(output, events, requests, limit)
+    with open(path, "w") as stream:
+        json.dump(document, stream, separators=(",", ":"))
+    return {"file": Path(path).name, **note}
+
+
+def _cutoff(event_time, submit, complete, limit: int) -> float:
+    """The earliest timestamp that must be left out so at most `limit` timeline events remain."""
+    stamps = np.concatenate([event_time, submit, submit, complete, complete])
+    if stamps.size <= limit:
+        return np.inf
+    return float(np.partition(stamps, limit)[limit])
+
+
+class _Tracks:
+    """pid per process name, globally unique tid per (process, thread name), and their "M" events."""
+
+    def __init__(self):
+        self.pids: dict[str, int] = {}
+        self.tids: dict[tuple[int, str], int] = {}
+
+    def __call__(self, process: str, thread: str) -> tuple[int, int]:
+        pid = self.pids.setdefault(process, len(self.pids) + 1)
+        tid = self.tids.setdefault((pid, thread), len(self.tids) + 1)
+        return pid, tid
+
+    def metadata(self) -> list[dict]:
+        events = []
+        for name, pid in self.pids.items():
+            events.append({"ph": "M", "name": "process_name", "pid": pid, "tid": 0, "args": {"name": name}})
+            events.append({"ph": "M", "name": "process_sort_index", "pid": pid, "tid": 0,
+                           "args": {"sort_index": pid}})
+        for (pid, name), tid in self.tids.items():
+            events.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid, "args": {"name": name}})
+        return events
+
+
+def _frame_events(events: pa.Table, rows, tracks: _Tracks) -> list[dict]:
+    columns = {name: events.column(name).take(pa.array(rows, pa.int64())).to_pylist()
+               for name in events.column_names}
+    flows = _frame_flows(columns)
+    timeline = []
+    for index in range(len(rows)):
+        component = columns["component"][index]
+        bus = columns["bus"][index]
+        pid, tid = tracks(f"bus {bus}" if bus is not None else component.split(".")[0], component)
+        ts = columns["time_ns"][index] / 1000
+        wire = columns["wire"][index]
+        name = columns["msg_name"][index]
+        if name is None and columns["msg_size"][index] < 0:  # a mark: doorbell, queue full, ...
+            timeline.append({"ph": "i", "s": "t", "name": columns["event"][index], "cat": "mark",
+                             "pid": pid, "tid": tid, "ts": ts,
+                             "args": {"dev_num": columns["dev_num"][index], "value": columns["value"][index]}})
+            continue
+        event = {"ph": "X", "name": name or "frame", "cat": "frame", "pid": pid, "tid": tid, "ts": ts,
+                 "dur": 0, "args": {
+                     "event": columns["event"][index], "dev_num": columns["dev_num"][index],
+                     "type": columns["type"][index], "msg_id": columns["msg_id"][index],
+                     "token": columns["token"][index], "msg_size": columns["msg_size"][index],
+                     "wire": None if wire is None else wire.hex()}}
+        flow = flows.get(index)
+        if flow is not None:
+            event.update(flow)
+        timeline.append(event)
+    return timeline
+
+
+def _frame_flows(columns: dict) -> dict[int, dict]:
+    """Flow fields per row: each request frame chained tx -> rx -> response tx -> response rx.
+
+    Frames are matched per (bus, dev_num, type, msg_id): a rx takes the oldest frame in flight
+    with that key, a response tx answers the oldest request of that (bus, dev_num, msg_id), so
+    responses pair with requests in request order. Events (no response) chain tx -> rx only.
+    """
+    in_flight: dict[tuple, deque] = defaultdict(deque)
+    unanswered: dict[tuple, deque] = defaultdict(deque)
+    chains: list[list[int]] = []
+    for index, event in enumerate(columns["event"]):
+        if event not in ("tx", "rx") or columns["msg_name"][index] is None:
+            continue
+        frame_type = columns["type"][index]
+        bus, dev_num, msg_id = columns["bus"][index], columns["dev_num"][index], columns["msg_id"][index]
+        key = (bus, dev_num, frame_type, msg_id)
+        if event == "tx":
+            request_key = (bus, dev_num, frame_type & ~RESPONSE_BIT, msg_id)
+            waiting = unanswered[request_key]
+            if frame_type & RESPONSE_BIT and waiting:
+                chain = waiting.popleft()
+            else:
+                chain = len(chains)
+                chains.append([])
+                if not frame_type & RESPONSE_BIT:
+                    waiting.append(chain)
+            in_flight[key].append(chain)
+        else:
+            queue = in_flight[key]
+            if queue:
+                chain = queue.popleft()
+            else:
+                chain = len(chains)
+                chains.append([])
+        chains[chain].append(index)
+    flows = {}
+    for bind_id, chain in enumerate((chain for chain in chains if len(chain) > 1), start=1):
+        flows[chain[0]] = {"bind_id": bind_id, "flow_out": True}
+        for index in chain[1:-1]:
+            flows[index] = {"bind_id": bind_id, "flow_in": True, "flow_out": True}
+        flows[chain[-1]] = {"bind_id": bind_id, "flow_in": True}
+    return flows
+
+
+def _request_events(requests: pa.Table, rows, tracks: _Tracks, first_flow: int) -> list[dict]:
+    """Per request: submit and completion instants bound by a flow, and an async span between them."""
+    columns = {name: requests.column(name).take(pa.array(rows, pa.int64())).to_pylist()
+               for name in requests.column_names}
+    timeline = []
+    for index in range(len(rows)):
+        pid, tid = tracks(REQUEST_PROCESS, f"{columns['driver'][index]} -> {columns['device'][index]}")
+        request_id = columns["request_id"][index]
+        submit = columns["submit_ns"][index] / 1000
+        complete = columns["complete_ns"][index] / 1000
+        flow_id = first_flow + index
+        args = {name: columns[name][index] for name in
+                ("request_id", "vq", "size_bytes", "start_ns", "service_ns", "latency_ns")}
+        common = {"cat": "request", "pid": pid, "tid": tid}
+        timeline += [
+            {"ph": "X", "name": "submit", "ts": submit, "dur": 0, "bind_id": flow_id, "flow_out": True,
+             "args": args, **common},
+            {"ph": "X", "name": "complete", "ts": complete, "dur": 0, "bind_id": flow_id, "flow_in": True,
+             "args": args, **common},
+            {"ph": "b", "name": f"request {request_id}", "id": request_id, "ts": submit, **common},
+            {"ph": "e", "name": f"request {request_id}", "id": request_id, "ts": complete, **common},
+        ]
+    return timeline
