@@ -183,6 +183,7 @@ class AmpBus(Strict):
     rx_budget: int = Field(default=0, ge=0)
     tx_retry: TimeNs = 10_000_000
     tx_retries: int = Field(default=1000, ge=0)
+    handshake_retry: TimeNs = 1_000_000
 
 
 Bus = Annotated[Union[AmpBus], Field(discriminator="kind")]

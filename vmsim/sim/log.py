@@ -112,6 +112,7 @@ class EventLog:
         msg_size = np.full(rows, -1, dtype=np.int32)
         names: list[str | None] = [None] * rows
         wires: list[bytes | None] = [None] * rows
+        dev_num = np.frombuffer(self.dev_num, dtype=np.int32).copy()
         readers = {bus: _HeaderReader(layout) for bus, layout in self.bus_layouts.items()}
         blob = bytes(self.blob)
         for row in range(rows):
@@ -124,14 +125,15 @@ class EventLog:
                 continue
             wire = blob[start:start + length]
             wires[row] = wire
-            frame_type[row], msg_id[row], token[row], msg_size[row], names[row] = readers[self.bus[row]](wire)
+            (frame_type[row], msg_id[row], dev_num[row], token[row], msg_size[row],
+             names[row]) = readers[self.bus[row]](wire)
         bus_names = self.buses.names
         return {
             "time_ns": np.frombuffer(self.time, dtype=np.int64).copy(),
             "component": [self.components.names[i] for i in self.component],
             "event": [self.events.names[i] for i in self.event],
             "bus": [bus_names[i] if i >= 0 else None for i in self.bus],
-            "dev_num": np.frombuffer(self.dev_num, dtype=np.int32).copy(),
+            "dev_num": dev_num,
             "type": frame_type,
             "msg_id": msg_id,
             "msg_name": names,
@@ -143,7 +145,7 @@ class EventLog:
 
 
 class _HeaderReader:
-    """Reads (type, msg_id, token, msg_size, name) from a frame of one layout, names cached."""
+    """Reads (type, msg_id, dev_num, token, msg_size, name) from a frame of one layout, names cached."""
 
     __slots__ = ("layout", "header", "names")
 
@@ -158,18 +160,18 @@ class _HeaderReader:
 
     def __call__(self, wire: bytes):
         if self.header == 8:
-            frame_type, msg_id, _dev, token, msg_size = self._V1.unpack_from(wire)
+            frame_type, msg_id, dev, token, msg_size = self._V1.unpack_from(wire)
         elif self.header == 6:
-            frame_type, msg_id, _dev, msg_size = self._SIX.unpack_from(wire)
+            frame_type, msg_id, dev, msg_size = self._SIX.unpack_from(wire)
             token = -1
         else:
-            frame_type, msg_id, _dev = self._FOUR.unpack_from(wire)
+            frame_type, msg_id, dev = self._FOUR.unpack_from(wire)
             token, msg_size = -1, len(wire)
         key = (frame_type, msg_id)
         name = self.names.get(key)
         if name is None:
             name = self.names[key] = self.layout.decode(wire).name
-        return frame_type, msg_id, token, msg_size, name
+        return frame_type, msg_id, dev, token, msg_size, name
 
 
 class RequestLog:

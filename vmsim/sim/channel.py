@@ -1,0 +1,132 @@
+"""One direction of a shared-memory bus: a queue in real bytes, a doorbell, and a receive loop.
+
+AMP queue pairs and the Xen shared page are both "the sender copies a frame into the next queue
+element, publishes its index and rings; the receiver's handler drains the queue". The queue itself
+is a `vmsim.wire` view over a bytearray, so the format is exercised, not imitated; costs come from
+the bytes each step touches.
+"""
+
+from __future__ import annotations
+
+from vmsim.sim.core import Component, Simulation
+from vmsim.sim.costs import MemoryCost
+from vmsim.sim.doorbell import Doorbell
+
+INDEX_BYTES = 2
+
+
+class Channel(Component):
+    """Sender side: `yield from channel.send(frame, dev_num)`. Receiver side: `deliver(frame)` per frame,
+    after `frame_in` cut the frame out of the whole queue element it read.
+
+    Backpressure: when the queue is full the sender retries every `retry_ns`, up to `retries`
+    times (the reference Linux AMP driver retries 1000 x 10 ms), then the frame is dropped and
+    counted as `tx_failed`.
+    """
+
+    def __init__(self, sim: Simulation, name: str, *, queue, bus_id: int, doorbell_kind,
+                 sender_memory: MemoryCost, receiver_memory: MemoryCost,
+                 sender_cpu_ns: int, receiver_cpu_ns: int, deliver, frame_in,
+                 polling_ns: int | None = None, budget: int = 0,
+                 retry_ns: int = 10_000_000, retries: int = 1000, index_bytes: int = INDEX_BYTES):
+        super().__init__(sim, name)
+        self.queue = queue
+        self.bus_id = bus_id
+        self.sender_memory = sender_memory
+        self.receiver_memory = receiver_memory
+        self.sender_cpu_ns = sender_cpu_ns
+        self.receiver_cpu_ns = receiver_cpu_ns
+        self.deliver = deliver
+        self.frame_in = frame_in
+        self.polling_ns = polling_ns
+        self.budget = budget
+        self.retry_ns = retry_ns
+        self.retries = retries
+        self.index_bytes = index_bytes
+        self.doorbell = None if polling_ns else Doorbell(
+            sim, f"{name}.doorbell", doorbell_kind, bus_id, self.wake)
+        self.extra_pending = None  # an out-of-band notification source drained with the queue
+        self.counts = sim.counter(name)
+        self.counts.update(frames=0, bytes=0, full=0, tx_failed=0, rx_frames=0, busy_ns=0)
+        self.occupancy = sim.new_series(f"{name}.occupancy")
+        log = sim.log
+        self._log = log
+        self._ev_tx = log.events("tx")
+        self._ev_rx = log.events("rx")
+        self._ev_full = log.events("queue.full")
+        self._wake_event = sim.env.event()
+        sim.env.process(self._receive_loop())
+
+    # --- sender ---------------------------------------------------------------------------------
+
+    def send(self, frame: bytes, dev_num: int):
+        """Copy `frame` into the queue, publish it and ring (a generator: the sender's time passes)."""
+        env = self.env
+        cost = self.sender_cpu_ns + self.sender_memory.write(len(frame) + self.index_bytes) \
+            + self.sender_memory.read(self.index_bytes)
+        if cost:
+            yield env.timeout(cost)
+            self.counts["busy_ns"] += cost
+        attempts = 0
+        while not self.queue.try_push(frame):
+            attempts += 1
+            self.counts["full"] += 1
+            self._log.mark(env.now, self.log_id, self._ev_full, self.bus_id, dev_num, attempts)
+            if attempts > self.retries:
+                self.counts["tx_failed"] += 1
+                return
+            yield env.timeout(self.retry_ns)
+        now = env.now
+        self.counts["frames"] += 1
+        self.counts["bytes"] += len(frame)
+        self._log.frame(now, self.log_id, self._ev_tx, self.bus_id, dev_num, frame)
+        self.occupancy.record(now, len(self.queue))
+        yield from self.ring(dev_num)
+
+    def ring(self, dev_num: int = -1):
+        """Ring the receiver (nothing to do when it polls)."""
+        if self.doorbell is not None:
+            cost = self.doorbell.ring(dev_num)
+            if cost:
+                yield self.env.timeout(cost)
+
+    # --- receiver -------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """The receiver's handler is entered (doorbell delivered or poll tick)."""
+        if not self._wake_event.triggered:
+            self._wake_event.succeed()
+
+    def _receive_loop(self):
+        env = self.env
+        queue = self.queue
+        memory = self.receiver_memory
+        element_read = memory.read(queue.element_size) + memory.read(self.index_bytes)
+        per_frame = self.receiver_cpu_ns + element_read + memory.write(self.index_bytes)
+        ack = self.doorbell.ack_cost if self.doorbell is not None else 0
+        polling = self.polling_ns
+        budget = self.budget
+        log = self._log
+        while True:
+            if polling:
+                yield env.timeout(polling)
+            else:
+                yield self._wake_event
+                self._wake_event = env.event()
+                if ack:
+                    yield env.timeout(ack)
+            if self.extra_pending is not None:
+                yield from self.extra_pending()
+            handled = 0
+            while len(queue) and (not budget or handled < budget):
+                if per_frame:
+                    yield env.timeout(per_frame)
+                frame = self.frame_in(queue.try_pop())
+                now = env.now
+                self.counts["rx_frames"] += 1
+                log.frame(now, self.log_id, self._ev_rx, self.bus_id, -1, frame)
+                self.occupancy.record(now, len(queue))
+                handled += 1
+                self.deliver(frame)
+            if budget and len(queue):
+                self.wake()  # budget spent: come back for the rest, as a re-raised interrupt would

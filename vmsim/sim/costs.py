@@ -1,0 +1,89 @@
+"""Cost models: what touching shared memory costs, and random service/size draws.
+
+Costs are integer nanoseconds computed from the bytes an operation actually moves, so that a
+queue format that touches more bytes is charged more.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class MemoryCost:
+    """fixed + per started line, for reads and writes; zero bytes cost nothing."""
+
+    __slots__ = ("line", "read_fixed", "read_per_line", "write_fixed", "write_per_line")
+
+    def __init__(self, line_bytes=64, read_fixed=0, read_per_line=0, write_fixed=0, write_per_line=0):
+        self.line = line_bytes
+        self.read_fixed = read_fixed
+        self.read_per_line = read_per_line
+        self.write_fixed = write_fixed
+        self.write_per_line = write_per_line
+
+    @classmethod
+    def of(cls, kind) -> MemoryCost:
+        """From a platform memory kind (anything with the MemoryKind attributes)."""
+        return cls(kind.line_bytes, kind.read_fixed, kind.read_per_line, kind.write_fixed, kind.write_per_line)
+
+    def read(self, nbytes: int) -> int:
+        if nbytes <= 0:
+            return 0
+        return self.read_fixed + -(-nbytes // self.line) * self.read_per_line
+
+    def write(self, nbytes: int) -> int:
+        if nbytes <= 0:
+            return 0
+        return self.write_fixed + -(-nbytes // self.line) * self.write_per_line
+
+
+FREE_MEMORY = MemoryCost()
+
+_BATCH = 4096
+
+
+class Sampler:
+    """Integer draws from a distribution, taken from numpy in batches (one call per 4096 draws)."""
+
+    __slots__ = ("_draw", "_batch", "_index", "constant")
+
+    def __init__(self, draw, constant: int | None = None):
+        self._draw = draw
+        self._batch: list[int] = []
+        self._index = 0
+        self.constant = constant
+
+    def __call__(self) -> int:
+        if self.constant is not None:
+            return self.constant
+        if self._index >= len(self._batch):
+            self._batch = self._draw(_BATCH).tolist()
+            self._index = 0
+        value = self._batch[self._index]
+        self._index += 1
+        return value
+
+
+def sampler(dist, rng: np.random.Generator) -> Sampler:
+    """A sampler of integer ns (or bytes) for one of the scenario's distribution models."""
+    kind = dist.dist
+    if kind == "constant":
+        return Sampler(None, constant=int(dist.value))
+    if kind == "exponential":
+        mean = dist.mean
+        return Sampler(lambda n: np.rint(rng.exponential(mean, n)).astype(np.int64))
+    if kind == "lognormal":
+        mu = np.log(dist.mean) - dist.sigma**2 / 2 if dist.mean > 0 else 0.0
+        sigma = dist.sigma
+        return Sampler(lambda n: np.rint(rng.lognormal(mu, sigma, n)).astype(np.int64))
+    if kind == "uniform":
+        low, high = dist.low, dist.high
+        return Sampler(lambda n: rng.integers(low, high, n, endpoint=True))
+    if kind == "empirical":
+        values = np.asarray(dist.values, dtype=np.int64)
+        weights = None
+        if dist.weights is not None:
+            weights = np.asarray(dist.weights, dtype=float)
+            weights = weights / weights.sum()
+        return Sampler(lambda n: rng.choice(values, size=n, p=weights))
+    raise ValueError(f"unknown distribution {kind!r}")

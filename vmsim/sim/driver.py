@@ -1,0 +1,168 @@
+"""The virtio-msg driver (transport, driver side): discovery, initialisation, I/O.
+
+Written once for every bus. It discovers devices with the bus message GET_DEVICES (or takes the
+platform's list), initialises each one with real frames in the order the virtio and virtio-msg
+specs require, and then moves I/O through split virtqueues whose rings live in real bytes.
+"""
+
+from __future__ import annotations
+
+from vmsim.sim.core import Component, Simulation, SimulationError
+from vmsim.sim.device import ACKNOWLEDGE, DRIVER, DRIVER_OK, F_RING_EVENT_IDX, F_VERSION_1, FEATURES_OK
+from vmsim.sim.virtqueue import DriverQueue
+
+GET_DEVICES_WINDOW = 32  # device numbers asked per GET_DEVICES (VMA_MAX_DEVS in L-amp26)
+CONFIG_RESPONSE_OVERHEAD = 12  # generation, offset, length before data[] in GET_CONFIG's response
+
+
+class DeviceHandle:
+    """What the driver knows about one device: its info, negotiated features, config and queues."""
+
+    __slots__ = ("bus", "dev_num", "info", "features", "config", "generation", "queues", "ready", "failed")
+
+    def __init__(self, bus, dev_num: int, ready):
+        self.bus = bus
+        self.dev_num = dev_num
+        self.info: dict = {}
+        self.features = 0
+        self.config = b""
+        self.generation = 0
+        self.queues: dict[int, DriverQueue] = {}
+        self.ready = ready
+        self.failed = False
+
+
+class Driver(Component):
+    """One driver instance; a bus belongs to exactly one driver, a driver may own several buses."""
+
+    SUPPORTED_FEATURES = 1 << F_VERSION_1 | 1 << F_RING_EVENT_IDX
+
+    def __init__(self, sim: Simulation, name: str, *, discovery: str):
+        super().__init__(sim, name)
+        self.discovery = discovery
+        self.buses: list = []
+        self.handles: dict[tuple[str, int], DeviceHandle] = {}
+        self._encode_cache: dict = {}
+        self.counts = sim.counter(name)
+        self.counts.update(devices_ready=0, devices_failed=0)
+
+    def attach_bus(self, bus) -> None:
+        self.buses.append(bus)
+        bus.attach_driver(self)
+
+    def handle(self, bus, dev_num: int) -> DeviceHandle:
+        """The handle of a device, created on first use so that workloads can wait on `ready`."""
+        key = (bus.name, dev_num)
+        found = self.handles.get(key)
+        if found is None:
+            found = self.handles[key] = DeviceHandle(bus, dev_num, self.env.event())
+        return found
+
+    def start(self) -> None:
+        for bus in self.buses:
+            self.env.process(self._probe(bus))
+
+    # --- discovery and initialisation ------------------------------------------------------------
+
+    def _probe(self, bus):
+        if self.discovery == "platform":
+            numbers = [n for n, d in sorted(bus.devices.items()) if not d.added_at]
+        else:
+            numbers = []
+            offset = 0
+            while True:
+                frame = bus.layout.encode("GET_DEVICES", "request", {"offset": offset, "count": GET_DEVICES_WINDOW})
+                response = yield bus.request(0, frame, bus_message=True)
+                bitmap = response.fields["bitmap"]
+                numbers += [offset + bit for bit in range(len(bitmap) * 8) if bitmap[bit // 8] >> (bit % 8) & 1]
+                offset = response.fields["next_offset"]
+                if not offset:
+                    break
+        for dev_num in numbers:
+            self.env.process(self._initialise(bus, dev_num))
+
+    def on_device_event(self, bus, dev_num: int, state: int) -> None:
+        """EVENT_DEVICE: a device was added (initialise it) or removed (forget it)."""
+        if state & 0x2:
+            self.handles.pop((bus.name, dev_num), None)
+        elif state & 0x1:
+            self.env.process(self._initialise(bus, dev_num))
+
+    def _ask(self, handle: DeviceHandle, name: str, fields: dict):
+        frame = handle.bus.layout.encode(name, "request", fields, dev_num=handle.dev_num)
+        return handle.bus.request(handle.dev_num, frame)
+
+    def _initialise(self, bus, dev_num: int):
+        """GET_DEVICE_INFO, status ACKNOWLEDGE|DRIVER, features, FEATURES_OK (checked), config,
+        GET_VQUEUE then SET_VQUEUE per queue, DRIVER_OK (virtio 1.x §3.1.1 over virtio-msg)."""
+        handle = self.handle(bus, dev_num)
+        ask = self._ask
+        info = (yield ask(handle, "GET_DEVICE_INFO", {})).fields
+        handle.info = info
+        status = ACKNOWLEDGE | DRIVER
+        yield ask(handle, "SET_DEVICE_STATUS", {"status": status})
+        blocks = info["num_feature_bits"] // 32
+        offered_words = (yield ask(handle, "GET_DEVICE_FEATURES", {"block_index": 0, "num_blocks": blocks}))
+        offered = sum(word << (32 * i) for i, word in enumerate(offered_words.fields["features"]))
+        wanted = offered & self.SUPPORTED_FEATURES
+        words = [(wanted >> (32 * i)) & 0xFFFFFFFF for i in range(blocks)]
+        yield ask(handle, "SET_DRIVER_FEATURES", {"block_index": 0, "num_blocks": blocks, "features": words})
+        status |= FEATURES_OK
+        answer = (yield ask(handle, "SET_DEVICE_STATUS", {"status": status})).fields
+        if not answer["status"] & FEATURES_OK:
+            self._fail(handle, "device refused FEATURES_OK")
+            return
+        handle.features = wanted
+        yield from self._read_config(handle, info["config_size"])
+        event_idx = bool(wanted >> F_RING_EVENT_IDX & 1)
+        for index in range(info["max_virtqueues"]):
+            vq = (yield ask(handle, "GET_VQUEUE", {"index": index})).fields
+            if not vq["max_size"]:
+                continue
+            queue = DriverQueue(self, handle, index, vq["max_size"], event_idx)
+            handle.queues[index] = queue
+            yield ask(handle, "SET_VQUEUE", {"index": index, "size": queue.size, **queue.addresses})
+        status |= DRIVER_OK
+        yield ask(handle, "SET_DEVICE_STATUS", {"status": status})
+        self.counts["devices_ready"] += 1
+        self.sim.init_done[f"{bus.name}.{dev_num}"] = self.env.now
+        handle.ready.succeed(handle)
+
+    def _read_config(self, handle: DeviceHandle, size: int):
+        """GET_CONFIG in chunks that fit the bus (as the Linux transport splits it)."""
+        chunk = handle.bus.max_msg_size - handle.bus.layout.header_size - CONFIG_RESPONSE_OVERHEAD
+        data = bytearray()
+        while len(data) < size:
+            length = min(chunk, size - len(data))
+            answer = (yield self._ask(handle, "GET_CONFIG", {"offset": len(data), "length": length})).fields
+            if not answer["length"]:
+                break
+            data += answer["data"]
+            handle.generation = answer["generation"]
+        handle.config = bytes(data)
+
+    def _fail(self, handle: DeviceHandle, why: str) -> None:
+        handle.failed = True
+        self.counts["devices_failed"] += 1
+        handle.ready.fail(SimulationError(f"{self.name}: {handle.bus.name} dev {handle.dev_num}: {why}"))
+        handle.ready.defused = True
+
+    # --- events from the bus ----------------------------------------------------------------------
+
+    def on_event(self, bus, frame) -> None:
+        """EVENT_USED wakes the queue's reclaim; EVENT_CONFIG records the new generation."""
+        handle = self.handles.get((bus.name, frame.dev_num))
+        if handle is None:
+            return
+        if frame.name == "EVENT_USED":
+            queue = handle.queues.get(frame.fields["vq_index"])
+            if queue is not None:
+                queue.used_notified()
+        elif frame.name == "EVENT_CONFIG":
+            handle.generation = frame.fields["generation"]
+
+    def on_used(self, bus, dev_num: int, vq: int) -> None:
+        """An out-of-band used notification for (dev_num, vq)."""
+        handle = self.handles.get((bus.name, dev_num))
+        if handle is not None and vq in handle.queues:
+            handle.queues[vq].used_notified()

@@ -1,0 +1,129 @@
+"""From a validated scenario to running SimPy components, and back to a `SimOutput`.
+
+Elaboration in the desmod manner: build every component, connect drivers to buses and devices
+to buses, then start processes. The scenario is read through its attributes only (this layer
+does not import `vmsim.scenario`), so anything shaped like a scenario can be simulated.
+"""
+
+from __future__ import annotations
+
+from vmsim.errors import ScenarioError
+from vmsim.sim.amp import AmpBus
+from vmsim.sim.core import Simulation, SimulationError
+from vmsim.sim.costs import FREE_MEMORY, MemoryCost, sampler
+from vmsim.sim.device import Device
+from vmsim.sim.driver import Driver
+from vmsim.sim.output import SimOutput
+from vmsim.sim.workload import Workload
+
+DEVICE_IDS = {"net": 1, "block": 2, "console": 3, "rng": 4, "vsock": 19, "i2c": 34, "gpio": 41, "generic": 0x3F}
+BUS_KINDS = {"amp": AmpBus}
+
+
+class Model:
+    """The elaborated model of one scenario; `run()` once."""
+
+    def __init__(self, scenario, traces: dict | None = None):
+        self.scenario = scenario
+        self.sim = sim = Simulation(scenario.seed, keep_wire=scenario.keep_wire)
+        platform = scenario.platform
+        self.drivers = {d.name: Driver(sim, d.name, discovery=d.discovery) for d in scenario.drivers}
+        driver_specs = {d.name: d for d in scenario.drivers}
+        on_bus: dict[str, list] = {}
+        for device in scenario.devices:
+            on_bus.setdefault(device.bus, []).append(device)
+
+        def cpu_ns(name):
+            return platform.cpus[name].frame_handling if name else 0
+
+        def memory(name):
+            return MemoryCost.of(platform.memory[name]) if name else FREE_MEMORY
+
+        self.buses = {}
+        for spec in scenario.buses:
+            devices = on_bus.get(spec.name, [])
+            if isinstance(spec.memory, str):
+                driver_memory = device_memory = memory(spec.memory)
+            else:
+                driver_memory, device_memory = memory(spec.memory.driver), memory(spec.memory.device)
+            bus = BUS_KINDS[spec.kind](
+                sim, spec,
+                doorbell_to_device=platform.doorbells[spec.doorbell],
+                doorbell_to_driver=platform.doorbells[spec.doorbell_to_driver or spec.doorbell],
+                driver_memory=driver_memory, device_memory=device_memory,
+                driver_cpu_ns=cpu_ns(driver_specs[spec.driver].cpu),
+                device_cpu_ns=cpu_ns(devices[0].cpu if devices else None),
+                max_queues=max((d.queues for d in devices), default=1), device_count=len(devices))
+            self.buses[spec.name] = bus
+            self.drivers[spec.driver].attach_bus(bus)
+        self.devices = {}
+        for spec in scenario.devices:
+            bus = self.buses[spec.bus]
+            name = f"{spec.bus}.{spec.name}"
+            self.devices[spec.name] = Device(
+                sim, name, bus=bus, dev_num=spec.dev_num, device_id=DEVICE_IDS[spec.kind], queues=spec.queues,
+                queue_size=spec.queue_size, config_size=spec.config_size, feature_bits=spec.feature_bits,
+                service=sampler(spec.service, sim.rng(f"{name}.service")), copy_payload=spec.data == "copy",
+                added_at=spec.added_at, event_idx=getattr(bus.spec, "event_idx", True))
+        self.workloads = []
+        for spec in scenario.workloads:
+            device_spec = next(d for d in scenario.devices if d.name == spec.device)
+            bus_spec = next(b for b in scenario.buses if b.name == device_spec.bus)
+            arrivals = spec.arrivals
+            self.workloads.append(Workload(
+                sim, spec.name, driver=self.drivers[bus_spec.driver], bus=self.buses[bus_spec.name],
+                device=self.devices[spec.device], vq=spec.vq, arrivals=arrivals,
+                sizes=sampler(spec.size, sim.rng(f"{spec.name}.size")), requests=spec.requests,
+                start_ns=spec.start, trace=(traces or {}).get(spec.name),
+                think=sampler(arrivals.think, sim.rng(f"{spec.name}.think")) if arrivals.kind == "closed" else None))
+
+    def expected_requests(self) -> int | None:
+        limits = [w.limit for w in self.workloads]
+        if not limits or any(limit is None for limit in limits):
+            return None
+        return sum(limits)
+
+    def run(self, progress=None) -> SimOutput:
+        """Run to the end (all requests done, or `duration`); `progress(fraction)` is called as it goes."""
+        sim, env, scenario = self.sim, self.sim.env, self.scenario
+        for bus in self.buses.values():
+            bus.start()
+        for driver in self.drivers.values():
+            driver.start()
+        for workload in self.workloads:
+            workload.start()
+        expected = self.expected_requests()
+        if progress is not None and expected:
+            sim.report_progress(progress, expected)
+        stop = env.event()
+        if scenario.duration is not None:
+            env.timeout(scenario.duration).callbacks.append(lambda _event: stop.succeed() if not stop.triggered else None)
+        if expected is not None:
+            env.all_of([w.done for w in self.workloads]).callbacks.append(
+                lambda _event: stop.succeed() if not stop.triggered else None)
+        elif not self.workloads and scenario.duration is None:
+            raise ScenarioError(f"{scenario.name}: no workloads and no duration: nothing says when to stop")
+        try:
+            env.run(until=stop)
+        except RuntimeError as exc:
+            if "No scheduled events left" not in str(exc):
+                raise
+            raise SimulationError(
+                f"{scenario.name}: the model stalled at {env.now} ns with {sim.completed} requests completed "
+                f"(devices ready: {len(sim.init_done)} of {len(self.devices)})") from None
+        if progress is not None:
+            progress(1.0)
+        self._utilisation(env.now)
+        return SimOutput(scenario=scenario.name, seed=scenario.seed, sim_time_ns=env.now, warmup_ns=scenario.warmup,
+                         events=sim.log, requests=sim.requests, counters=sim.counters, series=sim.series,
+                         init_done_ns=dict(sim.init_done))
+
+    def _utilisation(self, now: int) -> None:
+        for counts in self.sim.counters.values():
+            if "busy_ns" in counts:
+                counts["utilisation"] = counts["busy_ns"] / now if now else 0.0
+
+
+def build(scenario, traces: dict | None = None) -> Model:
+    """Elaborate `scenario` into a model ready to `run()`."""
+    return Model(scenario, traces)

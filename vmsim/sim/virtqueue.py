@@ -1,0 +1,198 @@
+"""Virtqueues: the driver's and the device's halves of one split ring in shared bytes.
+
+The ring lives in a bytearray from the simulation's address space; the driver hands its address
+to the device in SET_VQUEUE and both sides operate on the same bytes through `vmsim.wire.rings`.
+Each side charges the shared-memory cost of the bytes its ring operations touched, and notifies
+the other side only when the ring says so (event-index suppression, VIRTIO_F_RING_EVENT_IDX).
+
+Each half is a pair of long-lived processes woken by bare events: the driver's submitter and
+reclaimer, the device's worker.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from vmsim.sim.costs import FREE_MEMORY
+from vmsim.wire.rings import SplitDevice, SplitDriver, SplitRing, split_ring_layout
+
+PAYLOAD_BASE = 0x8000_0000  # bus addresses handed out for request buffers (their bytes are not simulated)
+RING_ALIGN = 64  # areas on cache-line boundaries (virtio 1.x needs only 16/2/4)
+
+
+def _mark(end) -> tuple[int, int]:
+    return end.bytes_read, end.bytes_written
+
+
+def _cost(memory, end, mark: tuple[int, int]) -> int:
+    """Shared-memory time for what a ring end read and wrote since `mark`."""
+    return memory.read(end.bytes_read - mark[0]) + memory.write(end.bytes_written - mark[1])
+
+
+class _Waker:
+    """A reusable wake-up for one long-lived process: `kick()` never loses a wake-up."""
+
+    __slots__ = ("env", "event")
+
+    def __init__(self, env):
+        self.env = env
+        self.event = env.event()
+
+    def kick(self) -> None:
+        if not self.event.triggered:
+            self.event.succeed()
+
+    def wait(self):
+        event = self.event
+        if event.triggered:
+            self.event = self.env.event()
+        return event
+
+    def rearm(self) -> None:
+        self.event = self.env.event()
+
+
+class DriverQueue:
+    """The driver's half: publish requests to the avail ring, reclaim them from the used ring."""
+
+    def __init__(self, driver, handle, index: int, size: int, event_idx: bool):
+        sim = driver.sim
+        self.sim = sim
+        self.env = sim.env
+        self.handle = handle
+        self.bus = handle.bus
+        self.dev_num = handle.dev_num
+        self.index = index
+        self.size = size
+        self.event_idx = event_idx
+        _desc, avail, used, nbytes = split_ring_layout(size, RING_ALIGN)
+        self.address, buffer = sim.addresses.allocate(nbytes)
+        self.ring = SplitDriver(SplitRing.contiguous(buffer, 0, size, RING_ALIGN).init(), event_idx)
+        self.addresses = {"desc_addr": self.address, "driver_addr": self.address + avail,
+                          "device_addr": self.address + used}
+        self.inflight: dict[int, object] = {}
+        sim.inflight[self.address] = self.inflight
+        self.backlog: deque = deque()
+        self.memory = self.bus.driver_memory or FREE_MEMORY
+        self._submit_wake = _Waker(self.env)
+        self._reclaim_wake = _Waker(self.env)
+        self.env.process(self._submitter())
+        self.env.process(self._reclaimer())
+
+    def submit(self, request) -> None:
+        self.backlog.append(request)
+        self._submit_wake.kick()
+
+    def used_notified(self) -> None:
+        self._reclaim_wake.kick()
+
+    def _submitter(self):
+        env = self.env
+        ring = self.ring
+        backlog = self.backlog
+        inflight = self.inflight
+        memory = self.memory
+        while True:
+            yield self._submit_wake.wait()
+            self._submit_wake.rearm()
+            while backlog and ring.num_free:
+                before = _mark(ring)
+                while backlog and ring.num_free:
+                    request = backlog.popleft()
+                    head = ring.add(((PAYLOAD_BASE, request.size, False),), request)
+                    inflight[head] = request  # what the device is serving, for the request log
+                cost = _cost(memory, ring, before)
+                if cost:
+                    yield env.timeout(cost)
+                if ring.kick_needed():
+                    yield from self.bus.notify_device(self.dev_num, self.index)
+
+    def _reclaimer(self):
+        env = self.env
+        ring = self.ring
+        memory = self.memory
+        while True:
+            yield self._reclaim_wake.wait()
+            self._reclaim_wake.rearm()
+            while True:
+                before = _mark(ring)
+                done = []
+                while (used := ring.get_used()) is not None:
+                    done.append(used[0])
+                if not done:
+                    break
+                cost = _cost(memory, ring, before)
+                if cost:
+                    yield env.timeout(cost)
+                now = env.now
+                for request in done:
+                    request.workload.complete(request, now)
+                if self.backlog:
+                    self._submit_wake.kick()
+
+
+class DeviceQueue:
+    """The device's half: pop available buffers, serve them, return them on the used ring."""
+
+    def __init__(self, device, index: int, buffer: bytearray, size: int, event_idx: bool):
+        sim = device.sim
+        self.device = device
+        self.env = sim.env
+        self.index = index
+        self.ring = SplitDevice(SplitRing.contiguous(buffer, 0, size, RING_ALIGN), event_idx)
+        self.inflight = sim.inflight[sim.addresses.address_of(buffer)]
+        self.memory = device.bus.device_memory or FREE_MEMORY
+        self.stopped = False
+        self._wake = _Waker(self.env)
+        self.env.process(self._worker())
+
+    def kick(self) -> None:
+        self._wake.kick()
+
+    def stop(self) -> None:
+        self.stopped = True
+        self._wake.kick()
+
+    def _worker(self):
+        env = self.env
+        ring = self.ring
+        device = self.device
+        bus = device.bus
+        memory = self.memory
+        service = device.service
+        copy_payload = device.copy_payload
+        inflight = self.inflight
+        while not self.stopped:
+            yield self._wake.wait()
+            self._wake.rearm()
+            ring.set_notify(False)  # no kicks while we drain (as vhost does)
+            while not self.stopped:
+                before = _mark(ring)
+                popped = ring.pop()
+                if popped is None:
+                    ring.set_notify(True)
+                    if ring.pending():
+                        ring.set_notify(False)
+                        continue  # a buffer arrived while notifications were off
+                    break
+                head, chain = popped
+                length = sum(descriptor[1] for descriptor in chain)
+                cost = _cost(memory, ring, before)
+                if copy_payload:
+                    cost += memory.read(length)
+                if cost:
+                    yield env.timeout(cost)
+                request = inflight.get(head)
+                duration = service()
+                if request is not None:
+                    request.start_ns = env.now
+                    request.service_ns = duration
+                if duration:
+                    yield env.timeout(duration)
+                before = _mark(ring)
+                ring.push_used(head, length)
+                cost = _cost(memory, ring, before)
+                if cost:
+                    yield env.timeout(cost)
+                if ring.interrupt_needed():
+                    yield from bus.notify_driver(device.dev_num, self.index)

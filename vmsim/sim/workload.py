@@ -1,0 +1,117 @@
+"""Workloads: who submits I/O, when, and how big.
+
+Open loop (Poisson, constant rate, a trace of times and sizes) and closed loop (N outstanding,
+optional think time). Open-loop arrivals run in one long-lived process per workload; the closed
+loop needs no process at all: each completion submits the next request from a callback.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vmsim.sim.core import Component, Simulation
+from vmsim.sim.costs import Sampler
+
+
+class Request:
+    """One I/O request on its way from a workload through a virtqueue and back."""
+
+    __slots__ = ("request_id", "workload", "size", "submit_ns", "start_ns", "service_ns")
+
+    def __init__(self, request_id: int, workload, size: int, submit_ns: int):
+        self.request_id = request_id
+        self.workload = workload
+        self.size = size
+        self.submit_ns = submit_ns
+        self.start_ns = -1
+        self.service_ns = -1
+
+
+class Workload(Component):
+    """Submits requests to one virtqueue of one device once the driver has initialised it."""
+
+    def __init__(self, sim: Simulation, name: str, *, driver, bus, device, vq: int, arrivals, sizes: Sampler,
+                 requests: int | None, start_ns: int, trace: tuple[list[int], list[int]] | None = None,
+                 think: Sampler | None = None, expected: int | None = None):
+        super().__init__(sim, name)
+        self.driver = driver
+        self.bus = bus
+        self.device = device
+        self.vq = vq
+        self.arrivals = arrivals
+        self.sizes = sizes
+        self.limit = requests
+        self.start_ns = start_ns
+        self.trace = trace
+        self.think = think
+        self.submitted = 0
+        self.completed = 0
+        self.done = sim.env.event()
+        self.queue = None
+        self._rng = sim.rng(name)
+        self._device_log = sim.requests.devices(device.name)
+        self._driver_log = sim.requests.drivers(driver.name)
+        sim.workloads.append(self)
+
+    def start(self) -> None:
+        self.env.process(self._run())
+
+    def _run(self):
+        handle = self.driver.handle(self.bus, self.device.dev_num)
+        if self.start_ns > self.env.now:
+            yield self.env.timeout(self.start_ns - self.env.now)
+        handle = yield handle.ready
+        self.queue = handle.queues[self.vq]
+        kind = self.arrivals.kind
+        if kind == "closed":
+            for _ in range(self.arrivals.outstanding):
+                if not self._submit():
+                    break
+            return
+        if kind == "trace":
+            yield from self._replay()
+            return
+        yield from self._open_loop(kind)
+
+    def _open_loop(self, kind: str):
+        mean_gap = 1e9 / self.arrivals.rate
+        if kind == "poisson":
+            gaps = Sampler(lambda n: np.rint(self._rng.exponential(mean_gap, n)).astype(np.int64))
+        else:
+            gaps = Sampler(None, constant=int(round(mean_gap)))
+        timeout = self.env.timeout
+        while self._submit():
+            yield timeout(gaps())
+
+    def _replay(self):
+        times, sizes = self.trace
+        base = self.env.now
+        for index, at in enumerate(times):
+            if at + base > self.env.now:
+                yield self.env.timeout(at + base - self.env.now)
+            if not self._submit(sizes[index] if sizes else None):
+                return
+
+    def _submit(self, size: int | None = None) -> bool:
+        """Submit one request; False once the workload has submitted all it was asked to."""
+        if self.limit is not None and self.submitted >= self.limit:
+            return False
+        self.submitted += 1
+        request = Request(self.sim.next_request_id(), self, self.sizes() if size is None else size, self.env.now)
+        self.queue.submit(request)
+        return True
+
+    def complete(self, request: Request, now: int) -> None:
+        """Called by the driver's queue when the request's buffer came back on the used ring."""
+        self.completed += 1
+        self.sim.requests.add(request.request_id, self._driver_log, self._device_log, self.device.dev_num,
+                              self.vq, request.size, request.submit_ns, request.start_ns, request.service_ns, now)
+        self.sim.completed_one()
+        if self.arrivals.kind == "closed":
+            think = self.think()
+            if think:
+                self.env.timeout(think).callbacks.append(lambda _event: self._submit())
+            else:
+                self._submit()
+        if self.limit is not None and self.completed >= self.limit and not self.done.triggered:
+            self.done.succeed()
