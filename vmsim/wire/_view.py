@@ -32,7 +32,7 @@ def check_span(buf, offset: int, size: int, what: str) -> None:
 
 def bad_field(what: str, field: str, offset: int, value, expected: str) -> DecodeError:
     """The one shape of every field-level decode error: '<what>: <field> at offset <o> is <v>, expected <e>'."""
-    shown = f"{value:#x}" if isinstance(value, int) and not isinstance(value, bool) else repr(value)
+    shown = f"0x{value:X}" if isinstance(value, int) and value >= 0 else repr(value)
     return DecodeError(f"{what}: {field} at offset {offset} is {shown}, expected {expected}")
 
 

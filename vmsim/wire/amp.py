@@ -159,7 +159,7 @@ class AmpLayout(View):
                 raise bad_field(self.NAME, name, o + getattr(AmpLayout, name).offset, value, expected)
 
         magic = self.magic
-        expect("magic", magic == LAYOUT_MAGIC, magic, f"{LAYOUT_MAGIC:#06x}")
+        expect("magic", magic == LAYOUT_MAGIC, magic, f"0x{LAYOUT_MAGIC:04X}")
         v = self.length
         expect("length", v == LAYOUT_SIZE, v, str(LAYOUT_SIZE))
         v = self.version
@@ -194,7 +194,7 @@ class AmpLayout(View):
         regions.sort(key=lambda r: r[1])
         for (prev, pstart, plen), (name, start, _) in pairwise(regions):
             expect(name, start >= pstart + plen, start,
-                   f"no overlap with {prev} ({pstart:#x}..{pstart + plen:#x})")
+                   f"no overlap with {prev} (0x{pstart:X}..0x{pstart + plen:X})")
         return self
 
 
