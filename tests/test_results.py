@@ -1,0 +1,156 @@
+"""Result folders: summary numbers a user can recompute by hand, lossless tables, atomic writes."""
+
+import json
+
+import handmade
+import pandas as pd
+import pytest
+
+from vmsim.analysis import plots
+from vmsim.errors import VmsimError
+from vmsim.results import RunResult, format_summary, summarize
+
+
+def make_result(**kwargs) -> RunResult:
+    output = handmade.output(**kwargs)
+    return RunResult(handmade.scenario(), output, summarize(output, wall_seconds=0.25, version="test"))
+
+
+def test_summary_counts_only_requests_submitted_after_warmup():
+    """The two requests submitted before the 1 us warm-up are left out, so the steady state is
+    measured: latencies 200, 400, 600, 800 ns -> mean 500, p50 500, max 800, and 4 requests in
+    the 10 us after warm-up is 400,000 requests per second."""
+    summary = make_result().summary
+    assert summary["requests_total"] == 6
+    assert summary["requests_completed"] == 4
+    assert summary["throughput_rps"] == pytest.approx(4 / 10e-6)
+    latency = summary["latency_ns"]
+    assert latency["mean"] == 500 and latency["p50"] == 500 and latency["max"] == 800
+    assert latency["p90"] == pytest.approx(740)  # 600 + 0.7 * (800 - 600)
+    assert (summary["scenario"], summary["seed"], summary["vmsim_version"]) == ("handmade", 3, "test")
+    assert (summary["sim_time_ns"], summary["events_logged"]) == (11_000, 7)
+    assert summary["init_done_ns"] == {"amp0.dev1": 700}
+    assert summary["check"]["status"] == "ok"
+
+
+def test_summary_groups_counters_by_bus_with_doorbells_and_utilisation():
+    """Queues and doorbells of `amp0` land under that bus; a queue without its own utilisation
+    gets busy_ns / sim_time (550 / 11000 = 5%); the bus reports its busiest queue (25%)."""
+    summary = make_result().summary
+    bus = summary["buses"]["amp0"]
+    assert (bus["frames"], bus["bytes"]) == (3, 36)
+    assert bus["queues"]["amp0.to_device"]["utilisation"] == pytest.approx(0.05)
+    assert bus["utilisation_max"] == 0.25
+    assert bus["doorbells"] == {"amp0.to_device.doorbell": {"kind": "ipi", "rung": 1, "coalesced": 0,
+                                                            "delivered": 1}}
+    assert summary["other_counters"] == {"drv0": {"interrupts": 1}}
+
+
+def test_too_few_requests_for_an_interval_gives_null_not_nan():
+    """Four measured requests cannot fill 20 batches: the interval is null (strict JSON has no
+    NaN), while the method and batch count still say how it would have been computed."""
+    interval = make_result().summary["latency_ci95_ns"]
+    assert interval["half_width"] is None and interval["mean"] == 500
+    assert interval["batches"] == 20 and "batch means" in interval["method"]
+
+
+def test_summary_with_a_run_long_enough_for_batch_means():
+    """400 requests after warm-up: the batch-means interval is present and contains the mean."""
+    requests = [(1_000 + 10 * i, 1_000 + 10 * i, 1_000 + 10 * i + 100 + (i % 7)) for i in range(400)]
+    interval = make_result(requests=requests).summary["latency_ci95_ns"]
+    assert interval["batch_size"] == 20
+    assert interval["low"] <= interval["mean"] <= interval["high"]
+
+
+def test_parquet_tables_round_trip_with_the_frame_bytes(tmp_path):
+    """events.parquet keeps the exact bytes of every frame (a binary column, None for marks) and
+    the decoded header columns; requests.parquet keeps every request with its latency."""
+    result = make_result()
+    folder = result.write(tmp_path / "out", plots=False, trace=False)
+    events = pd.read_parquet(folder / "events.parquet")
+    assert list(events.columns) == ["time_ns", "component", "event", "bus", "dev_num", "type", "msg_id",
+                                    "msg_name", "token", "msg_size", "value", "wire"]
+    assert events["wire"][0] == handmade.STATUS_REQUEST
+    assert events["wire"][3] == handmade.STATUS_RESPONSE
+    assert events["wire"][1] is None and events["event"][1] == "doorbell.ring"
+    assert events["msg_name"][5] == "EVENT_AVAIL" and events["token"][0] == 7
+    requests = pd.read_parquet(folder / "requests.parquet")
+    assert requests["latency_ns"].tolist() == [100, 300, 200, 400, 600, 800]
+    pd.testing.assert_frame_equal(requests, result.requests)
+
+
+def test_written_summary_is_strict_json_with_the_resolved_config(tmp_path):
+    """summary.json parses with a strict parser; config.resolved.yaml is written when given."""
+    result = make_result()
+    folder = result.write(tmp_path / "out", plots=False, trace=True, resolved_config={"name": "handmade"})
+    summary = json.loads((folder / "summary.json").read_text(), parse_constant=pytest.fail)
+    assert summary["trace"] == {"file": "trace.json", "events": 31, "limit": 200_000, "truncated": False}
+    assert (folder / "config.resolved.yaml").read_text() == "name: handmade\n"
+    assert sorted(path.name for path in folder.iterdir()) == [
+        "config.resolved.yaml", "events.parquet", "requests.parquet", "summary.json", "trace.json"]
+
+
+def test_a_failure_mid_write_leaves_nothing_behind(tmp_path, monkeypatch):
+    """A plot that raises half-way through: no result folder, no temporary folder, no parent
+    folder created for it. Readers never see half a result."""
+    def broken(*args, **kwargs):
+        raise RuntimeError("plotting broke")
+
+    monkeypatch.setattr(plots, "latency_cdf", broken)
+    with pytest.raises(RuntimeError, match="plotting broke"):
+        make_result().write(tmp_path / "results" / "handmade", plots=True, trace=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_result_is_replaced_only_on_success(tmp_path, monkeypatch):
+    """The previous result stays intact when the new write fails, and is fully replaced (no
+    stale files) when it succeeds; no hidden temporary or old folders remain either way."""
+    folder = tmp_path / "handmade"
+    make_result().write(folder, plots=False, trace=False)
+    (folder / "stale.txt").write_text("from an older run")
+
+    monkeypatch.setattr(plots, "latency_cdf", lambda *args, **kwargs: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        make_result().write(folder, plots=True, trace=False)
+    assert (folder / "stale.txt").exists() and (folder / "summary.json").exists()
+
+    make_result().write(folder, plots=False, trace=False)
+    assert not (folder / "stale.txt").exists() and (folder / "summary.json").exists()
+    assert [path.name for path in tmp_path.iterdir()] == ["handmade"]
+
+
+def test_refuses_to_replace_a_folder_that_is_not_a_result(tmp_path):
+    """Replacing deletes the old folder: pointing --out at a folder of other files is refused."""
+    (tmp_path / "notes.txt").write_text("precious")
+    with pytest.raises(VmsimError, match="not a vmsim result folder"):
+        make_result().write(tmp_path, plots=False, trace=False)
+    assert (tmp_path / "notes.txt").read_text() == "precious"
+
+
+def test_init_sequence_lists_the_device_frames_up_to_driver_ok():
+    """The bring-up conversation of dev1, one row per frame sent (tx), in order, stopping at the
+    device's init_done_ns (700 ns), so the later EVENT_AVAIL is not part of it."""
+    sequence = make_result().init_sequence("dev1")
+    assert sequence["msg_name"].tolist() == ["GET_DEVICE_STATUS", "GET_DEVICE_STATUS"]
+    assert sequence["type"].tolist() == [0, 1]
+    assert sequence["wire"].tolist() == [handmade.STATUS_REQUEST, handmade.STATUS_RESPONSE]
+    with pytest.raises(VmsimError, match="no device 'nope'"):
+        make_result().init_sequence("nope")
+
+
+def test_plot_helpers_draw_into_a_given_axes():
+    """Notebook helpers draw into the caller's axes (no pyplot window needed)."""
+    from matplotlib.figure import Figure
+
+    result = make_result()
+    for method in (result.plot_latency_cdf, result.plot_throughput, result.plot_occupancy):
+        ax = Figure().add_subplot()
+        assert method(ax=ax) is ax
+        assert ax.lines or ax.patches
+
+
+def test_one_screen_summary_names_the_numbers_with_units():
+    text = format_summary(make_result().summary, "results/handmade")
+    assert "handmade" in text and "seed 3" in text
+    assert "p50 500 ns" in text and "max 800 ns" in text and "400,000 req/s" in text
+    assert "bus amp0" in text and "25.0%" in text and text.endswith("results    results/handmade")
