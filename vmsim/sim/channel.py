@@ -104,23 +104,23 @@ class Channel(Component):
         element_read = memory.read(queue.element_size) + memory.read(self.index_bytes)
         per_frame = self.receiver_cpu_ns + element_read + memory.write(self.index_bytes)
         ack = self.doorbell.ack_cost if self.doorbell is not None else 0
+        log = self._log
         polling = self.polling_ns
         budget = self.budget
-        log = self._log
         while True:
             if polling:
                 yield env.timeout(polling)
             else:
                 yield self._wake_event
                 self._wake_event = env.event()
-                if ack:
-                    yield env.timeout(ack)
             if self.extra_pending is not None:
                 yield from self.extra_pending()
             handled = 0
+            owed = ack  # the handler acknowledges the doorbell before it reads the first frame
             while len(queue) and (not budget or handled < budget):
-                if per_frame:
-                    yield env.timeout(per_frame)
+                if per_frame + owed:
+                    yield env.timeout(per_frame + owed)
+                    owed = 0
                 frame = self.frame_in(queue.try_pop())
                 now = env.now
                 self.counts["rx_frames"] += 1

@@ -101,10 +101,11 @@ class DriverQueue:
                     request = backlog.popleft()
                     head = ring.add(((PAYLOAD_BASE, request.size, False),), request)
                     inflight[head] = request  # what the device is serving, for the request log
+                kick = ring.kick_needed()
                 cost = _cost(memory, ring, before)
                 if cost:
                     yield env.timeout(cost)
-                if ring.kick_needed():
+                if kick:
                     yield from self.bus.notify_device(self.dev_num, self.index)
 
     def _reclaimer(self):
@@ -143,6 +144,9 @@ class DeviceQueue:
         self.inflight = sim.inflight[sim.addresses.address_of(buffer)]
         self.memory = device.bus.device_memory or FREE_MEMORY
         self.stopped = False
+        self.counts = sim.counter(device.name)
+        self.counts.setdefault("served", 0)
+        self.counts.setdefault("busy_ns", 0)
         self._wake = _Waker(self.env)
         self.env.process(self._worker())
 
@@ -162,6 +166,7 @@ class DeviceQueue:
         service = device.service
         copy_payload = device.copy_payload
         inflight = self.inflight
+        counts = self.counts
         while not self.stopped:
             yield self._wake.wait()
             self._wake.rearm()
@@ -180,19 +185,20 @@ class DeviceQueue:
                 cost = _cost(memory, ring, before)
                 if copy_payload:
                     cost += memory.read(length)
-                if cost:
-                    yield env.timeout(cost)
-                request = inflight.get(head)
                 duration = service()
+                request = inflight.get(head)
                 if request is not None:
-                    request.start_ns = env.now
+                    request.start_ns = env.now + cost  # service starts once the buffer was read
                     request.service_ns = duration
-                if duration:
-                    yield env.timeout(duration)
+                counts["served"] += 1
+                counts["busy_ns"] += duration
+                if cost + duration:
+                    yield env.timeout(cost + duration)
                 before = _mark(ring)
                 ring.push_used(head, length)
+                interrupt = ring.interrupt_needed()
                 cost = _cost(memory, ring, before)
                 if cost:
                     yield env.timeout(cost)
-                if ring.interrupt_needed():
+                if interrupt:
                     yield from bus.notify_driver(device.dev_num, self.index)
