@@ -34,16 +34,20 @@ def test_summary_counts_only_requests_submitted_after_warmup():
 
 
 def test_summary_groups_counters_by_bus_with_doorbells_and_utilisation():
-    """Queues and doorbells of `amp0` land under that bus; a queue without its own utilisation
-    gets busy_ns / sim_time (550 / 11000 = 5%); the bus reports its busiest queue (25%)."""
+    """The bus's own counters, its queues, doorbells and devices land under `amp0`; a queue
+    without its own utilisation gets busy_ns / sim_time (550 / 11000 = 5%); the bus reports its
+    busiest queue (25%), not the busier device, since bus sizing is the question it answers."""
     summary = make_result().summary
     bus = summary["buses"]["amp0"]
     assert (bus["frames"], bus["bytes"]) == (3, 36)
+    assert sorted(bus["queues"]) == ["amp0.to_device", "amp0.to_driver"]
     assert bus["queues"]["amp0.to_device"]["utilisation"] == pytest.approx(0.05)
     assert bus["utilisation_max"] == 0.25
     assert bus["doorbells"] == {"amp0.to_device.doorbell": {"kind": "ipi", "rung": 1, "coalesced": 0,
                                                             "delivered": 1}}
-    assert summary["other_counters"] == {"drv0": {"interrupts": 1}}
+    assert bus["devices"] == {"amp0.dev1": {"served": 6, "busy_ns": 1_900, "utilisation": 0.17}}
+    assert bus["counters"] == {"requests": 1, "responses": 1, "events": 1}
+    assert summary["other_counters"] == {"drv0": {"devices_ready": 1}}
 
 
 def test_too_few_requests_for_an_interval_gives_null_not_nan():
@@ -153,4 +157,5 @@ def test_one_screen_summary_names_the_numbers_with_units():
     text = format_summary(make_result().summary, "results/handmade")
     assert "handmade" in text and "seed 3" in text
     assert "p50 500 ns" in text and "max 800 ns" in text and "400,000 req/s" in text
-    assert "bus amp0" in text and "25.0%" in text and text.endswith("results    results/handmade")
+    assert "bus amp0" in text and "25.0%" in text and "amp0.dev1: 17.0% busy" in text
+    assert text.endswith("results    results/handmade")

@@ -8,6 +8,8 @@ printed on one line and exits with status 2; no traceback reaches the user.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Annotated
 
 import click
 import typer
@@ -22,6 +24,49 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(codec_app, name="codec")
+
+ScenarioPath = Annotated[Path, typer.Argument(help="Scenario YAML file.")]
+SetOption = Annotated[list[str] | None, typer.Option(
+    "--set", help="Override a scenario value: dotted.key=value (value read as YAML); repeatable.")]
+
+
+@app.command()
+def run(
+    scenario: ScenarioPath,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Result folder (default: results/<scenario name>).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", min=0, help="Replace the scenario's seed.")] = None,
+    set_: SetOption = None,
+    no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip the PNG plots.")] = False,
+    no_trace: Annotated[bool, typer.Option("--no-trace", help="Skip trace.json.")] = False,
+) -> None:
+    """Simulate a scenario and write its result folder (tables, summary, plots, Perfetto trace)."""
+    from tqdm import tqdm
+
+    from vmsim.api import run as run_scenario
+    from vmsim.results import format_summary
+
+    # Shown only on a terminal and only once a run has taken a couple of seconds.
+    with tqdm(total=100, unit="%", file=sys.stderr, disable=not sys.stderr.isatty(), delay=2.0, leave=False,
+              bar_format="{l_bar}{bar}| {elapsed}<{remaining}") as bar:
+        def progress(fraction: float) -> None:
+            bar.update(max(0, min(100, round(fraction * 100)) - bar.n))
+
+        result = run_scenario(scenario, seed=seed, out=out, set=set_ or [], plots=not no_plots,
+                              trace=not no_trace, progress=progress)
+    print(format_summary(result.summary, result.path))
+
+
+@app.command()
+def validate(
+    scenario: ScenarioPath,
+    set_: SetOption = None,
+) -> None:
+    """Load a scenario and run every check, without simulating."""
+    from vmsim.scenario import load
+
+    model = load(scenario, set_ or [])
+    print(f"ok: {model.name} ({len(model.drivers)} drivers, {len(model.buses)} buses, "
+          f"{len(model.devices)} devices, {len(model.workloads)} workloads)")
 
 
 def fail(message: str) -> None:
@@ -38,11 +83,16 @@ def main(argv: list[str] | None = None) -> None:
         result = command.main(args=argv, prog_name="vmsim", standalone_mode=False)
     except VmsimError as exc:
         fail(str(exc))
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, typer.Abort):
         print("vmsim: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
-    except click.exceptions.ClickException as exc:
-        fail(exc.format_message())
+    except (click.exceptions.ClickException, typer.TyperException) as exc:
+        # typer >= 0.25 vendors click: its usage errors are TyperException, not click's.
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        if not message and hasattr(exc, "show"):  # bare `vmsim`: the help is the answer
+            exc.show()
+            raise SystemExit(2) from None
+        fail(message)
     if isinstance(result, int) and result:
         raise SystemExit(result)
 

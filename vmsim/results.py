@@ -87,33 +87,38 @@ def summarize(output: SimOutput, *, wall_seconds: float, version: str) -> dict:
 
 
 def group_counters(output: SimOutput) -> dict:
-    """SimOutput.counters grouped by bus: its queues, its doorbells, their totals.
+    """SimOutput.counters grouped by bus: the bus's own counters, its queues, doorbells and devices.
 
-    A counter belongs to a bus when one segment of its dotted name is the bus name, and is a
-    doorbell when one segment is `doorbell`. Utilisation is the counter's own `utilisation`, else
-    `busy_ns / sim_time_ns`; a bus reports its busiest queue. Counters of no bus stay in `other`.
+    A counter belongs to a bus when one segment of its dotted name is the bus name. Within a bus,
+    a name with a `doorbell` segment is a doorbell, a counter of `frames` is a queue, anything else
+    (a device's `served`, `busy_ns`) a device. A queue's utilisation is its own `utilisation`, else
+    `busy_ns / sim_time_ns`; the bus reports its busiest queue. Counters of no bus go to `other_counters`.
     """
     bus_names = set(output.events.buses.names)
     buses: dict[str, dict] = {}
     other: dict[str, dict] = {}
     for name, counts in sorted(output.counters.items()):
+        counts = dict(counts)
         segments = name.split(".")
         bus = next((segment for segment in segments if segment in bus_names), None)
         if bus is None:
-            other[name] = dict(counts)
+            other[name] = counts
             continue
-        entry = buses.setdefault(bus, {"frames": 0, "bytes": 0, "utilisation_max": 0.0,
-                                       "queues": {}, "doorbells": {}})
-        if "doorbell" in segments:
-            entry["doorbells"][name] = dict(counts)
-            continue
-        counts = dict(counts)
-        if "utilisation" not in counts and "busy_ns" in counts and output.sim_time_ns > 0:
-            counts["utilisation"] = counts["busy_ns"] / output.sim_time_ns
-        entry["queues"][name] = counts
-        entry["frames"] += counts.get("frames", 0)
-        entry["bytes"] += counts.get("bytes", 0)
-        entry["utilisation_max"] = max(entry["utilisation_max"], counts.get("utilisation", 0.0))
+        entry = buses.setdefault(bus, {"frames": 0, "bytes": 0, "utilisation_max": 0.0, "counters": {},
+                                       "queues": {}, "doorbells": {}, "devices": {}})
+        if name == bus:
+            entry["counters"] = counts
+        elif "doorbell" in segments:
+            entry["doorbells"][name] = counts
+        elif "frames" in counts:
+            if "utilisation" not in counts and "busy_ns" in counts and output.sim_time_ns > 0:
+                counts["utilisation"] = counts["busy_ns"] / output.sim_time_ns
+            entry["queues"][name] = counts
+            entry["frames"] += counts["frames"]
+            entry["bytes"] += counts.get("bytes", 0)
+            entry["utilisation_max"] = max(entry["utilisation_max"], counts.get("utilisation", 0.0))
+        else:
+            entry["devices"][name] = counts
     return {"buses": buses, "other_counters": other}
 
 
@@ -155,6 +160,9 @@ def format_summary(summary: dict, folder: Path | None = None) -> str:
     for bus, entry in summary["buses"].items():
         lines.append(f"bus {bus:<7}{entry['frames']} frames, {entry['bytes']} B, "
                      f"busiest queue {entry['utilisation_max']:.1%} busy")
+        for name, counts in entry["devices"].items():
+            if "utilisation" in counts:
+                lines.append(f"  {name}: {counts['utilisation']:.1%} busy")
         for name, counts in entry["doorbells"].items():
             if "rung" in counts:
                 lines.append(f"  {name}: {counts['rung']} rung, {counts.get('coalesced', 0)} coalesced, "
@@ -290,8 +298,8 @@ class RunResult:
         events = self.events
         rows = events[(events["event"] == "tx") & (events["bus"] == spec.bus)
                       & (events["dev_num"] == spec.dev_num) & events["msg_name"].notna()]
-        done = next((time for name, time in self.output.init_done_ns.items()
-                     if name.split(".")[-1] == spec.name), None)
+        keys = (f"{spec.bus}.{spec.name}", f"{spec.bus}.{spec.dev_num}", spec.name)
+        done = next((self.output.init_done_ns[key] for key in keys if key in self.output.init_done_ns), None)
         if done is not None:
             rows = rows[rows["time_ns"] <= done]
         columns = ["time_ns", "component", "msg_name", "type", "msg_id", "token", "msg_size", "wire"]
