@@ -19,4 +19,15 @@ class EncodeError(VmsimError):
 
 
 class ScenarioError(VmsimError):
-    """A scenario, profile or override that is invalid; the message names file, line and key."""
+    """A scenario, profile or override that is invalid; the message names file, line and key.
+
+    One error may carry several problems (all found in one pass, so users fix them in one go):
+    the message has one self-contained line per problem, also listed in `problems`.
+    """
+
+    def __init__(self, *problems: str):
+        super().__init__(*problems)  # args == problems, so the error pickles whole (process pools)
+        self.problems = list(problems)
+
+    def __str__(self) -> str:
+        return "\n".join(self.problems)

@@ -1,0 +1,264 @@
+"""Scenario files in, validated `Scenario` out, with every problem placed at file:line: key.
+
+The steps, in order: read YAML (remembering lines), default `name` to the file stem, apply
+`--set` overrides, resolve the platform profile (stripping citations into provenance), validate
+with pydantic, then check the topology and read trace files. Each step reports all of its
+problems at once in one `ScenarioError`, one self-contained line per problem; a later step runs
+only on what the earlier ones accepted, so one typo never shows up as a cascade.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import re
+import types
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+
+from vmsim import topology
+from vmsim.errors import ScenarioError
+from vmsim.scenario.locations import KeyPath, Locations, Origin, read_yaml
+from vmsim.scenario.models import Scenario
+from vmsim.scenario.overrides import Override, locate, parse_override
+from vmsim.scenario.platform import fill_default_provenance, resolve_platform, strip_citations
+from vmsim.scenario.trace import read_trace
+
+_BRANCH_MISMATCH = {"string_type", "model_type", "dict_type", "int_type", "float_type", "bool_type", "list_type"}
+
+
+def load(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
+    """Read, override, validate and check a scenario file; raise `ScenarioError` on any problem."""
+    path = Path(path)
+    data, locations = read_yaml(path, str(path))
+    if isinstance(data, dict) and "name" not in data:
+        data["name"] = _name_from(path.stem)
+    return _assemble(data, locations, path.parent, overrides)
+
+
+def load_dict(data: dict, source: str = "<dict>", overrides: Sequence[str] = (),
+              base_dir: str | Path | None = None) -> Scenario:
+    """Like `load` for a mapping built in code; `source` names it in messages, relative profile and
+    trace paths are taken from `base_dir` (default: the working directory). `data` is not modified."""
+    base = Path.cwd() if base_dir is None else Path(base_dir)
+    return _assemble(copy.deepcopy(data), Locations(Origin(source)), base, overrides)
+
+
+def resolved_dict(scenario: Scenario) -> dict:
+    """The scenario as plain YAML-able data (ints in ns and bytes); loading it back gives an equal one.
+
+    The platform is written inline with its provenance, so the file stands alone; trace paths are
+    already absolute.
+    """
+    return scenario.model_dump(mode="json")
+
+
+def _assemble(data: object, locations: Locations, base_dir: Path, arguments: Sequence[str]) -> Scenario:
+    if not isinstance(data, dict):
+        raise ScenarioError(locations.problem((), f"the top level must be a mapping of scenario keys, "
+                                                  f"not a {type(data).__name__}"))
+    problems: list[str] = []
+    overrides = []
+    for argument in arguments:
+        try:
+            overrides.append(parse_override(argument))
+        except ScenarioError as exc:
+            problems.extend(exc.problems)
+    early = [o for o in overrides if o.keys[0] == "platform" and o.keys[1:2] in ((), ("profile",))]
+    late = [o for o in overrides if o not in early]
+    if isinstance(data.get("platform"), str):
+        data["platform"] = {"profile": data["platform"]}
+    _apply(data, early, locations, problems)
+    platform_ok = "platform" in data
+    if platform_ok:
+        try:
+            data["platform"] = resolve_platform(data["platform"], base_dir, locations, str(locations.default.source))
+        except ScenarioError as exc:
+            problems.extend(exc.problems)
+            platform_ok = False
+    _apply(data, [o for o in late if platform_ok or o.keys[0] != "platform"], locations, problems)
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_schema_problems(exc, data, locations, skip_platform=not platform_ok))
+        raise ScenarioError(*problems) from None
+    if problems:
+        raise ScenarioError(*problems)
+    fill_default_provenance(scenario.platform)
+    graph = topology.build_graph(scenario)
+    problems = locations.problems(topology.problems(scenario, graph))
+    problems.extend(_load_traces(scenario, base_dir, locations))
+    if problems:
+        raise ScenarioError(*problems)
+    return scenario
+
+
+def _apply(data: dict, overrides: list[Override], locations: Locations, problems: list[str]) -> None:
+    """Write each override into `data`; platform values are recorded in its provenance."""
+    for override in overrides:
+        try:
+            container, slot, path = locate(data, override)
+        except ScenarioError as exc:
+            problems.extend(exc.problems)
+            continue
+        value = override.value
+        if path[0] == "platform" and len(path) > 1 and "provenance" in data["platform"]:
+            value = strip_citations(value, path[1:], ("platform",), locations, data["platform"]["provenance"],
+                                    f"override: {override.label}", problems)
+        container[slot] = value
+        locations.reset(path, Origin(override.label))
+        if path == ("platform",) and isinstance(value, str):
+            data["platform"] = {"profile": value}
+
+
+def _load_traces(scenario: Scenario, base_dir: Path, locations: Locations) -> list[str]:
+    """Resolve each trace path against the scenario's folder (stored absolute) and validate the file."""
+    problems = []
+    for index, workload in enumerate(scenario.workloads):
+        if workload.arrivals.kind != "trace":
+            continue
+        path = (base_dir / workload.arrivals.file).expanduser().resolve()
+        key = ("workloads", index, "arrivals", "file")
+        if not path.is_file():
+            problems.append(locations.problem(key, f"trace file {workload.arrivals.file!r} not found "
+                                                   f"(looked for {path})"))
+            continue
+        try:
+            read_trace(path)
+        except ScenarioError as exc:
+            problems.extend(exc.problems)
+            continue
+        workload.arrivals.file = str(path)
+    return problems
+
+
+# --- pydantic errors -> file:line: key: message -------------------------------------------------
+
+
+def _schema_problems(exc: ValidationError, data: dict, locations: Locations, skip_platform: bool) -> list[str]:
+    """One line per problem; union branches that merely failed to match are folded away."""
+    entries: list[tuple[KeyPath, str, bool]] = []
+    for error in exc.errors():
+        path, branch = _user_path(error["loc"], data)
+        if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            path += (error["ctx"]["discriminator"].strip("'"),)  # point at the `kind:`/`dist:` line
+        if skip_platform and path[:1] == ("platform",):
+            continue
+        entries.append((path, _message(error, data), branch and error["type"] in _BRANCH_MISMATCH))
+    deeper = {path[:end] for path, _, _ in entries for end in range(len(path))}
+    lines: dict[KeyPath, list[str]] = {}
+    for path, message, branch in entries:
+        if branch and path in deeper:
+            continue  # another branch of the union got further: its error is the useful one
+        lines.setdefault(path, []).append(message)
+    return locations.problems([(path, "; or ".join(dict.fromkeys(messages))) for path, messages in lines.items()])
+
+
+def _user_path(loc: tuple, data: object) -> tuple[KeyPath, bool]:
+    """Drop the union tags pydantic puts in `loc` ('amp', 'poisson', 'constrained-str') by walking
+    the data: a part the data does not have is a tag, unless it is the last (a missing key).
+    Returns the path and whether the error ends in a skipped tag (a failed union branch)."""
+    path: list[str | int] = []
+    node = data
+    skipped_last = False
+    for depth, part in enumerate(loc):
+        last = depth == len(loc) - 1
+        skipped_last = False
+        present = (isinstance(node, dict) and part in node
+                   or isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node))
+        if present:
+            path.append(part)
+            node = node[part]
+        elif isinstance(node, dict) and last and isinstance(part, str) and not _is_tag(node, part):
+            path.append(part)
+        else:
+            skipped_last = True
+    return tuple(path), skipped_last
+
+
+def _is_tag(node: dict, part: str) -> bool:
+    return part in node.values() or not re.fullmatch(r"[a-z_][a-z0-9_]*", part)
+
+
+def _message(error: dict, data: object) -> str:
+    kind = error["type"]
+    loc = error["loc"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        close = difflib.get_close_matches(key, _valid_keys(loc[:-1]), n=1)
+        return f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+    if kind == "missing":
+        return "missing required key"
+    if kind == "union_tag_not_found":
+        return f"missing required key (one of {', '.join(sorted(_tags(_annotation_at(loc))))})"
+    if kind == "union_tag_invalid":
+        context = error["ctx"]
+        return f"unknown value {context['tag']!r} (use one of {context['expected_tags']})"
+    message = error["msg"].removeprefix("Value error, ")
+    value = error.get("input")
+    if kind != "value_error" and isinstance(value, (int, float, str)) and len(str(value)) <= 40:
+        message += f" (got {value!r})"
+    return message
+
+
+def _valid_keys(loc: tuple) -> list[str]:
+    """The field names of the model at `loc` (raw pydantic loc, tags included), for suggestions."""
+    model = _annotation_at(loc)
+    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
+def _annotation_at(loc: tuple) -> object:
+    """The schema type at a raw pydantic `loc`, walking models, lists, dicts and union tags."""
+    annotation: object = Scenario
+    for part in loc:
+        annotation = _step(annotation, part)
+    return _bare(annotation)
+
+
+def _step(annotation: object, part: str | int) -> object:
+    annotation = _bare(annotation)
+    if annotation is None:
+        return None
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        members = [_bare(a) for a in get_args(annotation) if a is not type(None)]
+        for member in members:
+            if isinstance(member, type) and (member.__name__ == part or part in _tags(member)):
+                return member
+        return None
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if part in annotation.model_fields:
+            return annotation.model_fields[part].annotation
+        return annotation if part in _tags(annotation) else None
+    if origin is list:
+        return get_args(annotation)[0]
+    if origin is dict:
+        return get_args(annotation)[1]
+    return None
+
+
+def _bare(annotation: object) -> object:
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    return annotation
+
+
+def _tags(annotation: object) -> set:
+    """Literal values that pick a union member: of one model, or of every member of a union."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        return set().union(*(_tags(_bare(member)) for member in get_args(annotation)))
+    if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        return set()
+    return {value for field in annotation.model_fields.values() if get_origin(field.annotation) is Literal
+            for value in get_args(field.annotation)}
+
+
+def _name_from(stem: str) -> str:
+    """A file stem made into a valid scenario name ("2 buses.v2" -> "_2_buses_v2")."""
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", stem)
+    if not re.match(r"[A-Za-z_]", name):
+        name = "_" + name
+    return name[:64]

@@ -1,0 +1,96 @@
+"""`--set dotted.key=value` overrides, applied to the raw scenario before validation.
+
+Keys walk mappings by key and lists by index (`buses[0]`, `buses.0`) or by an item's `name`
+(`buses.amp0.queue_elements`). The value is read as YAML, so `16`, `true`, `[1, 2]` and `10 kHz`
+all mean what they look like. The last key may be new (a field left at its default); the schema
+then checks it like any other key, naming the `--set` argument.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+
+import yaml
+
+from vmsim.errors import ScenarioError
+from vmsim.scenario.locations import KeyPath, format_path
+
+_KEY = re.compile(r"[^.\[\]]+(?:\[\d+\])*(?:\.[^.\[\]]+(?:\[\d+\])*)*")
+_SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    argument: str  # as given, for messages: "buses.amp0.queue_elements=16"
+    keys: tuple[str | int, ...]
+    value: object
+
+    @property
+    def label(self) -> str:
+        return f"--set {self.argument}"
+
+
+def parse_override(argument: str) -> Override:
+    """'buses[0].doorbell=ipcc' -> Override(keys=('buses', 0, 'doorbell'), value='ipcc')."""
+    key, equals, text = argument.partition("=")
+    key = key.strip()
+    if not equals or not key:
+        raise ScenarioError(f"--set {argument}: expected KEY=VALUE, e.g. buses.amp0.queue_elements=16")
+    if not _KEY.fullmatch(key):
+        raise ScenarioError(f"--set {argument}: cannot read key {key!r} (use dotted.names and [index])")
+    keys = tuple(int(index) if index else int(name) if name.isdigit() else name
+                 for name, index in _SEGMENT.findall(key))
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"--set {argument}: cannot read the value as YAML: {' '.join(str(exc).split())}") from None
+    return Override(argument, keys, value)
+
+
+def locate(data: dict, override: Override) -> tuple[dict | list, str | int, KeyPath]:
+    """Find where `override` writes: (container, key or index, concrete key path).
+
+    List items named by `name` become indices in the returned path, so error locations match
+    the schema's. Raises `ScenarioError` naming the argument when the path does not exist.
+    """
+    container: object = data
+    path: KeyPath = ()
+    for key in override.keys[:-1]:
+        slot = _slot(container, key, path, override)
+        if isinstance(container, dict) and slot not in container:
+            raise ScenarioError(f"{override.label}: no key {key!r} under {format_path(path) or 'the top level'}"
+                                f"{_hint(key, container)}")
+        container, path = container[slot], path + (slot,)
+    slot = _slot(container, override.keys[-1], path, override)
+    return container, slot, path + (slot,)
+
+
+def _slot(container: object, key: str | int, path: KeyPath, override: Override) -> str | int:
+    """The dict key or list index that `key` names in `container`."""
+    where = format_path(path) or "the top level"
+    if isinstance(container, list):
+        return _list_index(container, key, where, override)
+    if not isinstance(container, dict):
+        raise ScenarioError(f"{override.label}: {where} is a single value, it has no key {key!r}")
+    if isinstance(key, int):
+        raise ScenarioError(f"{override.label}: {where} is a mapping, not a list; use a key name")
+    return key
+
+
+def _list_index(items: list, key: str | int, where: str, override: Override) -> int:
+    if isinstance(key, int):
+        if key >= len(items):
+            raise ScenarioError(f"{override.label}: {where} has {len(items)} items, no index {key}")
+        return key
+    names = [item.get("name") for item in items if isinstance(item, dict)]
+    for index, item in enumerate(items):
+        if isinstance(item, dict) and item.get("name") == key:
+            return index
+    raise ScenarioError(f"{override.label}: no item named {key!r} in {where}{_hint(key, names)}")
+
+
+def _hint(key: str, choices) -> str:
+    close = difflib.get_close_matches(str(key), [str(c) for c in choices if c is not None], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
