@@ -23,20 +23,22 @@ import struct
 from vmsim.errors import EncodeError
 
 
-def check_uint(value: object, limit: int, what: str) -> int:
-    """Return `value` if it is an int in [0, limit), else raise `EncodeError` naming `what`."""
+def check_uint(value: object, limit: int, where: str, field: str) -> int:
+    """Return `value` if it is an int in [0, limit), else raise `EncodeError` naming `field`."""
+    if type(value) is int and 0 <= value < limit:
+        return value
     if type(value) is not int:
-        raise EncodeError(f"{what}: expected an integer, got {type(value).__name__} {value!r}")
-    if not 0 <= value < limit:
-        raise EncodeError(f"{what}: {value} is out of range 0..{limit - 1}")
-    return value
+        problem = f"expected an integer, got {type(value).__name__} {value!r}"
+    else:
+        problem = f"{value} is out of range 0..{limit - 1}"
+    raise EncodeError(f"{where}: field {field!r}: {problem}")
 
 
-def check_bytes(value: object, what: str) -> bytes:
-    """Return `value` as bytes if it is bytes-like, else raise `EncodeError` naming `what`."""
+def check_bytes(value: object, where: str, field: str) -> bytes:
+    """Return `value` as bytes if it is bytes-like, else raise `EncodeError` naming `field`."""
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value)
-    raise EncodeError(f"{what}: expected bytes, got {type(value).__name__}")
+    raise EncodeError(f"{where}: field {field!r}: expected bytes, got {type(value).__name__}")
 
 
 class Scalar:
@@ -62,7 +64,7 @@ class Scalar:
             value = 0
         else:
             raise EncodeError(f"{where}: missing field {self.name!r}")
-        return (check_uint(value, self.limit, f"{where}: field {self.name!r}"),)
+        return (check_uint(value, self.limit, where, self.name),)
 
     def from_items(self, items: tuple) -> tuple:
         return items
@@ -85,7 +87,7 @@ class Blob:
     def to_items(self, values: dict, where: str) -> tuple:
         if self.name not in values:
             raise EncodeError(f"{where}: missing field {self.name!r}")
-        data = check_bytes(values[self.name], f"{where}: field {self.name!r}")
+        data = check_bytes(values[self.name], where, self.name)
         if len(data) != self.size:
             raise EncodeError(f"{where}: field {self.name!r} must be {self.size} bytes, got {len(data)}")
         return (data,)
@@ -120,7 +122,7 @@ class Split:
         for name, bits in self.parts:
             if name not in values:
                 raise EncodeError(f"{where}: missing field {name!r}")
-            word |= check_uint(values[name], 1 << bits, f"{where}: field {name!r}") << shift
+            word |= check_uint(values[name], 1 << bits, where, name) << shift
             shift += bits
         return (word,)
 

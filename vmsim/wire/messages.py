@@ -15,6 +15,8 @@ only `EncodeError` naming the field.
 from __future__ import annotations
 
 import struct
+import sys
+from array import array
 from collections.abc import Iterator, Mapping
 from operator import itemgetter
 
@@ -22,7 +24,26 @@ from vmsim.errors import DecodeError, EncodeError
 from vmsim.wire.fields import Array, Blob, Message, Scalar, check_bytes, check_uint
 
 KINDS = ("request", "response", "event")
-_U32 = struct.Struct("<I")
+_U32_CODE = "I" if array("I").itemsize == 4 else "L"
+_SWAP = sys.byteorder == "big"
+
+
+def u32_bytes(elements) -> bytes:
+    """Little-endian le32 array from ints (OverflowError / TypeError on a bad element)."""
+    words = array(_U32_CODE, elements)
+    if _SWAP:
+        words.byteswap()
+    return words.tobytes()
+
+
+def u32_list(data) -> list[int]:
+    """Ints from a little-endian le32 array whose length is a multiple of 4."""
+    words = array(_U32_CODE, data)
+    if _SWAP:
+        words.byteswap()
+    return words.tolist()
+
+
 _MISSING = object()
 
 
@@ -68,16 +89,15 @@ def type_byte(kind: str, bus: bool) -> int:
 class Frame:
     """One decoded message: header values, payload fields, and the spec that decoded it.
 
-    ``frame[name]`` reads one payload field without building the ``fields`` dict (hot path).
-    ``fields`` is built on first use and cached: treat it as read-only.
+    ``values`` is the header then the payload, in wire order; ``fields`` builds a fresh dict
+    of the payload each time, ``frame[name]`` reads one field without it (the hot path).
     """
 
-    __slots__ = ("_fields", "spec", "values")
+    __slots__ = ("spec", "values")
 
     def __init__(self, spec: MessageSpec, values: tuple) -> None:
         self.spec = spec
         self.values = values
-        self._fields = None
 
     name = property(lambda self: self.spec.name)
     kind = property(lambda self: self.spec.kind)
@@ -100,9 +120,8 @@ class Frame:
 
     @property
     def fields(self) -> dict:
-        if self._fields is None:
-            self._fields = dict(zip(self.spec.field_names, self.values[len(self.spec.header.names) :]))
-        return self._fields
+        spec = self.spec
+        return dict(zip(spec.field_names, self.values[len(spec.header.names) :]))
 
     def __getitem__(self, name: str):
         return self.values[self.spec.index[name]]
@@ -149,6 +168,7 @@ class MessageSpec:
         "bus",
         "decode",
         "encode",
+        "fast_unpack",
         "field_names",
         "fixed",
         "header",
@@ -223,16 +243,18 @@ class MessageSpec:
     def _compile_codecs(self) -> None:
         plain = (
             self.header.frame_size is None
-            and not self.multiples
             and all(isinstance(field, Scalar) for field in self.fixed)
-            and (self.array is None or (self.array.capacity is None and not self.array.optional))
+            and (self.array is None or self.array.capacity is None)
         )
+        fixed_plain = plain and self.array is None and not self.multiples
+        self.fast_unpack = self.struct.unpack_from if fixed_plain else None
         if not plain:
             self.encode = self.encode_checked
             self.decode = self.decode_checked
             self.pack = self._pack_checked
         elif self.array is None:
-            self.encode, self.pack, self.decode = _fixed_codecs(self)
+            self.encode, self.pack = _fixed_codecs(self)
+            self.decode = self.decode_checked
         else:
             self.encode, self.pack, self.decode = _array_codecs(self)
 
@@ -251,9 +273,9 @@ class MessageSpec:
             raise EncodeError(
                 f"{where}: unknown field {unknown[0]!r}; fields are {', '.join(self.field_names)}"
             )
-        check_uint(dev_num, 1 << 16, f"{where}: dev_num")
+        check_uint(dev_num, 1 << 16, where, "dev_num")
         if self.header.token_index is not None:
-            check_uint(token, 1 << 16, f"{where}: token")
+            check_uint(token, 1 << 16, where, "token")
         values = dict(fields)
         tail_items, tail = self._encode_array(values, where)
         items = []
@@ -280,11 +302,11 @@ class MessageSpec:
                 raise EncodeError(f"{where}: missing field {array.name!r}")
             given = b"" if array.is_bytes else []
         if array.is_bytes:
-            elements = check_bytes(given, what)
+            elements = check_bytes(given, where, array.name)
         else:
             if not isinstance(given, list | tuple):
                 raise EncodeError(f"{what}: expected a list of integers, got {type(given).__name__}")
-            elements = [check_uint(v, 1 << 32, f"{what}[{i}]") for i, v in enumerate(given)]
+            elements = [check_uint(v, 1 << 32, where, f"{array.name}[{i}]") for i, v in enumerate(given)]
         count = len(elements)
         if array.capacity is not None and count > array.capacity:
             raise EncodeError(f"{what}: holds at most {array.capacity} elements, got {count}")
@@ -304,7 +326,7 @@ class MessageSpec:
             return ((elements,) if array.is_bytes else tuple(elements)), b""
         if array.is_bytes:
             return (), elements
-        return (), b"".join(map(_U32.pack, elements))
+        return (), u32_bytes(elements)
 
     # -- decoding ---------------------------------------------------------------------------
 
@@ -385,7 +407,7 @@ class MessageSpec:
             )
         if array.is_bytes:
             return bytes(data[start:end])
-        return [v for (v,) in _U32.iter_unpack(data[start:end])]
+        return u32_list(data[start:end])
 
     def _check_padding(self, data, values: list) -> None:
         """Fixed-40 frames are zero past the payload: any other byte would not re-encode."""
@@ -428,16 +450,27 @@ def _getter(names: tuple[str, ...]):
     return none
 
 
+def _rules(spec: MessageSpec, skip: int) -> tuple[tuple[int, int], ...]:
+    """(position, multiple) of each must-be-a-multiple field in a values tuple missing `skip` items."""
+    return tuple((spec.index[name] - skip, multiple) for name, multiple in spec.multiples)
+
+
+def _breaks(values: tuple, rules: tuple[tuple[int, int], ...]) -> bool:
+    return any(values[position] % multiple for position, multiple in rules)
+
+
 def _fixed_codecs(spec: MessageSpec):
-    """Closures for a fixed-size message of plain integers: one pack / one unpack each."""
+    """Encoders for a fixed-size message of plain integers: one ``pack`` each.
+
+    Its decoder is inlined in `Layout.decode` (one ``unpack_from``), the hottest call of all.
+    """
     pack_struct = spec.struct.pack
-    unpack = spec.struct.unpack_from
     type_, msg_id, size = spec.type, spec.msg_id, spec.size
     names = spec.field_names
     count = len(names)
     getter = _getter(names)
+    rules = _rules(spec, len(spec.header.names))
     has_token = spec.header.token_index is not None
-    size_index = spec.header.size_index
     checked = spec.encode_checked
 
     def pack(dev_num, token, *values):
@@ -452,6 +485,8 @@ def _fixed_codecs(spec: MessageSpec):
         try:
             if len(fields) == count:
                 values = getter(fields)
+                if rules and _breaks(values, rules):
+                    return checked(fields, dev_num, token)
                 if has_token:
                     return pack_struct(type_, msg_id, dev_num, token, size, *values)
                 return pack_struct(type_, msg_id, dev_num, size, *values)
@@ -459,14 +494,7 @@ def _fixed_codecs(spec: MessageSpec):
             pass
         return checked(fields, dev_num, token)
 
-    def decode(data):
-        if len(data) == size:
-            values = unpack(data)
-            if values[size_index] == size:
-                return Frame(spec, values)
-        return spec.decode_checked(data)
-
-    return encode, pack, decode
+    return encode, pack
 
 
 def _array_codecs(spec: MessageSpec):
@@ -483,6 +511,8 @@ def _array_codecs(spec: MessageSpec):
     has_token = spec.header.token_index is not None
     size_index = spec.header.size_index
     count_index = spec.index[count_name]
+    rules = _rules(spec, len(spec.header.names))
+    decode_rules = _rules(spec, 0)
     checked = spec.encode_checked
 
     def encode(fields, dev_num=0, token=0):
@@ -490,23 +520,23 @@ def _array_codecs(spec: MessageSpec):
             elements = fields[name]
             derived = len(elements) * unit
             if fields.get(count_name, derived) == derived:
-                if is_bytes:
-                    if type(elements) is not bytes:
-                        raise TypeError
-                    tail = elements
-                else:
-                    tail = b"".join(map(_U32.pack, elements))
+                if type(elements) is not (bytes if is_bytes else list):
+                    raise TypeError
+                tail = elements if is_bytes else u32_bytes(elements)
                 merged = {**fields, count_name: derived}
-                if len(merged) == total:
+                values = getter(merged)
+                if len(merged) == total and not (rules and _breaks(values, rules)):
                     size = fixed_size + len(tail)
                     if has_token:
-                        return pack_struct(type_, msg_id, dev_num, token, size, *getter(merged)) + tail
-                    return pack_struct(type_, msg_id, dev_num, size, *getter(merged)) + tail
-        except (KeyError, TypeError, struct.error):
+                        return pack_struct(type_, msg_id, dev_num, token, size, *values) + tail
+                    return pack_struct(type_, msg_id, dev_num, size, *values) + tail
+        except (KeyError, TypeError, OverflowError, struct.error):
             pass
         return checked(fields, dev_num, token)
 
     def pack(dev_num, token, *values):
+        if len(values) == total:
+            return encode(dict(zip(spec.field_names, values)), dev_num, token)
         return spec._pack_checked(dev_num, token, *values)
 
     def decode(data):
@@ -518,10 +548,11 @@ def _array_codecs(spec: MessageSpec):
                 values[size_index] == length
                 and count % unit == 0
                 and fixed_size + count // unit * elem_size == length
+                and not (decode_rules and _breaks(values, decode_rules))
             ):
                 if is_bytes:
                     return Frame(spec, values + (bytes(data[fixed_size:length]),))
-                elements = [v for (v,) in _U32.iter_unpack(data[fixed_size:length])]
+                elements = u32_list(data[fixed_size:length])
                 return Frame(spec, values + (elements,))
         return spec.decode_checked(data)
 
@@ -535,7 +566,16 @@ class Layout:
     is read from the header exactly as the spec defines it (type bit 0, then the event range).
     """
 
-    __slots__ = ("_by_head", "_by_key", "description", "header", "is_event", "messages", "name")
+    __slots__ = (
+        "_by_head",
+        "_by_key",
+        "_size_index",
+        "description",
+        "header",
+        "is_event",
+        "messages",
+        "name",
+    )
 
     def __init__(self, name, header, messages, *, is_event, description="", multiples=None) -> None:
         self.name = name
@@ -551,7 +591,8 @@ class Layout:
             specs.append(spec)
         self.messages = tuple(specs)
         self._by_key = {(s.name, s.kind): s for s in specs}
-        self._by_head = {s.type << 8 | s.msg_id: s for s in specs}
+        self._by_head = {s.type << 8 | s.msg_id: (s, s.fast_unpack, s.size) for s in specs}
+        self._size_index = header.size_index
         if len(self._by_head) != len(specs) or len(self._by_key) != len(specs):
             raise ValueError(f"layout {name}: duplicate message")
 
@@ -591,18 +632,20 @@ class Layout:
         ``token`` is ignored by layouts without one (draft-6b, fixed40).
         """
         spec = self._by_key.get((name, kind))
-        if spec is None:
-            raise EncodeError(self._unknown(name, kind))
-        return spec.encode(fields, dev_num, token)
+        if spec is not None:
+            return spec.encode(fields, dev_num, token)
+        raise EncodeError(self._unknown(name, kind))
 
     def decode(self, data) -> Frame:
         """Decode one whole frame (bytes, bytearray or memoryview, exactly msg_size long)."""
         try:
-            spec = self._by_head[data[0] << 8 | data[1]]
+            spec, unpack, size = self._by_head[data[0] << 8 | data[1]]
         except (KeyError, IndexError, TypeError):
             raise self._head_error(data) from None
-        if len(data) < self.header.size:
-            raise self._head_error(data)
+        if unpack is not None and len(data) == size:
+            values = unpack(data)
+            if values[self._size_index] == size:
+                return Frame(spec, values)
         return spec.decode(data)
 
     def _head_error(self, data) -> DecodeError:
