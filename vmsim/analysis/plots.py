@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vmsim.analysis.stats import percentiles
+from vmsim.analysis.stats import percentiles, time_average
 
 PLOT_FILES = {
     "latency_cdf.png": "plot_latency_cdf",
@@ -61,9 +61,14 @@ def latency_cdf(requests, ax=None, warmup_ns: int = 0):
     return ax
 
 
-def throughput(requests, ax=None, *, sim_time_ns: int, warmup_ns: int = 0, bins: int = 100):
-    """Completions per second in `bins` equal slices of the run; the warm-up is shaded."""
+def throughput(requests, ax=None, *, sim_time_ns: int, warmup_ns: int = 0, bins: int | None = None):
+    """Completions per second in `bins` equal slices of the run; the warm-up is shaded.
+
+    By default about 20 completions per slice (10 to 100 slices), so a short run is not all noise.
+    """
     ax = _axes(ax)
+    if bins is None:
+        bins = int(np.clip(len(requests) // 20, 10, 100))
     ax.set_title("Throughput over time")
     ax.set_ylabel("completed requests / s")
     end = max(sim_time_ns, 1)
@@ -80,7 +85,7 @@ def throughput(requests, ax=None, *, sim_time_ns: int, warmup_ns: int = 0, bins:
 
 
 def occupancy(series: dict, ax=None, *, sim_time_ns: int):
-    """Queue occupancy (frames waiting) over time, one step line per queue."""
+    """Queue occupancy (frames waiting) over time, one step line per queue, its time average in the legend."""
     ax = _axes(ax)
     ax.set_title("Queue occupancy")
     ax.set_ylabel("elements in queue")
@@ -92,7 +97,9 @@ def occupancy(series: dict, ax=None, *, sim_time_ns: int):
         times = np.append(np.frombuffer(steps.time, dtype=np.int64), sim_time_ns)
         levels = np.frombuffer(steps.level, dtype=np.int64)
         if levels.size:
-            ax.step(times / scale, np.append(levels, levels[-1]), where="post", label=name, linewidth=1)
+            mean = time_average(times[:-1], levels, end_ns=sim_time_ns)
+            ax.step(times / scale, np.append(levels, levels[-1]), where="post", linewidth=1,
+                    label=f"{name} (mean {mean:.2f})")
     if len(series) <= _MAX_LEGEND_ENTRIES:
         ax.legend(loc="best", fontsize=8)
     ax.set_xlabel(f"simulated time ({unit})")
