@@ -260,3 +260,12 @@ def test_fuzz_mutated_window_then_operations_only_decode_error(mutations):
         peer.notif.acknowledge(0)
     except DecodeError:
         pass
+
+
+def test_storing_an_out_of_range_value_is_an_encode_error():
+    """Field setters refuse what the field cannot hold and name the field and its byte offset."""
+    drv, _ = running_pair(make_window())
+    with pytest.raises(EncodeError, match="amp queue head: cannot store 65536 in tail at offset 76"):
+        drv.me.tail = 1 << 16
+    with pytest.raises(EncodeError, match="state 32"):
+        drv.me.state = 32

@@ -323,3 +323,15 @@ def test_fuzz_rings_over_random_bytes_only_decode_error(data, start):
             op()
         except DecodeError:
             pass
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(-2, 40000), st.integers(-8, 600), st.integers(-8, 600), st.integers(-8, 600),
+       st.integers(0, 700))
+def test_fuzz_ring_geometry_only_decode_error(qsz, a, b, c, size):
+    """Ring constructors given any geometry (from a SET_VQUEUE message, say) accept it or raise DecodeError."""
+    for cls in (SplitRing, PackedRing):
+        try:
+            cls(bytearray(size), qsz, a, b, c)
+        except DecodeError:
+            pass

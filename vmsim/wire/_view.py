@@ -16,7 +16,6 @@ import struct
 
 from vmsim.errors import DecodeError, EncodeError
 
-U8 = struct.Struct("<B")
 U16 = struct.Struct("<H")
 U32 = struct.Struct("<I")
 I32 = struct.Struct("<i")

@@ -44,7 +44,6 @@ FLAG_MASK = 0xF000
 FLAG_DEBUGGABLE = 0x8000
 INIT, READY, RUN, SHUTDOWN, PEER_DEAD = 0, 1, 2, 3, 4
 """Queue states in status bits 4:0 (L-amp26)."""
-STATE_NAMES = ("INIT", "READY", "RUN", "SHUTDOWN", "PEER_DEAD")
 
 QEMU_ELEMENT_SIZE = 64
 """Element size in all code seen (L-amp26, Q-amp26)."""
@@ -263,6 +262,7 @@ class AmpQueue:
         self.bytes_written = 0
 
     def _indices(self) -> tuple[int, int]:
+        """Both indices, checked (the hot paths re-check here only when one is out of range)."""
         buf = self._buf
         tail = _u16(buf, self._tail_off)[0]
         head = _u16(buf, self._head_off)[0]
@@ -279,29 +279,40 @@ class AmpQueue:
         size = len(frame)
         if not 0 < size <= self.element_size:
             raise EncodeError(f"amp queue: frame of {size} bytes, expected 1..{self.element_size}")
-        tail, head = self._indices()
+        buf, n = self._buf, self.slots
+        tail = _u16(buf, self._tail_off)[0]
+        head = _u16(buf, self._head_off)[0]
+        if tail >= n or head >= n:
+            self._indices()
         nxt = tail + 1
-        if nxt == self.slots:
+        if nxt == n:
             nxt = 0
         if nxt == head:
+            self.bytes_read += 4
             return False
         start = self._elems + tail * self.element_size
-        self._buf[start:start + size] = frame
-        _p16(self._buf, self._tail_off, nxt)
+        buf[start:start + size] = frame
+        _p16(buf, self._tail_off, nxt)
+        self.bytes_read += 4
         self.bytes_written += size + 2
         return True
 
     def try_pop(self) -> bytes | None:
         """The whole element at head (a copy), then publish head+1; None when empty."""
-        tail, head = self._indices()
+        buf, n = self._buf, self.slots
+        tail = _u16(buf, self._tail_off)[0]
+        head = _u16(buf, self._head_off)[0]
+        if tail >= n or head >= n:
+            self._indices()
         if head == tail:
+            self.bytes_read += 4
             return None
         esize = self.element_size
         start = self._elems + head * esize
-        data = bytes(self._buf[start:start + esize])
+        data = bytes(buf[start:start + esize])
         head += 1
-        _p16(self._buf, self._head_off, 0 if head == self.slots else head)
-        self.bytes_read += esize
+        _p16(buf, self._head_off, 0 if head == n else head)
+        self.bytes_read += 4 + esize
         self.bytes_written += 2
         return data
 
