@@ -1,0 +1,145 @@
+"""`vmsim run` / `vmsim validate` and `vmsim.run`: one-line user errors that write nothing, and a
+complete, reproducible result folder when all is well. Runs the real simulator on a tiny scenario."""
+
+import json
+
+import pandas as pd
+import pytest
+
+import vmsim
+from vmsim.api import override_arguments
+from vmsim.cli import main
+
+TINY = """\
+name: tiny
+seed: 5
+duration: 1 ms
+warmup: 100 us
+platform:
+  name: bench
+  memory:
+    ddr: {read_fixed: 80 ns, write_fixed: 40 ns}
+  doorbells:
+    ipi: {kind: ipi, ring: 200 ns, latency: 1 us}
+drivers:
+  - name: drv0
+buses:
+  - {kind: amp, name: amp0, driver: drv0, memory: ddr, doorbell: ipi}
+devices:
+  - {name: blk0, bus: amp0, dev_num: 1, kind: block, service: {dist: exponential, mean: 5 us}}
+workloads:
+  - {name: io, device: blk0, arrivals: {kind: poisson, rate: 50 kHz}}
+"""
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """An empty working directory holding only the scenario, so anything written shows up."""
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def cli(capsys, *argv) -> tuple[int, str, str]:
+    try:
+        main(list(argv))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code, err, *fragments):
+    assert code == 2
+    assert err.startswith("vmsim: error: ") and err.count("\n") == 1, err
+    for fragment in fragments:
+        assert fragment in err
+
+
+def test_validate_prints_one_ok_line(workdir, capsys):
+    code, out, _ = cli(capsys, "validate", "tiny.yaml")
+    assert (code, out) == (0, "ok: tiny (1 drivers, 1 buses, 1 devices, 1 workloads)\n")
+
+
+def test_validate_reports_a_bad_override_on_one_line(workdir, capsys):
+    code, _, err = cli(capsys, "validate", "tiny.yaml", "--set", "buses.amp0.queue_elements=1")
+    assert_one_line_error(code, err, "queue_elements")
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["run", "missing.yaml"], "missing.yaml"),
+    (["run", "tiny.yaml", "--set", "no-equals-sign"], "KEY=VALUE"),
+    (["run", "tiny.yaml", "--set", "buses.amp0.queue_elements=1"], "queue_elements"),
+    (["run", "tiny.yaml", "--set", "buses.amp9.doorbell=ipi"], "amp9"),
+    (["run", "tiny.yaml", "--seed", "-1"], "--seed"),
+])
+def test_run_with_bad_arguments_exits_2_and_writes_nothing(workdir, capsys, argv, fragment):
+    """User errors are found before anything is simulated or created: one line, exit 2, and the
+    working directory still holds only the scenario (no results/ folder, no temporary folder)."""
+    code, out, err = cli(capsys, *argv)
+    assert_one_line_error(code, err, fragment)
+    assert out == ""
+    assert [path.name for path in workdir.iterdir()] == ["tiny.yaml"]
+
+
+def test_run_refuses_to_overwrite_a_folder_that_is_not_a_result(workdir, capsys):
+    """`--out` at a folder of other files would delete them on replace: refused up front."""
+    (workdir / "notes").mkdir()
+    (workdir / "notes" / "keep.txt").write_text("mine")
+    code, _, err = cli(capsys, "run", "tiny.yaml", "--out", "notes")
+    assert_one_line_error(code, err, "not a vmsim result folder")
+    assert [path.name for path in (workdir / "notes").iterdir()] == ["keep.txt"]
+
+
+def test_run_writes_a_complete_result_folder(workdir, capsys):
+    """The default folder is results/<scenario name>/ with tables, summary, config, plots and
+    trace; stdout shows the one-screen summary; the tables agree with the summary's counts."""
+    code, out, _ = cli(capsys, "run", "tiny.yaml", "--seed", "9")
+    assert code == 0
+    folder = workdir / "results" / "tiny"
+    assert sorted(path.name for path in folder.iterdir()) == [
+        "config.resolved.yaml", "events.parquet", "latency_cdf.png", "occupancy.png", "requests.parquet",
+        "summary.json", "throughput.png", "topology.png", "trace.json"]
+    assert [path.name for path in (workdir / "results").iterdir()] == ["tiny"]
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["seed"] == 9 and summary["scenario"] == "tiny"
+    requests = pd.read_parquet(folder / "requests.parquet")
+    assert len(requests) == summary["requests_total"]
+    assert (requests["submit_ns"] >= summary["warmup_ns"]).sum() == summary["requests_completed"]
+    assert len(pd.read_parquet(folder / "events.parquet")) == summary["events_logged"]
+    assert json.loads((folder / "trace.json").read_text())["traceEvents"]
+    assert "seed 9" in out and "p99" in out and "results/tiny" in out
+
+
+def test_run_without_plots_and_trace(workdir, capsys):
+    code, _, _ = cli(capsys, "run", "tiny.yaml", "--out", "quick", "--no-plots", "--no-trace")
+    assert code == 0
+    names = sorted(path.name for path in (workdir / "quick").iterdir())
+    assert names == ["config.resolved.yaml", "events.parquet", "requests.parquet", "summary.json"]
+    assert json.loads((workdir / "quick" / "summary.json").read_text())["trace"] is None
+
+
+def test_same_scenario_and_seed_give_identical_requests(workdir):
+    """Determinism: a result can be reproduced from its scenario and seed alone."""
+    first = vmsim.run("tiny.yaml", seed=4, write=False)
+    second = vmsim.run("tiny.yaml", seed=4, write=False)
+    pd.testing.assert_frame_equal(first.requests, second.requests)
+    assert first.path is None and not (workdir / "results").exists()
+
+
+def test_api_overrides_dotted_keys_and_keywords(workdir):
+    """`set=` takes the --set syntax as a dict (or list); keywords use `__` for dots."""
+    result = vmsim.run("tiny.yaml", write=False, set={"buses.amp0.queue_elements": 16}, duration="500 us",
+                       devices__blk0__queue_size=32)
+    assert result.scenario.buses[0].queue_elements == 16
+    assert result.scenario.duration == 500_000
+    assert result.scenario.devices[0].queue_size == 32
+    assert result.summary["sim_time_ns"] == 500_000
+
+
+def test_override_arguments_keep_values_exactly():
+    """Dict values are written as YAML, so the loader reads back the very value given."""
+    assert override_arguments({"a.b": 16, "name": "true", "c": [1, 2]}, seed=3, x__y="10 kHz") == [
+        "a.b=16", "name='true'", "c=[1, 2]", "x.y=10 kHz", "seed=3"]
+    assert override_arguments(["a=1"]) == ["a=1"]
