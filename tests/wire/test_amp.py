@@ -202,8 +202,9 @@ def test_out_of_range_index_from_the_peer_is_a_decode_error():
 
 
 def test_notification_xor_rule_and_mask():
-    """Raising toggles my.tx; pending = my.rx XOR peer.tx; acknowledge with my.rx ^= pending. A mask bit in
-    the receiver's array tells the sender not to interrupt, but the bit is still pending (L-amp26)."""
+    """Raising toggles my.tx; pending = my.rx XOR peer.tx; acknowledge with my.rx ^= pending. Raising a bit
+    that is still pending changes nothing (a second toggle would cancel the first). A mask bit in the
+    receiver's array tells the sender not to interrupt, but the bit is still pending (L-amp26)."""
     drv, dev = running_pair(make_window(num_notif=2, masked_notif=True))
     log = []
     log.append(("notify 3", drv.notif.notify(3)))
@@ -212,12 +213,15 @@ def test_notification_xor_rule_and_mask():
     log.append(("pending", dev.notif.pending(0)))
     log.append(("notify 3 again", drv.notif.notify(3)))
     log.append(("pending", dev.notif.pending(0)))
+    log.append(("notify 3 while pending", drv.notif.notify(3)))
+    log.append(("pending", dev.notif.pending(0)))
     dev.notif.acknowledge(0)
     dev.notif.set_mask(1, 1 << 6)
     log.append(("notify 70 masked", drv.notif.notify(70)))
     log.append(("pending w1", dev.notif.pending(1)))
     assert log == [("notify 3", True), ("pending", 8), ("ack", 8), ("pending", 0), ("notify 3 again", True),
-                   ("pending", 8), ("notify 70 masked", False), ("pending w1", 1 << 6)]
+                   ("pending", 8), ("notify 3 while pending", False), ("pending", 8),
+                   ("notify 70 masked", False), ("pending w1", 1 << 6)]
     with pytest.raises(EncodeError):
         drv.notif.notify(128)
 

@@ -43,12 +43,10 @@ class _Waker:
             self.event.succeed()
 
     def wait(self):
-        event = self.event
-        if event.triggered:
-            self.event = self.env.event()
-        return event
+        return self.event
 
     def rearm(self) -> None:
+        """After waking: kicks from now on wake the next wait (earlier ones are covered by this drain)."""
         self.event = self.env.event()
 
 

@@ -349,11 +349,19 @@ class AmpNotifier:
         return bit >> 6, 1 << (bit & 63)
 
     def notify(self, bit: int) -> bool:
-        """Raise `bit` toward the peer by toggling my.tx; True if the peer's mask lets an interrupt through."""
+        """Raise `bit` toward the peer; True if an interrupt is due (newly raised and not masked).
+
+        Raising makes the bit pending (my.tx != peer.rx); a bit that is still pending stays so, since
+        toggling it again would cancel the first notification before the peer saw it.
+        """
         n, m = self._word(bit)
         off = self._my + 8 * n
-        _p64(self._buf, off, _u64(self._buf, off)[0] ^ m)
-        self.bytes_read += 8
+        tx = _u64(self._buf, off)[0]
+        peer_rx = _u64(self._buf, self._peer + 8 * (self.num_notif + n))[0]
+        self.bytes_read += 16
+        if (tx ^ peer_rx) & m:
+            return False
+        _p64(self._buf, off, tx ^ m)
         self.bytes_written += 8
         if not self.masked:
             return True
