@@ -24,10 +24,11 @@ from vmsim.errors import EncodeError
 
 
 def check_uint(value: object, limit: int, where: str, field: str) -> int:
-    """Return `value` if it is an int in [0, limit), else raise `EncodeError` naming `field`."""
-    if type(value) is int and 0 <= value < limit:
-        return value
-    if type(value) is not int:
+    """`value` as an int if it is one (IntEnum included, bool not) in [0, limit), else `EncodeError`."""
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if is_int and 0 <= value < limit:
+        return int(value)
+    if not is_int:
         problem = f"expected an integer, got {type(value).__name__} {value!r}"
     else:
         problem = f"{value} is out of range 0..{limit - 1}"

@@ -298,7 +298,8 @@ class MessageSpec:
         what = f"{where}: field {array.name!r}"
         given = values.get(array.name, _MISSING)
         if given is _MISSING:
-            if not array.optional:
+            # An array may be left out when empty: the optional echo, or a count given as 0.
+            if not (array.optional or (array.count is not None and array.count in values)):
                 raise EncodeError(f"{where}: missing field {array.name!r}")
             given = b"" if array.is_bytes else []
         if array.is_bytes:
