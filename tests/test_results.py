@@ -159,3 +159,12 @@ def test_one_screen_summary_names_the_numbers_with_units():
     assert "p50 500 ns" in text and "max 800 ns" in text and "400,000 req/s" in text
     assert "bus amp0" in text and "25.0%" in text and "amp0.dev1: 17.0% busy" in text
     assert text.endswith("results    results/handmade")
+
+
+def test_a_run_with_nothing_measured_still_summarises():
+    """All requests inside the warm-up: latencies are null, throughput zero, and the one-screen
+    summary prints dashes instead of failing, so a too-short run is visible, not a crash."""
+    summary = make_result(warmup_ns=10_000).summary
+    assert summary["requests_completed"] == 0 and summary["throughput_rps"] == 0
+    assert summary["latency_ns"]["p99"] is None and summary["latency_ci95_ns"]["mean"] is None
+    assert "mean -" in format_summary(summary)
