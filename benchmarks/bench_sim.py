@@ -1,0 +1,116 @@
+"""Simulator throughput, memory per request and scaling, as ratios measured in one run.
+
+    python benchmarks/bench_sim.py            # full: 200,000 requests (a few minutes)
+    python benchmarks/bench_sim.py --quick    # 20,000 requests
+
+1. Raw SimPy floor: two processes ping-ponging bare events (events per wall second).
+2. `vmsim run --no-plots --no-trace scenarios/bench/amp-closed-loop.yaml`, in a subprocess: simulated
+   requests per wall second (events and requests logged, results written), and its ratio to 1.
+3. Peak RSS of that run at two request counts: growth per completed request.
+4. 1,000 devices on 100 buses: build time, and the per-request cost relative to one device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import simpy
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "scenarios" / "bench" / "amp-closed-loop.yaml"
+
+
+def ping_pong_events_per_second(rounds: int = 200_000) -> float:
+    """Two processes, each waiting on its own bare event and succeeding the other's: 2 events a round."""
+    env = simpy.Environment()
+    events = [env.event(), env.event()]
+
+    def player(me: int, other: int):
+        for _ in range(rounds):
+            yield events[me]
+            events[me] = env.event()
+            events[other].succeed()
+
+    env.process(player(0, 1))
+    env.process(player(1, 0))
+    events[0].succeed()
+    start = time.perf_counter()
+    env.run()
+    return 2 * rounds / (time.perf_counter() - start)
+
+
+def cli_run(requests: int) -> dict:
+    """Run the benchmark scenario through the CLI in a fresh process; wall time and peak RSS."""
+    with tempfile.TemporaryDirectory() as tmp:
+        code = (
+            "import resource, sys, time; from vmsim.cli import main; t = time.perf_counter();\n"
+            "try:\n main(sys.argv[1:])\nexcept SystemExit as e:\n assert not e.code, e.code\n"
+            "print('WALL', time.perf_counter() - t, 'RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code, "run", str(BENCH), "--no-plots", "--no-trace", "--out", f"{tmp}/r",
+             "--set", f"workloads.closed.requests={requests}"],
+            capture_output=True, text=True, check=True).stdout
+        summary = json.loads(Path(tmp, "r", "summary.json").read_text())
+    fields = out.split()
+    return {"wall": float(fields[fields.index("WALL") + 1]), "rss_kb": int(fields[fields.index("RSS_KB") + 1]),
+            "sim_wall": summary["wall_seconds"], "requests": summary["requests_completed"]}
+
+
+def many_devices(devices: int, buses: int, requests_per_device: int) -> dict:
+    from vmsim.scenario import load_dict
+    from vmsim.sim import build
+
+    base = {
+        "name": "scale", "platform": "linux-linux-coherent",
+        "drivers": [{"name": "linux", "cpu": "cortex-a", "discovery": "platform"}],
+        "buses": [{"kind": "amp", "name": f"amp{b}", "driver": "linux", "memory": "coherent", "doorbell": "ipi"}
+                  for b in range(buses)],
+        "devices": [{"name": f"d{d}", "bus": f"amp{d % buses}", "dev_num": d // buses + 1, "cpu": "cortex-a",
+                     "service": {"dist": "exponential", "mean": "2 us"}} for d in range(devices)],
+        "workloads": [{"name": f"w{d}", "device": f"d{d}", "arrivals": {"kind": "closed", "outstanding": 4},
+                       "requests": requests_per_device} for d in range(devices)],
+    }
+    start = time.perf_counter()
+    model = build(load_dict(base, source="<benchmark>"))
+    built = time.perf_counter() - start
+    start = time.perf_counter()
+    output = model.run()
+    ran = time.perf_counter() - start
+    return {"build_s": built, "run_s": ran, "requests": len(output.requests)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    big = 20_000 if args.quick else 200_000
+    small = big // 10
+
+    floor = ping_pong_events_per_second()
+    print(f"SimPy two-process ping-pong: {floor:,.0f} events/s")
+    runs = {n: cli_run(n) for n in (small, big)}
+    rate = runs[big]["requests"] / runs[big]["sim_wall"]
+    print(f"amp-closed-loop, {big:,} requests: {rate:,.0f} simulated requests per wall second "
+          f"(simulation only; {runs[big]['requests'] / runs[big]['wall']:,.0f}/s including start-up and writing)")
+    print(f"  ratio to the ping-pong event rate: {rate / floor:.3f} (target about 0.05)")
+    growth = (runs[big]["rss_kb"] - runs[small]["rss_kb"]) * 1024 / (big - small)
+    print(f"  peak memory growth: {growth:,.0f} bytes per completed request (target <= 1024)")
+
+    per_device = 20 if args.quick else 200
+    one = many_devices(1, 1, 1000 * per_device)
+    many = many_devices(1000, 100, per_device)
+    per_one = one["run_s"] / one["requests"]
+    per_many = many["run_s"] / many["requests"]
+    print(f"1,000 devices on 100 buses: built in {many['build_s']:.2f} s (target < 5 s); per-request cost "
+          f"{per_many / per_one:.2f}x the one-device case (target <= 1.5x)")
+
+
+if __name__ == "__main__":
+    main()
