@@ -18,7 +18,7 @@ def test_driver_discovers_with_get_devices_then_initialises_in_spec_order():
     assert requests == ["GET_DEVICES"] + INIT_ORDER
     responses = [name for component, name, _ in frames(output) if component == "amp0.to_driver"]
     assert responses == requests
-    assert list(output.init_done_ns) == ["amp0.1"]
+    assert list(output.init_done_ns) == ["amp0.dev"]
 
 
 def test_status_answers_carry_features_ok_and_driver_ok():
@@ -57,4 +57,4 @@ def test_hot_plugged_device_is_announced_with_event_device_then_initialised():
     _, output = run(data)
     sent_to_driver = [(name, dev) for component, name, dev in frames(output) if component == "amp0.to_driver"]
     assert ("EVENT_DEVICE", 0) in sent_to_driver
-    assert output.init_done_ns["amp0.1"] < 500_000 < output.init_done_ns["amp0.5"]
+    assert output.init_done_ns["amp0.dev"] < 500_000 < output.init_done_ns["amp0.late"]

@@ -125,7 +125,8 @@ class Driver(Component):
         status |= DRIVER_OK
         yield ask(handle, "SET_DEVICE_STATUS", {"status": status})
         self.counts["devices_ready"] += 1
-        self.sim.init_done[f"{bus.name}.{dev_num}"] = self.env.now
+        device = bus.devices.get(dev_num)
+        self.sim.init_done[device.name if device is not None else f"{bus.name}.{dev_num}"] = self.env.now
         handle.ready.succeed(handle)
 
     def _read_config(self, handle: DeviceHandle, size: int):

@@ -1,0 +1,5 @@
+"""`python -m vmsim ...` runs the command line."""
+
+from vmsim.cli import main
+
+main()
