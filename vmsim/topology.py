@@ -22,6 +22,7 @@ from vmsim.scenario.locations import KeyPath, Origin, problem
 from vmsim.scenario.models import Scenario, SideMemory
 
 LAYERS = ("driver", "bus", "device", "workload")  # left to right in `draw`
+COLUMN_TITLES = ("drivers", "buses", "devices", "workloads")
 FEATURE_MESSAGES = ("GET_DEVICE_FEATURES", "SET_DRIVER_FEATURES")
 
 Problem = tuple[KeyPath, str]
@@ -31,20 +32,45 @@ def build_graph(scenario: Scenario) -> nx.DiGraph:
     """One node per component; edges driver->bus, bus->device (with `dev_num`), workload->device."""
     graph = nx.DiGraph(name=scenario.name)
     for index, driver in enumerate(scenario.drivers):
-        graph.add_node(driver.name, kind="driver", name=driver.name, index=index, config=driver, cpu=driver.cpu)
+        graph.add_node(
+            driver.name, kind="driver", name=driver.name, index=index, config=driver, cpu=driver.cpu
+        )
     for index, bus in enumerate(scenario.buses):
-        graph.add_node(bus.name, kind="bus", name=bus.name, index=index, config=bus, bus_kind=bus.kind,
-                       layout=bus.layout, max_msg_size=bus.max_msg_size or bus.element_size)
+        graph.add_node(
+            bus.name,
+            kind="bus",
+            name=bus.name,
+            index=index,
+            config=bus,
+            bus_kind=bus.kind,
+            layout=bus.layout,
+            max_msg_size=bus.max_msg_size or bus.element_size,
+        )
         if _is(graph, bus.driver, "driver"):
             graph.add_edge(bus.driver, bus.name)
     for index, device in enumerate(scenario.devices):
-        graph.add_node(device.name, kind="device", name=device.name, index=index, config=device,
-                       device_kind=device.kind, dev_num=device.dev_num, queues=device.queues)
+        graph.add_node(
+            device.name,
+            kind="device",
+            name=device.name,
+            index=index,
+            config=device,
+            device_kind=device.kind,
+            dev_num=device.dev_num,
+            queues=device.queues,
+        )
         if _is(graph, device.bus, "bus"):
             graph.add_edge(device.bus, device.name, dev_num=device.dev_num)
     for index, workload in enumerate(scenario.workloads):
-        graph.add_node(workload.name, kind="workload", name=workload.name, index=index, config=workload,
-                       arrivals=workload.arrivals.kind, vq=workload.vq)
+        graph.add_node(
+            workload.name,
+            kind="workload",
+            name=workload.name,
+            index=index,
+            config=workload,
+            arrivals=workload.arrivals.kind,
+            vq=workload.vq,
+        )
         if _is(graph, workload.device, "device"):
             graph.add_edge(workload.name, workload.device, vq=workload.vq)
     return graph
@@ -68,8 +94,13 @@ def problems(scenario: Scenario, graph: nx.DiGraph) -> list[Problem]:
     duplicates = list(_duplicate_names(scenario))
     if duplicates:
         return duplicates
-    return [*_platform_references(scenario), *_reachability(scenario, graph), *_unique_dev_nums(scenario),
-            *_workload_targets(scenario, graph), *_frames_fit(scenario)]
+    return [
+        *_platform_references(scenario),
+        *_reachability(scenario, graph),
+        *_unique_dev_nums(scenario),
+        *_workload_targets(scenario, graph),
+        *_frames_fit(scenario),
+    ]
 
 
 @lru_cache(maxsize=64)
@@ -116,14 +147,39 @@ def draw(graph: nx.DiGraph, ax=None, *, max_labels: int = 40):
         if not names:
             continue
         size = 600 if len(names) <= max_labels else max(20, 6000 // len(names))
-        nx.draw_networkx_nodes(graph, position, nodelist=names, node_color=colours[kind], node_size=size,
-                               node_shape="s" if kind == "bus" else "o", label=kind, ax=ax)
+        nx.draw_networkx_nodes(
+            graph,
+            position,
+            nodelist=names,
+            node_color=colours[kind],
+            node_size=size,
+            node_shape="s" if kind == "bus" else "o",
+            label=kind,
+            ax=ax,
+        )
         if len(names) <= max_labels:
-            nx.draw_networkx_labels(graph, {n: (x, y - 0.03) for n, (x, y) in position.items() if n in names},
-                                    labels={n: n for n in names}, font_size=8, verticalalignment="top", ax=ax)
-    nx.draw_networkx_edges(graph, position, edgelist=list(graph.edges), arrows=True, arrowsize=8, width=0.6,
-                           edge_color="#777777", ax=ax)
-    ax.set_xticks(range(len(LAYERS)), [f"{kind}s" for kind in LAYERS])
+            nx.draw_networkx_labels(
+                graph,
+                {n: (x, y - 0.03) for n, (x, y) in position.items() if n in names},
+                labels={n: n for n in names},
+                font_size=8,
+                verticalalignment="top",
+                ax=ax,
+            )
+    nx.draw_networkx_edges(
+        graph,
+        position,
+        edgelist=list(graph.edges),
+        arrows=True,
+        arrowsize=8,
+        width=0.6,
+        edge_color="#777777",
+        ax=ax,
+    )
+    ax.set_xticks(range(len(LAYERS)), COLUMN_TITLES)
+    ax.tick_params(
+        axis="x", bottom=False, labelbottom=True
+    )  # networkx hides tick labels; the columns need them
     ax.set_yticks([])
     ax.set_xlim(-0.5, len(LAYERS) - 0.5)
     ax.set_title(f"topology: {graph.graph.get('name', '')}")
@@ -140,8 +196,13 @@ def _duplicate_names(scenario: Scenario) -> Iterable[Problem]:
     for section in ("drivers", "buses", "devices", "workloads"):
         for index, item in enumerate(getattr(scenario, section)):
             if item.name in first:
-                yield ((section, index, "name"), (f"name {item.name!r} is already used by {first[item.name]}; "
-                                                 "names must be unique across drivers, buses, devices and workloads"))
+                yield (
+                    (section, index, "name"),
+                    (
+                        f"name {item.name!r} is already used by {first[item.name]}; "
+                        "names must be unique across drivers, buses, devices and workloads"
+                    ),
+                )
             else:
                 first[item.name] = f"{section}[{index}]"
 
@@ -153,8 +214,11 @@ def _platform_references(scenario: Scenario) -> Iterable[Problem]:
             if item.cpu is not None and item.cpu not in platform.cpus:
                 yield (section, index, "cpu"), _unknown("cpu kind", item.cpu, platform.cpus, platform.name)
     for index, bus in enumerate(scenario.buses):
-        memories = ([("memory", "driver"), ("memory", "device")] if isinstance(bus.memory, SideMemory)
-                    else [("memory",)])
+        memories = (
+            [("memory", "driver"), ("memory", "device")]
+            if isinstance(bus.memory, SideMemory)
+            else [("memory",)]
+        )
         for key in memories:
             name = bus.memory if len(key) == 1 else getattr(bus.memory, key[1])
             if name not in platform.memory:
@@ -162,7 +226,10 @@ def _platform_references(scenario: Scenario) -> Iterable[Problem]:
         for key in ("doorbell", "doorbell_to_driver"):
             name = getattr(bus, key)
             if name is not None and name not in platform.doorbells:
-                yield ("buses", index, key), _unknown("doorbell kind", name, platform.doorbells, platform.name)
+                yield (
+                    ("buses", index, key),
+                    _unknown("doorbell kind", name, platform.doorbells, platform.name),
+                )
 
 
 def _reachability(scenario: Scenario, graph: nx.DiGraph) -> Iterable[Problem]:
@@ -182,8 +249,10 @@ def _unique_dev_nums(scenario: Scenario) -> Iterable[Problem]:
     for index, device in enumerate(scenario.devices):
         key = (device.bus, device.dev_num)
         if key in owner:
-            yield (("devices", index, "dev_num"),
-                   f"dev_num {device.dev_num} is already used on bus {device.bus!r} by device {owner[key]!r}")
+            yield (
+                ("devices", index, "dev_num"),
+                f"dev_num {device.dev_num} is already used on bus {device.bus!r} by device {owner[key]!r}",
+            )
         else:
             owner[key] = device.name
 
@@ -192,14 +261,20 @@ def _workload_targets(scenario: Scenario, graph: nx.DiGraph) -> Iterable[Problem
     devices = [device.name for device in scenario.devices]
     for index, workload in enumerate(scenario.workloads):
         if not graph.has_edge(workload.name, workload.device):
-            yield (("workloads", index, "device"),
-                   f"no device named {workload.device!r}{_hint(workload.device, devices)}")
+            yield (
+                ("workloads", index, "device"),
+                f"no device named {workload.device!r}{_hint(workload.device, devices)}",
+            )
             continue
         queues = graph.nodes[workload.device]["queues"]
         if workload.vq >= queues:
-            yield (("workloads", index, "vq"),
-                   (f"vq {workload.vq} does not exist: device {workload.device!r} has {queues} queue(s), "
-                   f"vq 0..{queues - 1}"))
+            yield (
+                ("workloads", index, "vq"),
+                (
+                    f"vq {workload.vq} does not exist: device {workload.device!r} has {queues} queue(s), "
+                    f"vq 0..{queues - 1}"
+                ),
+            )
 
 
 def _frames_fit(scenario: Scenario) -> Iterable[Problem]:
@@ -209,14 +284,23 @@ def _frames_fit(scenario: Scenario) -> Iterable[Problem]:
         limit_key = "max_msg_size" if bus.max_msg_size is not None else "element_size"
         limit = bus.max_msg_size or bus.element_size
         if bus.max_msg_size is not None and bus.max_msg_size > bus.element_size:
-            yield (("buses", index, "max_msg_size"),
-                   f"{bus.max_msg_size} bytes exceeds element_size {bus.element_size}: a frame must fit one element")
+            yield (
+                ("buses", index, "max_msg_size"),
+                (
+                    f"{bus.max_msg_size} bytes exceeds element_size {bus.element_size}: "
+                    "a frame must fit one element"
+                ),
+            )
             continue
         size, name = largest_frame(bus.layout, 32)
         if size > limit:
-            yield (("buses", index, limit_key),
-                   (f"{limit} bytes is too small for {name} ({size} bytes) of layout {bus.layout}; "
-                   f"use at least {size}"))
+            yield (
+                ("buses", index, limit_key),
+                (
+                    f"{limit} bytes is too small for {name} ({size} bytes) of layout {bus.layout}; "
+                    f"use at least {size}"
+                ),
+            )
             continue
         limits[bus.name] = (limit, index)
     for index, device in enumerate(scenario.devices):
@@ -225,9 +309,13 @@ def _frames_fit(scenario: Scenario) -> Iterable[Problem]:
         limit, bus_index = limits[device.bus]
         size, name = largest_frame(scenario.buses[bus_index].layout, device.feature_bits)
         if size > limit:
-            yield (("devices", index, "feature_bits"),
-                   (f"{device.feature_bits} feature bits make {name} {size} bytes, more than bus "
-                   f"{device.bus!r} carries ({limit} bytes)"))
+            yield (
+                ("devices", index, "feature_bits"),
+                (
+                    f"{device.feature_bits} feature bits make {name} {size} bytes, more than bus "
+                    f"{device.bus!r} carries ({limit} bytes)"
+                ),
+            )
 
 
 # --- helpers ----------------------------------------------------------------------------------

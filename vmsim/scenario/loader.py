@@ -22,12 +22,20 @@ from pydantic import BaseModel, ValidationError
 from vmsim import topology
 from vmsim.errors import ScenarioError
 from vmsim.scenario.locations import KeyPath, Locations, Origin, read_yaml
-from vmsim.scenario.models import Scenario
+from vmsim.scenario.models import Platform, Scenario
 from vmsim.scenario.overrides import Override, locate, parse_override
 from vmsim.scenario.platform import fill_default_provenance, resolve_platform, strip_citations
 from vmsim.scenario.trace import read_trace
 
-_BRANCH_MISMATCH = {"string_type", "model_type", "dict_type", "int_type", "float_type", "bool_type", "list_type"}
+_BRANCH_MISMATCH = {
+    "string_type",
+    "model_type",
+    "dict_type",
+    "int_type",
+    "float_type",
+    "bool_type",
+    "list_type",
+}
 
 
 def load(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
@@ -39,12 +47,28 @@ def load(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
     return _assemble(data, locations, path.parent, overrides)
 
 
-def load_dict(data: dict, source: str = "<dict>", overrides: Sequence[str] = (),
-              base_dir: str | Path | None = None) -> Scenario:
+def load_dict(
+    data: dict, source: str = "<dict>", overrides: Sequence[str] = (), base_dir: str | Path | None = None
+) -> Scenario:
     """Like `load` for a mapping built in code; `source` names it in messages, relative profile and
     trace paths are taken from `base_dir` (default: the working directory). `data` is not modified."""
     base = Path.cwd() if base_dir is None else Path(base_dir)
     return _assemble(copy.deepcopy(data), Locations(Origin(source)), base, overrides)
+
+
+def load_platform(reference: str | Path) -> Platform:
+    """A platform profile on its own (a shipped name or a path), provenance filled: for notebooks
+    that compare platforms and for checking a new profile before any scenario uses it."""
+    locations = Locations(Origin(str(reference)))
+    data = resolve_platform(str(reference), Path.cwd(), locations, str(reference))
+    try:
+        platform = Platform.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(
+            *_schema_problems(exc, {"platform": data}, locations, loc_prefix=("platform",))
+        ) from None
+    fill_default_provenance(platform)
+    return platform
 
 
 def resolved_dict(scenario: Scenario) -> dict:
@@ -58,8 +82,11 @@ def resolved_dict(scenario: Scenario) -> dict:
 
 def _assemble(data: object, locations: Locations, base_dir: Path, arguments: Sequence[str]) -> Scenario:
     if not isinstance(data, dict):
-        raise ScenarioError(locations.problem((), f"the top level must be a mapping of scenario keys, "
-                                                  f"not a {type(data).__name__}"))
+        raise ScenarioError(
+            locations.problem(
+                (), f"the top level must be a mapping of scenario keys, not a {type(data).__name__}"
+            )
+        )
     problems: list[str] = []
     overrides = []
     for argument in arguments:
@@ -75,7 +102,9 @@ def _assemble(data: object, locations: Locations, base_dir: Path, arguments: Seq
     platform_ok = "platform" in data
     if platform_ok:
         try:
-            data["platform"] = resolve_platform(data["platform"], base_dir, locations, str(locations.default.source))
+            data["platform"] = resolve_platform(
+                data["platform"], base_dir, locations, str(locations.default.source)
+            )
         except ScenarioError as exc:
             problems.extend(exc.problems)
             platform_ok = False
@@ -106,8 +135,15 @@ def _apply(data: dict, overrides: list[Override], locations: Locations, problems
             continue
         value = override.value
         if path[0] == "platform" and len(path) > 1 and "provenance" in data["platform"]:
-            value = strip_citations(value, path[1:], ("platform",), locations, data["platform"]["provenance"],
-                                    f"override: {override.label}", problems)
+            value = strip_citations(
+                value,
+                path[1:],
+                ("platform",),
+                locations,
+                data["platform"]["provenance"],
+                f"override: {override.label}",
+                problems,
+            )
         container[slot] = value
         locations.reset(path, Origin(override.label))
         if path == ("platform",) and isinstance(value, str):
@@ -123,8 +159,9 @@ def _load_traces(scenario: Scenario, base_dir: Path, locations: Locations) -> li
         path = (base_dir / workload.arrivals.file).expanduser().resolve()
         key = ("workloads", index, "arrivals", "file")
         if not path.is_file():
-            problems.append(locations.problem(key, f"trace file {workload.arrivals.file!r} not found "
-                                                   f"(looked for {path})"))
+            problems.append(
+                locations.problem(key, f"trace file {workload.arrivals.file!r} not found (looked for {path})")
+            )
             continue
         try:
             read_trace(path)
@@ -138,23 +175,36 @@ def _load_traces(scenario: Scenario, base_dir: Path, locations: Locations) -> li
 # --- pydantic errors -> file:line: key: message -------------------------------------------------
 
 
-def _schema_problems(exc: ValidationError, data: dict, locations: Locations, skip_platform: bool) -> list[str]:
-    """One line per problem; union branches that merely failed to match are folded away."""
-    entries: list[tuple[KeyPath, str, bool]] = []
+def _schema_problems(
+    exc: ValidationError,
+    data: dict,
+    locations: Locations,
+    skip_platform: bool = False,
+    loc_prefix: tuple = (),
+) -> list[str]:
+    """One line per problem; union branches that merely failed to match are folded away.
+
+    `loc_prefix` places errors of a model validated on its own (a Platform) within the scenario."""
+    entries: list[tuple[KeyPath, str, bool, str]] = []
     for error in exc.errors():
+        error["loc"] = loc_prefix + error["loc"]
         path, branch = _user_path(error["loc"], data)
         if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
             path += (error["ctx"]["discriminator"].strip("'"),)  # point at the `kind:`/`dist:` line
         if skip_platform and path[:1] == ("platform",):
             continue
-        entries.append((path, _message(error, data), branch and error["type"] in _BRANCH_MISMATCH))
-    deeper = {path[:end] for path, _, _ in entries for end in range(len(path))}
+        entries.append((path, _message(error), branch and error["type"] in _BRANCH_MISMATCH, _given(error)))
+    deeper = {path[:end] for path, *_ in entries for end in range(len(path))}
     lines: dict[KeyPath, list[str]] = {}
-    for path, message, branch in entries:
+    given: dict[KeyPath, str] = {}
+    for path, message, branch, shown in entries:
         if branch and path in deeper:
             continue  # another branch of the union got further: its error is the useful one
         lines.setdefault(path, []).append(message)
-    return locations.problems([(path, "; or ".join(dict.fromkeys(messages))) for path, messages in lines.items()])
+        given[path] = shown
+    return locations.problems(
+        [(path, "; or ".join(dict.fromkeys(messages)) + given[path]) for path, messages in lines.items()]
+    )
 
 
 def _user_path(loc: tuple, data: object) -> tuple[KeyPath, bool]:
@@ -167,8 +217,13 @@ def _user_path(loc: tuple, data: object) -> tuple[KeyPath, bool]:
     for depth, part in enumerate(loc):
         last = depth == len(loc) - 1
         skipped_last = False
-        present = (isinstance(node, dict) and part in node
-                   or isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node))
+        present = (
+            isinstance(node, dict)
+            and part in node
+            or isinstance(node, list)
+            and isinstance(part, int)
+            and 0 <= part < len(node)
+        )
         if present:
             path.append(part)
             node = node[part]
@@ -183,7 +238,7 @@ def _is_tag(node: dict, part: str) -> bool:
     return part in node.values() or not re.fullmatch(r"[a-z_][a-z0-9_]*", part)
 
 
-def _message(error: dict, data: object) -> str:
+def _message(error: dict) -> str:
     kind = error["type"]
     loc = error["loc"]
     if kind == "extra_forbidden":
@@ -197,11 +252,16 @@ def _message(error: dict, data: object) -> str:
     if kind == "union_tag_invalid":
         context = error["ctx"]
         return f"unknown value {context['tag']!r} (use one of {context['expected_tags']})"
-    message = error["msg"].removeprefix("Value error, ")
+    return error["msg"].removeprefix("Value error, ")
+
+
+def _given(error: dict) -> str:
+    """' (got 5000)' for a short scalar input; unit errors already quote it."""
     value = error.get("input")
-    if kind != "value_error" and isinstance(value, (int, float, str)) and len(str(value)) <= 40:
-        message += f" (got {value!r})"
-    return message
+    shown = error["type"] not in ("value_error", "missing", "extra_forbidden") and isinstance(
+        value, (int, float, str)
+    )
+    return f" (got {value!r})" if shown and len(str(value)) <= 40 else ""
 
 
 def _valid_keys(loc: tuple) -> list[str]:
@@ -252,8 +312,12 @@ def _tags(annotation: object) -> set:
         return set().union(*(_tags(_bare(member)) for member in get_args(annotation)))
     if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
         return set()
-    return {value for field in annotation.model_fields.values() if get_origin(field.annotation) is Literal
-            for value in get_args(field.annotation)}
+    return {
+        value
+        for field in annotation.model_fields.values()
+        if get_origin(field.annotation) is Literal
+        for value in get_args(field.annotation)
+    }
 
 
 def _name_from(stem: str) -> str:

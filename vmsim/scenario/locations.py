@@ -15,6 +15,7 @@ import yaml
 from vmsim.errors import ScenarioError
 
 KeyPath = tuple[str | int, ...]
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built in: ~5x faster, same marks
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +80,10 @@ class Locations:
 
     def problems(self, found: list[tuple[KeyPath, str]]) -> list[str]:
         """Place each (path, message), in file order: users fix a file from the top down."""
-        placed = sorted(((self.origin(path), path, message) for path, message in found),
-                        key=lambda item: (item[0].source, item[0].line or 0))
+        placed = sorted(
+            ((self.origin(path), path, message) for path, message in found),
+            key=lambda item: (item[0].source, item[0].line or 0),
+        )
         return [problem(origin, path, message) for origin, path, message in placed]
 
 
@@ -96,7 +99,7 @@ def read_yaml(path: Path, shown: str) -> tuple[object, Locations]:
         raise ScenarioError(f"{shown}: file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ScenarioError(f"{shown}: cannot read: {exc}") from None
-    loader = yaml.SafeLoader(text)
+    loader = _SafeLoader(text)
     try:
         node = loader.get_single_node()
         data = None if node is None else loader.construct_document(node)

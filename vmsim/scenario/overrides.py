@@ -40,12 +40,16 @@ def parse_override(argument: str) -> Override:
         raise ScenarioError(f"--set {argument}: expected KEY=VALUE, e.g. buses.amp0.queue_elements=16")
     if not _KEY.fullmatch(key):
         raise ScenarioError(f"--set {argument}: cannot read key {key!r} (use dotted.names and [index])")
-    keys = tuple(int(index) if index else int(name) if name.isdigit() else name
-                 for name, index in _SEGMENT.findall(key))
+    keys = tuple(
+        int(index) if index else int(name) if name.isdigit() else name
+        for name, index in _SEGMENT.findall(key)
+    )
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ScenarioError(f"--set {argument}: cannot read the value as YAML: {' '.join(str(exc).split())}") from None
+        raise ScenarioError(
+            f"--set {argument}: cannot read the value as YAML: {' '.join(str(exc).split())}"
+        ) from None
     return Override(argument, keys, value)
 
 
@@ -60,8 +64,10 @@ def locate(data: dict, override: Override) -> tuple[dict | list, str | int, KeyP
     for key in override.keys[:-1]:
         slot = _slot(container, key, path, override)
         if isinstance(container, dict) and slot not in container:
-            raise ScenarioError(f"{override.label}: no key {key!r} under {format_path(path) or 'the top level'}"
-                                f"{_hint(key, container)}")
+            raise ScenarioError(
+                f"{override.label}: no key {key!r} under {format_path(path) or 'the top level'}"
+                f"{_hint(key, container)}"
+            )
         container, path = container[slot], path + (slot,)
     slot = _slot(container, override.keys[-1], path, override)
     return container, slot, path + (slot,)

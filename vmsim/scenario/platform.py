@@ -43,10 +43,14 @@ def resolve_platform(spec: object, base_dir: Path, locations: Locations, label: 
     if reference is not None:
         base = _read_profile(reference, base_dir, locations, provenance, problems)
     given = overrides.pop("provenance", None)
-    if given is not None and not (isinstance(given, dict) and all(isinstance(v, str) for v in given.values())):
+    if given is not None and not (
+        isinstance(given, dict) and all(isinstance(v, str) for v in given.values())
+    ):
         problems.append(locations.problem(("platform", "provenance"), "expected a mapping of key: citation"))
         given = None
-    plain = strip_citations(overrides, (), ("platform",), locations, provenance, f"override: {label}", problems)
+    plain = strip_citations(
+        overrides, (), ("platform",), locations, provenance, f"override: {label}", problems
+    )
     provenance.update(given or {})
     if problems:
         raise ScenarioError(*problems)
@@ -55,8 +59,15 @@ def resolve_platform(spec: object, base_dir: Path, locations: Locations, label: 
     return merged
 
 
-def strip_citations(tree: object, path: KeyPath, loc_prefix: KeyPath, locations: Locations,
-                    provenance: dict[str, str], override: str | None, problems: list[str]) -> object:
+def strip_citations(
+    tree: object,
+    path: KeyPath,
+    loc_prefix: KeyPath,
+    locations: Locations,
+    provenance: dict[str, str],
+    override: str | None,
+    problems: list[str],
+) -> object:
     """Replace `{value, source|estimate}` wrappers by their value and record where each came from.
 
     `path` is relative to the platform (it names the provenance key); `loc_prefix + path` is the
@@ -67,16 +78,24 @@ def strip_citations(tree: object, path: KeyPath, loc_prefix: KeyPath, locations:
     if isinstance(tree, dict) and "value" in tree:
         return _unwrap(tree, path, where, locations, provenance, problems)
     if isinstance(tree, dict):
-        return {key: value if path == () and key in _NOT_COSTS else
-                strip_citations(value, path + (key,), loc_prefix, locations, provenance, override, problems)
-                for key, value in tree.items()}
+        return {
+            key: value
+            if path == () and key in _NOT_COSTS
+            else strip_citations(value, path + (key,), loc_prefix, locations, provenance, override, problems)
+            for key, value in tree.items()
+        }
     if not _is_number(tree):
         return tree
     if override is not None:
         provenance[".".join(map(str, path))] = override
     else:
-        problems.append(locations.problem(where, f"bare number {tree!r}: every profile number needs a citation, "
-                                                 "write {value: ..., source: ...} or {value: ..., estimate: ...}"))
+        problems.append(
+            locations.problem(
+                where,
+                f"bare number {tree!r}: every profile number needs a citation, "
+                "write {value: ..., source: ...} or {value: ..., estimate: ...}",
+            )
+        )
     return tree
 
 
@@ -101,8 +120,9 @@ def fill_default_provenance(platform: Platform) -> None:
                     provenance.setdefault(f"{section}.{name}.{field}", "default: schema default, no source")
 
 
-def _read_profile(reference: object, base_dir: Path, locations: Locations,
-                  provenance: dict[str, str], problems: list[str]) -> dict:
+def _read_profile(
+    reference: object, base_dir: Path, locations: Locations, provenance: dict[str, str], problems: list[str]
+) -> dict:
     key = ("platform", "profile")
     if not isinstance(reference, str) or not reference:
         problems.append(locations.problem(key, "expected a profile name or a path to a profile file"))
@@ -112,8 +132,13 @@ def _read_profile(reference: object, base_dir: Path, locations: Locations,
         shipped = profile_names()
         close = difflib.get_close_matches(reference, shipped, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        problems.append(locations.problem(key, f"unknown platform profile {reference!r}{hint}: not a shipped "
-                                               f"profile ({', '.join(shipped)}) nor a file"))
+        problems.append(
+            locations.problem(
+                key,
+                f"unknown platform profile {reference!r}{hint}: not a shipped "
+                f"profile ({', '.join(shipped)}) nor a file",
+            )
+        )
         return {}
     try:
         data, profile_locations = read_yaml(path, str(path))
@@ -124,8 +149,12 @@ def _read_profile(reference: object, base_dir: Path, locations: Locations,
         problems.append(profile_locations.problem((), "a profile must be a mapping of platform keys"))
         return {}
     if "provenance" in data:
-        problems.append(profile_locations.problem(("provenance",), "provenance is built by the loader: cite "
-                                                                   "each value where it is given instead"))
+        problems.append(
+            profile_locations.problem(
+                ("provenance",),
+                "provenance is built by the loader: cite each value where it is given instead",
+            )
+        )
         data.pop("provenance")
     data.setdefault("name", path.stem)
     plain = strip_citations(data, (), (), profile_locations, provenance, None, problems)
@@ -133,15 +162,24 @@ def _read_profile(reference: object, base_dir: Path, locations: Locations,
     return plain
 
 
-def _unwrap(tree: dict, path: KeyPath, where: KeyPath, locations: Locations,
-            provenance: dict[str, str], problems: list[str]) -> object:
+def _unwrap(
+    tree: dict,
+    path: KeyPath,
+    where: KeyPath,
+    locations: Locations,
+    provenance: dict[str, str],
+    problems: list[str],
+) -> object:
     value = tree["value"]
     locations[where] = locations.origin(where + ("value",))
     citations = [key for key in CITATIONS if key in tree]
     extra = sorted(set(tree) - {"value", *CITATIONS})
     if extra:
-        problems.append(locations.problem(where, f"unexpected key {extra[0]!r} beside value "
-                                                 f"(use one of {', '.join(CITATIONS)})"))
+        problems.append(
+            locations.problem(
+                where, f"unexpected key {extra[0]!r} beside value (use one of {', '.join(CITATIONS)})"
+            )
+        )
     elif len(citations) != 1:
         problems.append(locations.problem(where, "give exactly one of source or estimate beside value"))
     elif not isinstance(tree[citations[0]], str) or not tree[citations[0]].strip():

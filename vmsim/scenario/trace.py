@@ -58,8 +58,10 @@ def _read(path: str, mtime_ns: int, size: int) -> Trace:
                 cells = dict(zip(header, (cell.strip() for cell in row)))
                 at = _cell(path, line, "time", cells["time"], parse_time_ns, problems)
                 if at is not None and times and at < times[-1]:
-                    problems.append(f"{path}:{line}: time: {cells['time']} is before the previous row's time "
-                                    "(times must not decrease)")
+                    problems.append(
+                        f"{path}:{line}: time: {cells['time']} is before the previous row's time "
+                        "(times must not decrease)"
+                    )
                 if at is not None:
                     times.append(at)
                 if has_size:
@@ -79,7 +81,9 @@ def _check_header(path: str, header: list[str]) -> None:
     if unknown:
         close = difflib.get_close_matches(unknown[0], COLUMNS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ScenarioError(f"{path}:1: unknown column {unknown[0]!r}{hint}; columns are time and optional size")
+        raise ScenarioError(
+            f"{path}:1: unknown column {unknown[0]!r}{hint}; columns are time and optional size"
+        )
     if "time" not in header:
         raise ScenarioError(f"{path}:1: the header row needs a `time` column (and optionally `size`)")
 

@@ -1,0 +1,159 @@
+"""The topology graph: who drives which bus, which devices sit on it, what loads them."""
+
+import pytest
+
+from vmsim import topology
+from vmsim.errors import ScenarioError
+from vmsim.scenario import load_dict
+from vmsim.scenario.models import Scenario
+
+
+def scenario_dict(buses=1, devices_per_bus=2, **bus_options):
+    """A generated scenario on the ideal profile: one driver per 10 buses, one workload per device."""
+    data = {
+        "name": "gen",
+        "duration": "1 ms",
+        "platform": "ideal",
+        "drivers": [],
+        "buses": [],
+        "devices": [],
+        "workloads": [],
+    }
+    for b in range(buses):
+        if b % 10 == 0:
+            data["drivers"].append({"name": f"drv{b // 10}"})
+        data["buses"].append(
+            {
+                "kind": "amp",
+                "name": f"bus{b}",
+                "driver": f"drv{b // 10}",
+                "memory": "ideal",
+                "doorbell": "ideal",
+                **bus_options,
+            }
+        )
+        for d in range(devices_per_bus):
+            device = f"bus{b}_dev{d}"
+            data["devices"].append({"name": device, "bus": f"bus{b}", "dev_num": d})
+            data["workloads"].append(
+                {"name": f"{device}_load", "device": device, "arrivals": {"kind": "poisson", "rate": "1 kHz"}}
+            )
+    return data
+
+
+def test_the_graph_has_one_node_per_component_and_edges_along_references():
+    """driver -> bus -> device <- workload: the simulator builds one component per node."""
+    graph = topology.build_graph(load_dict(scenario_dict()))
+    assert graph.nodes["drv0"]["kind"] == "driver"
+    assert graph.nodes["bus0"] | {"config": None} == {
+        "kind": "bus",
+        "name": "bus0",
+        "index": 0,
+        "config": None,
+        "bus_kind": "amp",
+        "layout": "v1",
+        "max_msg_size": 64,
+    }
+    assert graph.nodes["bus0_dev1"]["dev_num"] == 1
+    assert sorted(graph.edges) == [
+        ("bus0", "bus0_dev0"),
+        ("bus0", "bus0_dev1"),
+        ("bus0_dev0_load", "bus0_dev0"),
+        ("bus0_dev1_load", "bus0_dev1"),
+        ("drv0", "bus0"),
+    ]
+    assert graph.edges["bus0", "bus0_dev1"]["dev_num"] == 1
+
+
+def test_check_on_a_scenario_built_in_code_names_the_scenario():
+    """Without a file, problems are placed at the scenario's name and the key path."""
+    data = scenario_dict()
+    data["platform"] = {"name": "bare", "memory": {"ideal": {}}, "doorbells": {"ideal": {"kind": "ideal"}}}
+    data["devices"][1]["dev_num"] = 0
+    data["buses"][0]["driver"] = "nobody"
+    scenario = Scenario.model_validate(data)
+    with pytest.raises(ScenarioError) as caught:
+        topology.check(scenario)
+    assert caught.value.problems == [
+        "scenario gen: buses[0].driver: no driver named 'nobody'",
+        "scenario gen: devices[1].dev_num: dev_num 0 is already used on bus 'bus0' by device 'bus0_dev0'",
+    ]
+
+
+def test_an_unreachable_device_is_reported_once_at_the_cause():
+    """A bus without a driver strands all its devices; one line at the bus says so, not one per device."""
+    data = scenario_dict(devices_per_bus=5)
+    data["buses"][0]["driver"] = "drv9"
+    with pytest.raises(ScenarioError) as caught:
+        load_dict(data)
+    assert caught.value.problems == ["<dict>: buses[0].driver: no driver named 'drv9' (did you mean 'drv0'?)"]
+
+
+def test_duplicate_names_are_reported_alone():
+    """With two components of one name the graph is ambiguous, so other checks would mislead."""
+    data = scenario_dict()
+    data["workloads"][0]["name"] = "bus0"
+    data["workloads"][1]["vq"] = 3
+    with pytest.raises(ScenarioError) as caught:
+        load_dict(data)
+    assert caught.value.problems == [
+        (
+            "<dict>: workloads[0].name: name 'bus0' is already used by buses[0]; names "
+            "must be unique across drivers, buses, devices and workloads"
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("layout", "size"), [("v1", 48), ("draft-6b", 42), ("fixed40", 40), ("linux-2026", 52)]
+)
+def test_the_largest_frame_of_each_layout(layout, size):
+    """GET/SET_VQUEUE (48 bytes in v1) or GET_DEVICE_INFO (52 in linux-2026) sets the smallest element."""
+    assert topology.largest_frame(layout, 64)[0] == size
+
+
+def test_many_feature_bits_can_outgrow_the_bus():
+    """The driver moves all feature blocks in one frame, so 512 feature bits need 16 + 64 bytes."""
+    assert topology.largest_frame("v1", 512)[0] == 80
+    data = scenario_dict()
+    data["devices"][0]["feature_bits"] = 512
+    with pytest.raises(ScenarioError) as caught:
+        load_dict(data)
+    assert caught.value.problems == [
+        (
+            "<dict>: devices[0].feature_bits: 512 feature bits make SET_DRIVER_FEATURES "
+            "80 bytes, more than bus 'bus0' carries (64 bytes)"
+        )
+    ]
+
+
+def test_max_msg_size_may_narrow_but_not_widen_the_element():
+    """A frame always travels in one queue element, so max_msg_size above element_size is a mistake."""
+    with pytest.raises(ScenarioError, match=r"buses\[0\].max_msg_size: 128 bytes exceeds element_size 64"):
+        load_dict(scenario_dict(max_msg_size=128))
+    assert load_dict(scenario_dict(max_msg_size=52)).buses[0].max_msg_size == 52
+
+
+def test_a_thousand_devices_on_a_hundred_buses_build_and_check_in_one_pass():
+    """Large topologies are a use case (how many devices can a queue pair carry?): every check is
+    a dictionary lookup per component, never a comparison of all pairs."""
+    scenario = load_dict(scenario_dict(buses=100, devices_per_bus=10))
+    graph = topology.check(scenario)
+    assert graph.number_of_nodes() == 10 + 100 + 1000 + 1000
+    assert graph.number_of_edges() == 100 + 1000 + 1000
+
+
+def test_draw_lays_the_topology_out_in_layers():
+    """Drivers left, buses, devices, workloads to the right; one labelled column per kind."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    graph = topology.build_graph(load_dict(scenario_dict(buses=2)))
+    ax = topology.draw(graph)
+    assert [tick.get_text() for tick in ax.get_xticklabels()] == ["drivers", "buses", "devices", "workloads"]
+    labels = {text.get_text(): text.get_position() for text in ax.texts}
+    assert labels["drv0"][0] == 0 and labels["bus1"][0] == 1 and labels["bus1_dev0"][0] == 2
+    assert labels["bus0_dev0"][1] > labels["bus1_dev0"][1]  # devices stay next to their bus
+    plt.close(ax.figure)

@@ -1,0 +1,84 @@
+"""Unit strings are parsed at the edge into integers (ns, bytes) or floats (Hz, B/s)."""
+
+import pytest
+
+from vmsim.units import format_ns, parse_bandwidth, parse_rate_hz, parse_size_bytes, parse_time_ns
+
+
+@pytest.mark.parametrize(
+    ("text", "ns"),
+    [
+        ("1.5 us", 1500),
+        ("1.5us", 1500),
+        ("20 ns", 20),
+        ("3 ms", 3_000_000),
+        ("2 s", 2_000_000_000),
+        ("1 µs", 1000),
+        (250, 250),
+        (0, 0),
+        ("1e3 ns", 1000),
+        (".5 us", 500),
+    ],
+)
+def test_durations_become_integer_nanoseconds(text, ns):
+    """Simulated time is integer ns so that 20 ns and 100 ms add up without float drift."""
+    assert parse_time_ns(text) == ns
+    assert isinstance(parse_time_ns(text), int)
+
+
+def test_a_fraction_of_a_nanosecond_rounds_to_the_nearest():
+    """Sub-ns figures (a 0.4 ns/B slope times one byte) round rather than truncate."""
+    assert parse_time_ns("1.6 ns") == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("4 KiB", 4096),
+        ("64", 64),
+        (64, 64),
+        ("1 MB", 1_000_000),
+        ("2 MiB", 2 * 1024**2),
+        ("48 B", 48),
+    ],
+)
+def test_sizes_become_integer_bytes(text, size):
+    """Sizes accept decimal and binary prefixes; a bare number is bytes."""
+    assert parse_size_bytes(text) == size
+
+
+def test_rates_and_bandwidths():
+    """Rates are per second (a bare number too); a bandwidth must say its unit."""
+    assert parse_rate_hz("10 kHz") == 10_000.0
+    assert parse_rate_hz(50) == 50.0
+    assert parse_bandwidth("2 GB/s") == 2e9
+    assert parse_bandwidth("1 MiB/s") == 1024.0**2
+
+
+@pytest.mark.parametrize(
+    ("parse", "text", "says"),
+    [
+        (parse_time_ns, "10 kHz", "unknown duration unit 'kHz'"),
+        (parse_time_ns, "-1 us", "negative"),
+        (parse_time_ns, "fast", "cannot read 'fast' as a duration"),
+        (parse_time_ns, True, "expected a duration"),
+        (parse_time_ns, "inf ns", "cannot read"),
+        (parse_size_bytes, "1.5 B", "not a whole number of bytes"),
+        (parse_size_bytes, "3 us", "unknown size unit 'us'"),
+        (parse_rate_hz, "0 Hz", "must be positive"),
+        (parse_rate_hz, "1 us", "unknown rate unit 'us'"),
+        (parse_bandwidth, "100", "needs a unit"),
+    ],
+)
+def test_bad_units_raise_value_error_naming_the_problem(parse, text, says):
+    """Parsers raise ValueError with a reason; the scenario layer adds file, line and key."""
+    with pytest.raises(ValueError, match=says):
+        parse(text)
+
+
+def test_format_ns_picks_a_readable_unit():
+    """Durations shown to people use the largest unit that keeps the number >= 1."""
+    assert format_ns(1500) == "1.50 us"
+    assert format_ns(20) == "20 ns"
+    assert format_ns(3_000_000) == "3.00 ms"
+    assert format_ns(2e9) == "2.00 s"
