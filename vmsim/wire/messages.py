@@ -655,8 +655,7 @@ class Layout:
             return DecodeError(f"{where}: expected bytes, got {type(data).__name__}")
         length = len(data)
         if length < self.header.size:
-            missing = next(n for n in self.header.names if self.header.offsets[n] + 1 > length)
-            offset = self.header.offsets[missing]
+            offset, missing = max((start, n) for n, start in self.header.offsets.items() if start <= length)
             return DecodeError(
                 f"{where}: field {missing!r} at offset {offset}: truncated: "
                 f"{length} bytes, the header needs {self.header.size}"
