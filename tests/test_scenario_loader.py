@@ -505,3 +505,15 @@ def test_load_dict_names_its_source_in_messages():
     assert caught.value.problems == [
         "notebook: buses[0].queue_elements: Input should be greater than or equal to 2 (got 1)"
     ]
+
+
+def test_the_reference_example_is_a_valid_scenario(tmp_path):
+    """docs/scenario-reference.md ends with a complete example; it must keep loading as the schema grows."""
+    from pathlib import Path
+
+    reference = Path(__file__).parents[1] / "docs" / "scenario-reference.md"
+    example = reference.read_text().split("## Complete example")[1].split("```yaml\n")[1].split("```")[0]
+    (tmp_path / "traces").mkdir()
+    (tmp_path / "traces" / "gpio.csv").write_text("time\n0\n10 us\n")
+    scenario = load(write(tmp_path, example))
+    assert [w.arrivals.kind for w in scenario.workloads] == ["poisson", "closed", "trace"]
