@@ -517,3 +517,14 @@ def test_the_reference_example_is_a_valid_scenario(tmp_path):
     (tmp_path / "traces" / "gpio.csv").write_text("time\n0\n10 us\n")
     scenario = load(write(tmp_path, example))
     assert [w.arrivals.kind for w in scenario.workloads] == ["poisson", "closed", "trace"]
+
+
+def test_replacing_a_whole_platform_entry_drops_its_old_citations(tmp_path):
+    """A citation must describe the value in use: after `--set` replaces a doorbell, the profile's
+    sources for it no longer apply, and fields left out fall back to marked defaults."""
+    scenario = load(write(tmp_path, BASE), ["platform.doorbells.ideal={kind: ipi, latency: 1us}"])
+    provenance = scenario.platform.provenance
+    assert provenance["doorbells.ideal.latency"] == (
+        "override: --set platform.doorbells.ideal={kind: ipi, latency: 1us}"
+    )
+    assert provenance["doorbells.ideal.ring"] == "default: schema default, no source"

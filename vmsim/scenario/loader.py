@@ -135,12 +135,16 @@ def _apply(data: dict, overrides: list[Override], locations: Locations, problems
             continue
         value = override.value
         if path[0] == "platform" and len(path) > 1 and "provenance" in data["platform"]:
+            provenance = data["platform"]["provenance"]
+            replaced = ".".join(map(str, path[1:]))
+            for key in [k for k in provenance if k == replaced or k.startswith(replaced + ".")]:
+                del provenance[key]  # the value they cited is gone
             value = strip_citations(
                 value,
                 path[1:],
                 ("platform",),
                 locations,
-                data["platform"]["provenance"],
+                provenance,
                 f"override: {override.label}",
                 problems,
             )
@@ -217,14 +221,9 @@ def _user_path(loc: tuple, data: object) -> tuple[KeyPath, bool]:
     for depth, part in enumerate(loc):
         last = depth == len(loc) - 1
         skipped_last = False
-        present = (
-            isinstance(node, dict)
-            and part in node
-            or isinstance(node, list)
-            and isinstance(part, int)
-            and 0 <= part < len(node)
-        )
-        if present:
+        in_dict = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_dict or in_list:
             path.append(part)
             node = node[part]
         elif isinstance(node, dict) and last and isinstance(part, str) and not _is_tag(node, part):

@@ -72,7 +72,7 @@ def strip_citations(
 
     `path` is relative to the platform (it names the provenance key); `loc_prefix + path` is the
     key in `locations`. With `override` None (a profile file) bare numbers are refused; otherwise
-    every leaf is recorded as coming from `override`.
+    each bare number is recorded as coming from `override`.
     """
     where = loc_prefix + path
     if isinstance(tree, dict) and "value" in tree:
