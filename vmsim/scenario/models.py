@@ -8,7 +8,7 @@ silently ignored setting. Unit strings are parsed here, at the edge; everything 
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -74,7 +74,7 @@ class EmpiricalTime(Strict):
 
 
 TimeDist = Annotated[
-    Union[ConstantTime, ExponentialTime, LognormalTime, UniformTime, EmpiricalTime],
+    ConstantTime | ExponentialTime | LognormalTime | UniformTime | EmpiricalTime,
     Field(discriminator="dist"),
 ]
 
@@ -104,7 +104,7 @@ class EmpiricalSize(Strict):
     _weights_match = EmpiricalTime._weights_match
 
 
-SizeDist = Annotated[Union[ConstantSize, UniformSize, EmpiricalSize], Field(discriminator="dist")]
+SizeDist = Annotated[ConstantSize | UniformSize | EmpiricalSize, Field(discriminator="dist")]
 
 
 # --- platform profile -------------------------------------------------------------------------
@@ -186,7 +186,7 @@ class AmpBus(Strict):
     handshake_retry: TimeNs = 1_000_000
 
 
-Bus = Annotated[Union[AmpBus], Field(discriminator="kind")]
+Bus = Annotated[AmpBus, Field(discriminator="kind")]
 
 DEVICE_IDS = {"net": 1, "block": 2, "console": 3, "rng": 4, "vsock": 19, "i2c": 34, "gpio": 41, "generic": 0x3F}
 
@@ -238,7 +238,7 @@ class ClosedLoop(Strict):
 
 
 Arrivals = Annotated[
-    Union[PoissonArrivals, ConstantArrivals, TraceArrivals, ClosedLoop], Field(discriminator="kind")
+    PoissonArrivals | ConstantArrivals | TraceArrivals | ClosedLoop, Field(discriminator="kind")
 ]
 
 

@@ -60,8 +60,8 @@ class AmpBus(Bus):
             to_device, to_driver = self.driver_peer.tx, self.device_peer.tx
         else:
             to_device, to_driver = create_queue_pair(self.format, self.window)
-        common = dict(bus_id=self.bus_id, frame_in=self.frame_in, polling_ns=spec.polling, budget=spec.rx_budget,
-                      retry_ns=spec.tx_retry, retries=spec.tx_retries)
+        common = {"bus_id": self.bus_id, "frame_in": self.frame_in, "polling_ns": spec.polling,
+                  "budget": spec.rx_budget, "retry_ns": spec.tx_retry, "retries": spec.tx_retries}
         self.to_device = Channel(sim, f"{spec.name}.to_device", queue=to_device, doorbell_kind=doorbell_to_device,
                                  sender_memory=driver_memory, receiver_memory=device_memory,
                                  sender_cpu_ns=driver_cpu_ns, receiver_cpu_ns=device_cpu_ns,

@@ -45,7 +45,7 @@ _BATCH = 4096
 class Sampler:
     """Integer draws from a distribution, taken from numpy in batches (one call per 4096 draws)."""
 
-    __slots__ = ("_draw", "_batch", "_index", "constant")
+    __slots__ = ("_batch", "_draw", "_index", "constant")
 
     def __init__(self, draw, constant: int | None = None):
         self._draw = draw

@@ -18,7 +18,7 @@ CONFIG_RESPONSE_OVERHEAD = 12  # generation, offset, length before data[] in GET
 class DeviceHandle:
     """What the driver knows about one device: its info, negotiated features, config and queues."""
 
-    __slots__ = ("bus", "dev_num", "info", "features", "config", "generation", "queues", "ready", "failed")
+    __slots__ = ("bus", "config", "dev_num", "failed", "features", "generation", "info", "queues", "ready")
 
     def __init__(self, bus, dev_num: int, ready):
         self.bus = bus

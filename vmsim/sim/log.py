@@ -30,7 +30,7 @@ _NO_BUS = -1
 class Interner:
     """Names <-> small integers, so that log rows hold numbers, not strings."""
 
-    __slots__ = ("names", "ids")
+    __slots__ = ("ids", "names")
 
     def __init__(self):
         self.names: list[str] = []
@@ -48,8 +48,20 @@ class EventLog:
     """Every frame put on a bus or taken off it, every doorbell, grant and share operation."""
 
     __slots__ = (
-        "components", "events", "buses", "bus_layouts", "keep_wire",
-        "time", "component", "event", "bus", "dev_num", "value", "wire_start", "wire_length", "blob",
+        "blob",
+        "bus",
+        "bus_layouts",
+        "buses",
+        "component",
+        "components",
+        "dev_num",
+        "event",
+        "events",
+        "keep_wire",
+        "time",
+        "value",
+        "wire_length",
+        "wire_start",
     )
 
     def __init__(self, keep_wire: bool = True):
@@ -147,7 +159,7 @@ class EventLog:
 class _HeaderReader:
     """Reads (type, msg_id, dev_num, token, msg_size, name) from a frame of one layout, names cached."""
 
-    __slots__ = ("layout", "header", "names")
+    __slots__ = ("header", "layout", "names")
 
     _V1 = struct.Struct("<BBHHH")
     _SIX = struct.Struct("<BBHH")
@@ -177,8 +189,20 @@ class _HeaderReader:
 class RequestLog:
     """One row per completed I/O request."""
 
-    __slots__ = ("drivers", "devices", "request_id", "driver", "device", "dev_num", "vq", "size",
-                 "submit", "start", "service", "complete")
+    __slots__ = (
+        "complete",
+        "dev_num",
+        "device",
+        "devices",
+        "driver",
+        "drivers",
+        "request_id",
+        "service",
+        "size",
+        "start",
+        "submit",
+        "vq",
+    )
 
     def __init__(self):
         self.drivers = Interner()

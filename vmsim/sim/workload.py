@@ -16,7 +16,7 @@ from vmsim.sim.costs import Sampler
 class Request:
     """One I/O request on its way from a workload through a virtqueue and back."""
 
-    __slots__ = ("request_id", "workload", "size", "submit_ns", "start_ns", "service_ns")
+    __slots__ = ("request_id", "service_ns", "size", "start_ns", "submit_ns", "workload")
 
     def __init__(self, request_id: int, workload, size: int, submit_ns: int):
         self.request_id = request_id
@@ -78,7 +78,7 @@ class Workload(Component):
         if kind == "poisson":
             gaps = Sampler(lambda n: np.rint(self._rng.exponential(mean_gap, n)).astype(np.int64))
         else:
-            gaps = Sampler(None, constant=int(round(mean_gap)))
+            gaps = Sampler(None, constant=round(mean_gap))
         timeout = self.env.timeout
         while self._submit():
             yield timeout(gaps())
