@@ -341,10 +341,13 @@ class MessageSpec:
         if length < header.size:
             name, offset = self._field_at(length)
             raise self.fail(name, offset, f"truncated: {length} bytes, the header needs {header.size}")
+        if data[0] != self.type or data[1] != self.msg_id:
+            field, offset = ("type", 0) if data[0] != self.type else ("msg_id", 1)
+            raise self.fail(field, offset, f"0x{data[offset]:02x} is not this message's")
         if header.frame_size is not None:
             if length != header.frame_size:
                 raise self.fail(
-                    "frame", min(length, header.frame_size), f"{length} bytes; fixed frames are 40"
+                    "frame", min(length, header.frame_size), f"{length} bytes; frames are {header.frame_size}"
                 )
         else:
             size_offset = header.offsets["msg_size"]
@@ -546,7 +549,9 @@ def _array_codecs(spec: MessageSpec):
             values = unpack(data)
             count = values[count_index]
             if (
-                values[size_index] == length
+                values[1] == msg_id
+                and values[0] == type_
+                and values[size_index] == length
                 and count % unit == 0
                 and fixed_size + count // unit * elem_size == length
                 and not (decode_rules and _breaks(values, decode_rules))
