@@ -134,6 +134,49 @@ def test_max_msg_size_may_narrow_but_not_widen_the_element():
     assert load_dict(scenario_dict(max_msg_size=52)).buses[0].max_msg_size == 52
 
 
+@pytest.mark.parametrize(
+    ("bus_options", "queues", "devices", "expected"),
+    [
+        (
+            {"queue_format": "spsc-2025", "element_size": 48},
+            1,
+            1,
+            "buses[0].element_size: spsc-2025 queues have fixed 64-byte slots, not 48",
+        ),
+        (
+            {"queue_format": "spsc-2024", "notify": "out-of-band"},
+            1,
+            1,
+            "buses[0].notify: out-of-band notification needs the amp-2026 notification words, not spsc-2024",
+        ),
+        (
+            {"notify": "out-of-band"},
+            17,
+            2,
+            "devices[0].queues: 17 virtqueues on out-of-band bus 'bus0': at most 16 per device",
+        ),
+        (
+            {"notify": "out-of-band"},
+            16,
+            257,
+            (
+                "buses[0].notify: 257 devices x 16 notification bits exceed the 4096 bits of amp-2026's "
+                "notification words"
+            ),
+        ),
+    ],
+)
+def test_queue_formats_limit_slot_size_and_out_of_band_notification(bus_options, queues, devices, expected):
+    """The spsc formats have fixed 64-byte slots; out-of-band notification needs amp-2026's
+    notification words, which hold at most 16 bits per device and 4096 bits per bus."""
+    data = scenario_dict(devices_per_bus=devices, **bus_options)
+    for device in data["devices"]:
+        device["queues"] = queues
+    with pytest.raises(ScenarioError) as caught:
+        load_dict(data)
+    assert caught.value.problems == [f"<dict>: {expected}"]
+
+
 def test_a_thousand_devices_on_a_hundred_buses_build_and_check_in_one_pass():
     """Large topologies are a use case (how many devices can a queue pair carry?): every check is
     a dictionary lookup per component, never a comparison of all pairs."""

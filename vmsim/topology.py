@@ -24,6 +24,8 @@ from vmsim.scenario.models import Scenario, SideMemory
 LAYERS = ("driver", "bus", "device", "workload")  # left to right in `draw`
 COLUMN_TITLES = ("drivers", "buses", "devices", "workloads")
 FEATURE_MESSAGES = ("GET_DEVICE_FEATURES", "SET_DRIVER_FEATURES")
+MAX_NOTIFY_BITS_PER_DEVICE = 16  # amp-2026 num_vq_notif_per_device: a power of two, 1..16
+MAX_NOTIFY_BITS = 64 * 64  # at most 64 notification words of 64 bits
 
 Problem = tuple[KeyPath, str]
 
@@ -100,6 +102,7 @@ def problems(scenario: Scenario, graph: nx.DiGraph) -> list[Problem]:
         *_unique_dev_nums(scenario),
         *_workload_targets(scenario, graph),
         *_frames_fit(scenario),
+        *_queue_formats(scenario),
     ]
 
 
@@ -314,6 +317,51 @@ def _frames_fit(scenario: Scenario) -> Iterable[Problem]:
                 (
                     f"{device.feature_bits} feature bits make {name} {size} bytes, more than bus "
                     f"{device.bus!r} carries ({limit} bytes)"
+                ),
+            )
+
+
+def _queue_formats(scenario: Scenario) -> Iterable[Problem]:
+    """What each shared-memory queue format can carry: spsc slots are 64 bytes, and out-of-band
+    notification uses the amp-2026 notification words (at most 64 words of 64 bits, a power-of-two
+    block of at most 16 bits per device)."""
+    from vmsim.wire.spsc import SLOT_SIZE
+
+    devices_on: dict[str, list[tuple[int, int]]] = {}
+    for index, device in enumerate(scenario.devices):
+        devices_on.setdefault(device.bus, []).append((device.queues, index))
+    for index, bus in enumerate(scenario.buses):
+        if bus.queue_format != "amp-2026" and bus.element_size != SLOT_SIZE:
+            yield (
+                ("buses", index, "element_size"),
+                f"{bus.queue_format} queues have fixed {SLOT_SIZE}-byte slots, not {bus.element_size}",
+            )
+        if bus.notify != "out-of-band":
+            continue
+        if bus.queue_format != "amp-2026":
+            yield (
+                ("buses", index, "notify"),
+                f"out-of-band notification needs the amp-2026 notification words, not {bus.queue_format}",
+            )
+            continue
+        devices = devices_on.get(bus.name, [])
+        queues, widest = max(devices, key=lambda item: item[0], default=(1, None))
+        if queues > MAX_NOTIFY_BITS_PER_DEVICE:
+            yield (
+                ("devices", widest, "queues"),
+                (
+                    f"{queues} virtqueues on out-of-band bus {bus.name!r}: at most "
+                    f"{MAX_NOTIFY_BITS_PER_DEVICE} per device"
+                ),
+            )
+            continue
+        bits = 1 << (queues - 1).bit_length()
+        if len(devices) * bits > MAX_NOTIFY_BITS:
+            yield (
+                ("buses", index, "notify"),
+                (
+                    f"{len(devices)} devices x {bits} notification bits exceed the {MAX_NOTIFY_BITS} bits "
+                    "of amp-2026's notification words"
                 ),
             )
 
