@@ -61,7 +61,7 @@ def run(path: str | Path, *, seed: int | None = None, out: str | Path | None = N
     Every user error (bad file, override, topology, out folder) is raised as a `VmsimError`
     before anything is simulated or written.
     """
-    from vmsim.scenario import load, resolved_dict
+    from vmsim.scenario import load, read_trace, resolved_dict
     from vmsim.sim import build
     from vmsim.topology import build_graph
 
@@ -70,7 +70,8 @@ def run(path: str | Path, *, seed: int | None = None, out: str | Path | None = N
     folder = Path(out) if out is not None else default_folder(scenario.name)
     if write:
         check_destination(folder)
-    model = build(scenario)
+    model = build(scenario, traces={w.name: read_trace(w.arrivals.file) for w in scenario.workloads
+                                    if w.arrivals.kind == "trace"})
     started = time.perf_counter()
     output = model.run(progress=progress)
     wall_seconds = time.perf_counter() - started

@@ -69,10 +69,11 @@ def validate(
           f"{len(model.devices)} devices, {len(model.workloads)} workloads)")
 
 
-def fail(message: str) -> None:
-    """Print a one-line user error and exit 2."""
-    one_line = " ".join(str(message).split())
-    print(f"vmsim: error: {one_line}", file=sys.stderr)
+def fail(message: str, problems: list[str] | None = None) -> None:
+    """Print a user error, one line per problem, and exit 2."""
+    for problem in problems or [message]:
+        one_line = " ".join(str(problem).split())
+        print(f"vmsim: error: {one_line}", file=sys.stderr)
     raise SystemExit(2)
 
 
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         result = command.main(args=argv, prog_name="vmsim", standalone_mode=False)
     except VmsimError as exc:
-        fail(str(exc))
+        fail(str(exc), getattr(exc, "problems", None))
     except (click.exceptions.Abort, typer.Abort):
         print("vmsim: interrupted", file=sys.stderr)
         raise SystemExit(130) from None

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from vmsim.sim.device import DEVICE_IDS
 from vmsim.units import parse_rate_hz, parse_size_bytes, parse_time_ns
 
 TimeNs = Annotated[int, BeforeValidator(parse_time_ns)]
@@ -188,7 +189,6 @@ class AmpBus(Strict):
 
 Bus = Annotated[AmpBus, Field(discriminator="kind")]
 
-DEVICE_IDS = {"net": 1, "block": 2, "console": 3, "rng": 4, "vsock": 19, "i2c": 34, "gpio": 41, "generic": 0x3F}
 
 
 class Device(Strict):

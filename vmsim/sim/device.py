@@ -17,6 +17,8 @@ F_RING_EVENT_IDX = 29
 F_VERSION_1 = 32
 VENDOR_ID = 0x4D534D56  # "VMSM" little-endian: the simulated vendor
 CONFIG_REJECTED = 0
+DEVICE_IDS = {"net": 1, "block": 2, "console": 3, "rng": 4, "vsock": 19, "i2c": 34, "gpio": 41, "generic": 0x3F}
+"""Virtio device IDs (virtio 1.2 §5); "generic" is vmsim's own placeholder for a device of no given type."""
 
 
 class Device(Component):

@@ -11,12 +11,11 @@ from vmsim.errors import ScenarioError
 from vmsim.sim.amp import AmpBus
 from vmsim.sim.core import Simulation, SimulationError
 from vmsim.sim.costs import FREE_MEMORY, MemoryCost, sampler
-from vmsim.sim.device import Device
+from vmsim.sim.device import DEVICE_IDS, Device
 from vmsim.sim.driver import Driver
 from vmsim.sim.output import SimOutput
 from vmsim.sim.workload import Workload
 
-DEVICE_IDS = {"net": 1, "block": 2, "console": 3, "rng": 4, "vsock": 19, "i2c": 34, "gpio": 41, "generic": 0x3F}
 BUS_KINDS = {"amp": AmpBus}
 
 
