@@ -75,6 +75,16 @@ class AmpBus(Bus):
             self.to_driver.extra_pending = lambda: self._drain_notifications(self.driver_peer, self.to_driver)
         self._state_event = sim.log.events("amp.state")
 
+    @classmethod
+    def build(cls, sim: Simulation, spec, context) -> AmpBus:
+        driver_memory, device_memory = context.side_memory(spec.memory)
+        return cls(sim, spec, doorbell_to_device=context.doorbell(spec.doorbell),
+                   doorbell_to_driver=context.doorbell(spec.doorbell_to_driver or spec.doorbell),
+                   driver_memory=driver_memory, device_memory=device_memory,
+                   driver_cpu_ns=context.cpu_ns(context.driver.cpu), device_cpu_ns=context.device_cpu_ns,
+                   max_queues=max((d.queues for d in context.devices), default=1),
+                   device_count=len(context.devices))
+
     def _window_bytes(self, num_notif: int) -> int:
         n, size = self.spec.queue_elements, self.spec.element_size
         if self.format == "amp-2026":

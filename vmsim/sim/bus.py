@@ -10,7 +10,8 @@ Driver and device logic exist once and talk only to this interface:
 The base class owns what the spec gives the bus (S-pr28): it owns the token, delivers exactly one
 response per request and responses per device in request order, enforces the maximum message
 size, answers bus messages (GET_DEVICES, PING) and announces hot-plugged devices (EVENT_DEVICE).
-A plug-in supplies the transport: `_to_device(frame, dev_num)` / `_to_driver(frame, dev_num)`
+A plug-in builds itself from its scenario entry with `build(sim, spec, context)` (the context looks
+up platform costs and the devices on the bus) and supplies the transport: `_to_device(frame, dev_num)` / `_to_driver(frame, dev_num)`
 generators that put bytes on the bus, and out-of-band notification if it has one. Received bytes
 come back through `deliver_to_device` / `deliver_to_driver`.
 """
@@ -218,5 +219,5 @@ class Bus(Component):
 
     # --- costs seen by the virtqueues -------------------------------------------------------------
 
-    driver_memory = None  # MemoryCost of the driver touching shared memory (set by the plug-in)
+    driver_memory = None  # MemoryCost of the driver touching ring memory; a plug-in sets both
     device_memory = None

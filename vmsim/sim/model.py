@@ -19,6 +19,37 @@ from vmsim.sim.workload import Workload
 BUS_KINDS = {"amp": AmpBus}
 
 
+class BusContext:
+    """What a bus plug-in may look up while it builds itself: platform costs and who is on the bus."""
+
+    def __init__(self, platform, driver, devices: list):
+        self.platform = platform
+        self.driver = driver
+        self.devices = devices
+
+    def cpu_ns(self, name: str | None) -> int:
+        """Software cost per frame on the named core (zero when no core is named)."""
+        return self.platform.cpus[name].frame_handling if name else 0
+
+    def memory(self, name: str | None) -> MemoryCost:
+        return MemoryCost.of(self.platform.memory[name]) if name else FREE_MEMORY
+
+    def side_memory(self, memory) -> tuple[MemoryCost, MemoryCost]:
+        """(driver side, device side) from a memory kind name or a {driver, device} pair."""
+        if isinstance(memory, str):
+            both = self.memory(memory)
+            return both, both
+        return self.memory(memory.driver), self.memory(memory.device)
+
+    def doorbell(self, name: str):
+        return self.platform.doorbells[name]
+
+    @property
+    def device_cpu_ns(self) -> int:
+        """The device side's software cost per frame: the device side of a bus runs on one core."""
+        return self.cpu_ns(self.devices[0].cpu if self.devices else None)
+
+
 class Model:
     """The elaborated model of one scenario; `run()` once."""
 
@@ -32,27 +63,10 @@ class Model:
         for device in scenario.devices:
             on_bus.setdefault(device.bus, []).append(device)
 
-        def cpu_ns(name):
-            return platform.cpus[name].frame_handling if name else 0
-
-        def memory(name):
-            return MemoryCost.of(platform.memory[name]) if name else FREE_MEMORY
-
         self.buses = {}
         for spec in scenario.buses:
-            devices = on_bus.get(spec.name, [])
-            if isinstance(spec.memory, str):
-                driver_memory = device_memory = memory(spec.memory)
-            else:
-                driver_memory, device_memory = memory(spec.memory.driver), memory(spec.memory.device)
-            bus = BUS_KINDS[spec.kind](
-                sim, spec,
-                doorbell_to_device=platform.doorbells[spec.doorbell],
-                doorbell_to_driver=platform.doorbells[spec.doorbell_to_driver or spec.doorbell],
-                driver_memory=driver_memory, device_memory=device_memory,
-                driver_cpu_ns=cpu_ns(driver_specs[spec.driver].cpu),
-                device_cpu_ns=cpu_ns(devices[0].cpu if devices else None),
-                max_queues=max((d.queues for d in devices), default=1), device_count=len(devices))
+            context = BusContext(platform, driver_specs[spec.driver], on_bus.get(spec.name, []))
+            bus = BUS_KINDS[spec.kind].build(sim, spec, context)
             self.buses[spec.name] = bus
             self.drivers[spec.driver].attach_bus(bus)
         self.devices = {}
@@ -64,10 +78,11 @@ class Model:
                 queue_size=spec.queue_size, config_size=spec.config_size, feature_bits=spec.feature_bits,
                 service=sampler(spec.service, sim.rng(f"{name}.service")), copy_payload=spec.data == "copy",
                 added_at=spec.added_at, event_idx=getattr(bus.spec, "event_idx", True))
+        device_specs = {d.name: d for d in scenario.devices}
+        bus_specs = {b.name: b for b in scenario.buses}
         self.workloads = []
         for spec in scenario.workloads:
-            device_spec = next(d for d in scenario.devices if d.name == spec.device)
-            bus_spec = next(b for b in scenario.buses if b.name == device_spec.bus)
+            bus_spec = bus_specs[device_specs[spec.device].bus]
             arrivals = spec.arrivals
             self.workloads.append(Workload(
                 sim, spec.name, driver=self.drivers[bus_spec.driver], bus=self.buses[bus_spec.name],
