@@ -26,6 +26,7 @@ from vmsim.wire import get_layout
 
 MSG_SIZE_OFFSET = {8: 6, 6: 4}  # where msg_size sits in the 8-byte (v1) and 6-byte (draft) headers
 FIXED_FRAME = 40  # the 2024 layout has no msg_size: every frame is 40 bytes
+PAYLOAD_BASE = 0x8000_0000  # bus address of request buffers when the bus does not map them (not simulated bytes)
 TOKEN_FIRST = 2  # 0 marks events and 1 is the fixed token of bus requests (L-26 provider.h)
 DEVICE_READY = 0x0001
 DEVICE_REMOVED = 0x0002
@@ -221,3 +222,30 @@ class Bus(Component):
 
     driver_memory = None  # MemoryCost of the driver touching ring memory; a plug-in sets both
     device_memory = None
+
+    # --- request buffers ----------------------------------------------------------------------------
+    # A bus that must make each request's buffer visible to the device (Xen grants, FF-A memory
+    # shares) sets `buffer_hooks` and overrides these generators; the virtqueues call them around
+    # every request. Without hooks the virtqueues skip them entirely (no cost on the hot path).
+
+    buffer_hooks = False
+
+    def share_buffer(self, dev_num: int, vq: int, request):
+        """Driver side, before publishing: make the buffer reachable; returns its bus address."""
+        return PAYLOAD_BASE
+        yield  # a generator: a plug-in's version may take time
+
+    def release_buffer(self, dev_num: int, vq: int, request):
+        """Driver side, after the used buffer came back and before the request completes."""
+        return
+        yield
+
+    def map_buffer(self, device, vq: int, chain):
+        """Device side, before touching the payload of `chain` ((addr, len, flags, next) tuples)."""
+        return
+        yield
+
+    def unmap_buffer(self, device, vq: int, chain):
+        """Device side, after serving and before returning the buffer on the used ring."""
+        return
+        yield

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from collections import deque
 
+from vmsim.sim.bus import PAYLOAD_BASE
 from vmsim.sim.costs import FREE_MEMORY
 from vmsim.wire.rings import SplitDevice, SplitDriver, SplitRing, split_ring_layout
 
-PAYLOAD_BASE = 0x8000_0000  # bus addresses handed out for request buffers (their bytes are not simulated)
 RING_ALIGN = 64  # areas on cache-line boundaries (virtio 1.x needs only 16/2/4)
 
 
@@ -90,6 +90,8 @@ class DriverQueue:
         backlog = self.backlog
         inflight = self.inflight
         memory = self.memory
+        bus = self.bus
+        hooks = bus.buffer_hooks
         while True:
             yield self._submit_wake.wait()
             self._submit_wake.rearm()
@@ -97,7 +99,10 @@ class DriverQueue:
                 before = _mark(ring)
                 while backlog and ring.num_free:
                     request = backlog.popleft()
-                    head = ring.add(((PAYLOAD_BASE, request.size, False),), request)
+                    address = PAYLOAD_BASE
+                    if hooks:
+                        address = yield from bus.share_buffer(self.dev_num, self.index, request)
+                    head = ring.add(((address, request.size, False),), request)
                     inflight[head] = request  # what the device is serving, for the request log
                 kick = ring.kick_needed()
                 cost = _cost(memory, ring, before)
@@ -110,6 +115,7 @@ class DriverQueue:
         env = self.env
         ring = self.ring
         memory = self.memory
+        bus = self.bus
         while True:
             yield self._reclaim_wake.wait()
             self._reclaim_wake.rearm()
@@ -123,9 +129,14 @@ class DriverQueue:
                 cost = _cost(memory, ring, before)
                 if cost:
                     yield env.timeout(cost)
-                now = env.now
-                for request in done:
-                    request.workload.complete(request, now)
+                if bus.buffer_hooks:
+                    for request in done:
+                        yield from bus.release_buffer(self.dev_num, self.index, request)
+                        request.workload.complete(request, env.now)
+                else:
+                    now = env.now
+                    for request in done:
+                        request.workload.complete(request, now)
                 if self.backlog:
                     self._submit_wake.kick()
 
@@ -165,6 +176,7 @@ class DeviceQueue:
         copy_payload = device.copy_payload
         inflight = self.inflight
         counts = self.counts
+        hooks = bus.buffer_hooks
         while not self.stopped:
             yield self._wake.wait()
             self._wake.rearm()
@@ -181,6 +193,11 @@ class DeviceQueue:
                 head, chain = popped
                 length = sum(descriptor[1] for descriptor in chain)
                 cost = _cost(memory, ring, before)
+                if hooks:
+                    if cost:
+                        yield env.timeout(cost)
+                        cost = 0
+                    yield from bus.map_buffer(device, self.index, chain)
                 if copy_payload:
                     cost += memory.read(length)
                 duration = service()
@@ -192,6 +209,8 @@ class DeviceQueue:
                 counts["busy_ns"] += duration
                 if cost + duration:
                     yield env.timeout(cost + duration)
+                if hooks:
+                    yield from bus.unmap_buffer(device, self.index, chain)
                 before = _mark(ring)
                 ring.push_used(head, length)
                 interrupt = ring.interrupt_needed()
