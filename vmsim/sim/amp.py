@@ -175,4 +175,6 @@ class AmpBus(Bus):
                 if peer is self.device_peer:
                     self.devices[dev_num].notify(vq)
                 else:
-                    self.driver.on_used(self, dev_num, vq)
+                    work = self.driver.on_used(self, dev_num, vq)
+                    if work is not None:
+                        yield from work

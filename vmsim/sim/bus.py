@@ -113,8 +113,11 @@ class Bus(Component):
         else:
             yield from self._notify_out_of_band_to_device(dev_num, vq)
 
-    def deliver_to_driver(self, data) -> None:
-        """Bytes read on the driver side: match a response or hand an event to the driver."""
+    def deliver_to_driver(self, data):
+        """Bytes read on the driver side: match a response or hand an event to the driver.
+
+        Returns the driver's handler work for an event (a generator the receive context runs), or None.
+        """
         try:
             frame = self.layout.decode(data)
         except DecodeError:
@@ -136,7 +139,8 @@ class Bus(Component):
             else:
                 self.counts["discarded"] += 1
         else:
-            self.driver.on_event(self, frame)
+            return self.driver.on_event(self, frame)
+        return None
 
     # --- device side ------------------------------------------------------------------------------
 

@@ -17,7 +17,8 @@ INDEX_BYTES = 2
 
 class Channel(Component):
     """Sender side: `yield from channel.send(frame, dev_num)`. Receiver side: `deliver(frame)` per frame,
-    after `frame_in` cut the frame out of the whole queue element it read.
+    after `frame_in` cut the frame out of the whole queue element it read; when `deliver` returns a
+    generator (the driver's used-buffer handler), the receive loop runs it before the next frame.
 
     Backpressure: when the queue is full the sender retries every `retry_ns`, up to `retries`
     times (the reference Linux AMP driver retries 1000 x 10 ms), then the frame is dropped and
@@ -127,6 +128,8 @@ class Channel(Component):
                 log.frame(now, self.log_id, self._ev_rx, self.bus_id, -1, frame)
                 self.occupancy.record(now, len(queue))
                 handled += 1
-                self.deliver(frame)
+                work = self.deliver(frame)
+                if work is not None:
+                    yield from work  # the handler's own work runs in this receive context
             if budget and len(queue):
                 self.wake()  # budget spent: come back for the rest, as a re-raised interrupt would

@@ -150,20 +150,19 @@ class Driver(Component):
 
     # --- events from the bus ----------------------------------------------------------------------
 
-    def on_event(self, bus, frame) -> None:
-        """EVENT_USED wakes the queue's reclaim; EVENT_CONFIG records the new generation."""
-        handle = self.handles.get((bus.name, frame.dev_num))
-        if handle is None:
-            return
+    def on_event(self, bus, frame):
+        """EVENT_USED: returns the queue's reclaim for the receive context to run; EVENT_CONFIG records
+        the new generation (nothing to run)."""
         if frame.name == "EVENT_USED":
-            queue = handle.queues.get(frame.fields["vq_index"])
-            if queue is not None:
-                queue.used_notified()
-        elif frame.name == "EVENT_CONFIG":
-            handle.generation = frame.fields["generation"]
+            return self.on_used(bus, frame.dev_num, frame["vq_index"])
+        handle = self.handles.get((bus.name, frame.dev_num))
+        if handle is not None and frame.name == "EVENT_CONFIG":
+            handle.generation = frame["generation"]
+        return None
 
-    def on_used(self, bus, dev_num: int, vq: int) -> None:
-        """An out-of-band used notification for (dev_num, vq)."""
+    def on_used(self, bus, dev_num: int, vq: int):
+        """A used-buffer notification for (dev_num, vq), in band or out of band: the reclaim to run."""
         handle = self.handles.get((bus.name, dev_num))
-        if handle is not None and vq in handle.queues:
-            handle.queues[vq].used_notified()
+        if handle is None or vq not in handle.queues:
+            return None
+        return handle.queues[vq].reclaim()

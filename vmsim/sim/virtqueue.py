@@ -72,19 +72,27 @@ class DriverQueue:
         sim.inflight[self.address] = self.inflight
         self.backlog: deque = deque()
         self.memory = self.bus.driver_memory or FREE_MEMORY
+        self._publishing = False  # a running publish loop picks up new requests itself
+        self._reclaiming = False  # a running reclaim publishes what it freed when it is done
         self._submit_wake = _Waker(self.env)
-        self._reclaim_wake = _Waker(self.env)
         self.env.process(self._submitter())
-        self.env.process(self._reclaimer())
 
     def submit(self, request) -> None:
+        """Queue a request; published at once unless this queue's handler is already at work."""
         self.backlog.append(request)
-        self._submit_wake.kick()
-
-    def used_notified(self) -> None:
-        self._reclaim_wake.kick()
+        if not (self._publishing or self._reclaiming):
+            self._submit_wake.kick()
 
     def _submitter(self):
+        """Publishes requests that arrive from outside the driver's handlers (open-loop workloads)."""
+        while True:
+            yield self._submit_wake.wait()
+            self._submit_wake.rearm()
+            if not self._publishing:
+                yield from self._publish()
+
+    def _publish(self):
+        """Add queued requests to the avail ring, pay for the bytes written, kick if the ring says so."""
         env = self.env
         ring = self.ring
         backlog = self.backlog
@@ -92,9 +100,8 @@ class DriverQueue:
         memory = self.memory
         bus = self.bus
         hooks = bus.buffer_hooks
-        while True:
-            yield self._submit_wake.wait()
-            self._submit_wake.rearm()
+        self._publishing = True
+        try:
             while backlog and ring.num_free:
                 before = _mark(ring)
                 while backlog and ring.num_free:
@@ -109,16 +116,19 @@ class DriverQueue:
                 if cost:
                     yield env.timeout(cost)
                 if kick:
-                    yield from self.bus.notify_device(self.dev_num, self.index)
+                    yield from bus.notify_device(self.dev_num, self.index)
+        finally:
+            self._publishing = False
 
-    def _reclaimer(self):
+    def reclaim(self):
+        """The used-buffer handler, run in the driver's receive context (as a virtqueue callback runs in
+        the interrupt handler): reclaim used buffers, complete their requests, publish what they freed."""
         env = self.env
         ring = self.ring
         memory = self.memory
         bus = self.bus
-        while True:
-            yield self._reclaim_wake.wait()
-            self._reclaim_wake.rearm()
+        self._reclaiming = True
+        try:
             while True:
                 before = _mark(ring)
                 done = []
@@ -137,8 +147,10 @@ class DriverQueue:
                     now = env.now
                     for request in done:
                         request.workload.complete(request, now)
-                if self.backlog:
-                    self._submit_wake.kick()
+        finally:
+            self._reclaiming = False
+        if self.backlog and not self._publishing:
+            yield from self._publish()
 
 
 class DeviceQueue:
