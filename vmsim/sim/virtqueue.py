@@ -189,6 +189,7 @@ class DeviceQueue:
         inflight = self.inflight
         counts = self.counts
         hooks = bus.buffer_hooks
+        owed = 0  # time writing the last used entry, paid with the next step when nothing waits on it
         while not self.stopped:
             yield self._wake.wait()
             self._wake.rearm()
@@ -204,7 +205,8 @@ class DeviceQueue:
                     break
                 head, chain = popped
                 length = sum(descriptor[1] for descriptor in chain)
-                cost = _cost(memory, ring, before)
+                cost = owed + _cost(memory, ring, before)
+                owed = 0
                 if hooks:
                     if cost:
                         yield env.timeout(cost)
@@ -227,7 +229,12 @@ class DeviceQueue:
                 ring.push_used(head, length)
                 interrupt = ring.interrupt_needed()
                 cost = _cost(memory, ring, before)
+                if not interrupt:
+                    owed = cost
+                    continue
                 if cost:
                     yield env.timeout(cost)
-                if interrupt:
-                    yield from bus.notify_driver(device.dev_num, self.index)
+                yield from bus.notify_driver(device.dev_num, self.index)
+            if owed:
+                yield env.timeout(owed)
+                owed = 0
