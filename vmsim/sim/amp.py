@@ -19,6 +19,7 @@ from vmsim.wire.spsc import PACKETS_OFFSET, SLOT_SIZE, create_queue_pair
 
 LAYOUT_AND_HEADS = 80  # layout header (64) + two queue heads (8 each), Q-amp26 placement
 NOTIFICATION_WORD = 8
+ALL_BITS = (1 << 64) - 1
 
 
 def vq_bits_per_device(queues: int) -> int:
@@ -157,24 +158,44 @@ class AmpBus(Bus):
             yield from channel.ring(dev_num)
 
     def _drain_notifications(self, peer: AmpQueuePeer, channel: Channel):
-        """Acknowledge pending bits (my.rx ^= my.rx XOR peer.tx) and dispatch each to its queue."""
+        """Acknowledge pending bits (my.rx ^= my.rx XOR peer.tx) and dispatch each to its queue.
+
+        With masked notifications the handler masks its words while it works, so the peer raises bits
+        without interrupting, then unmasks and looks again before it returns (L-amp26 FEAT_MASKED_NOTIF).
+        """
         notifier = peer.notif
         memory = channel.receiver_memory
+        words = range(notifier.num_notif)
         numbers = {slot: n for n, slot in self._slots.items()}
+        while True:
+            if notifier.masked:
+                yield from self._set_masks(notifier, memory, ALL_BITS)
+            for word in words:
+                cost = memory.read(2 * NOTIFICATION_WORD)
+                if cost:
+                    yield self.env.timeout(cost)
+                bits = notifier.acknowledge(word)
+                while bits:
+                    low = bits & -bits
+                    bit = 64 * word + low.bit_length() - 1
+                    bits ^= low
+                    dev_num = numbers[bit // self.vq_bits]
+                    vq = bit % self.vq_bits
+                    if peer is self.device_peer:
+                        self.devices[dev_num].notify(vq)
+                    else:
+                        work = self.driver.on_used(self, dev_num, vq)
+                        if work is not None:
+                            yield from work
+            if not notifier.masked:
+                return
+            yield from self._set_masks(notifier, memory, 0)
+            if not any(notifier.pending(word) for word in words):
+                return
+
+    def _set_masks(self, notifier, memory: MemoryCost, bits: int):
         for word in range(notifier.num_notif):
-            cost = memory.read(2 * NOTIFICATION_WORD)
-            if cost:
-                yield self.env.timeout(cost)
-            bits = notifier.acknowledge(word)
-            while bits:
-                low = bits & -bits
-                bit = 64 * word + low.bit_length() - 1
-                bits ^= low
-                dev_num = numbers[bit // self.vq_bits]
-                vq = bit % self.vq_bits
-                if peer is self.device_peer:
-                    self.devices[dev_num].notify(vq)
-                else:
-                    work = self.driver.on_used(self, dev_num, vq)
-                    if work is not None:
-                        yield from work
+            notifier.set_mask(word, bits)
+        cost = memory.write(NOTIFICATION_WORD * notifier.num_notif)
+        if cost:
+            yield self.env.timeout(cost)
