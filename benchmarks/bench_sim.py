@@ -7,7 +7,7 @@
 2. `vmsim run --no-plots --no-trace scenarios/bench/amp-closed-loop.yaml`, in a subprocess: simulated
    requests per wall second (events and requests logged, results written), and its ratio to 1.
 3. Peak RSS of that run at two request counts: growth per completed request.
-4. 1,000 devices on 100 buses: build time, and the per-request cost relative to one device.
+4. 1,000 devices on 100 buses: build time, and the marginal per-request cost relative to one device.
 """
 
 from __future__ import annotations
@@ -103,13 +103,24 @@ def main() -> None:
     growth = (runs[big]["rss_kb"] - runs[small]["rss_kb"]) * 1024 / (big - small)
     print(f"  peak memory growth: {growth:,.0f} bytes per completed request (target <= 1024)")
 
-    per_device = 20 if args.quick else 200
-    one = many_devices(1, 1, 1000 * per_device)
-    many = many_devices(1000, 100, per_device)
-    per_one = one["run_s"] / one["requests"]
-    per_many = many["run_s"] / many["requests"]
+    # Per-request cost is the marginal cost between two run lengths, so that initialising 1,000 devices
+    # (about 20 frames each) is not counted as request work.
+    short, long = (20, 60) if args.quick else (20, 120)
+
+    def marginal(devices: int, buses: int) -> tuple[float, dict]:
+        first = many_devices(devices, buses, short * 1000 // devices)
+        second = many_devices(devices, buses, long * 1000 // devices)
+        return (second["run_s"] - first["run_s"]) / (second["requests"] - first["requests"]), second
+
+    ratios = []
+    for _ in range(3):  # alternate the two cases so that load from elsewhere hits both alike
+        per_one, _ = marginal(1, 1)
+        per_many, many = marginal(1000, 100)
+        ratios.append(per_many / per_one)
+    ratios.sort()
     print(f"1,000 devices on 100 buses: built in {many['build_s']:.2f} s (target < 5 s); per-request cost "
-          f"{per_many / per_one:.2f}x the one-device case (target <= 1.5x)")
+          f"{ratios[1]:.2f}x the one-device case, median of {', '.join(f'{r:.2f}' for r in ratios)} "
+          "(target <= 1.5x)")
 
 
 if __name__ == "__main__":
