@@ -39,25 +39,29 @@ class MemoryCost:
 
 FREE_MEMORY = MemoryCost()
 
-_BATCH = 4096
+_FIRST_BATCH = 16
+_MAX_BATCH = 4096
 
 
 class Sampler:
-    """Integer draws from a distribution, taken from numpy in batches (one call per 4096 draws)."""
+    """Integer draws from a distribution, taken from numpy in batches that double up to 4096 draws,
+    so a thousand lightly used components do not each draw thousands of values they never use."""
 
-    __slots__ = ("_batch", "_draw", "_index", "constant")
+    __slots__ = ("_batch", "_draw", "_index", "_size", "constant")
 
     def __init__(self, draw, constant: int | None = None):
         self._draw = draw
         self._batch: list[int] = []
         self._index = 0
+        self._size = _FIRST_BATCH
         self.constant = constant
 
     def __call__(self) -> int:
         if self.constant is not None:
             return self.constant
         if self._index >= len(self._batch):
-            self._batch = self._draw(_BATCH).tolist()
+            self._batch = self._draw(self._size).tolist()
+            self._size = min(2 * self._size, _MAX_BATCH)
             self._index = 0
         value = self._batch[self._index]
         self._index += 1
