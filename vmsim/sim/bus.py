@@ -35,6 +35,10 @@ DEVICE_REMOVED = 0x0002
 class Bus(Component):
     """Base of every bus plug-in (AMP, Xen, FF-A)."""
 
+    match_tokens = False
+    """Match a response to its request by token instead of by order (L-26 FF-A keys exchanges on
+    (dev_num, token)): for buses whose responses may overtake each other."""
+
     def __init__(self, sim: Simulation, name: str, *, layout: str, max_msg_size: int, in_band: bool):
         super().__init__(sim, name)
         self.layout = get_layout(layout)
@@ -93,16 +97,29 @@ class Bus(Component):
 
     def request(self, dev_num: int, frame: bytes, bus_message: bool = False):
         """Send a request; the returned event fires with the response frame, in request order."""
+        frame, event = self.expect_response(dev_num, frame, bus_message)
+        self.env.process(self._send_to_device(frame, dev_num))
+        return event
+
+    def expect_response(self, dev_num: int, frame: bytes, bus_message: bool = False):
+        """Stamp the bus's next token on `frame` and register the event its response fires: (frame, event).
+
+        `request` is this plus sending; a plug-in that sends bus requests of its own while the bus is
+        not yet up for the driver (FF-A VERSION) registers them here and puts them on its transport itself.
+        """
         event = self.env.event()
         if self.has_token:
-            self._token = self._token + 1 if self._token < 0xFFFF else TOKEN_FIRST
             frame = bytearray(frame)
-            frame[4:6] = self._token.to_bytes(2, "little")
+            frame[4:6] = self.next_token().to_bytes(2, "little")
             frame = bytes(frame)
         self._pending.setdefault((bus_message, dev_num), deque()).append((event, self._token))
         self.counts["requests"] += 1
-        self.env.process(self._send_to_device(frame, dev_num))
-        return event
+        return frame, event
+
+    def next_token(self) -> int:
+        """The bus owns the token: 2, 3, ... 0xFFFF, then 2 again (L-26)."""
+        self._token = self._token + 1 if self._token < 0xFFFF else TOKEN_FIRST
+        return self._token
 
     def notify_device(self, dev_num: int, vq: int):
         """Tell the device that buffers are available (EVENT_AVAIL in band, else out of band)."""
@@ -128,7 +145,12 @@ class Bus(Component):
             if not waiting:
                 self.counts["discarded"] += 1
                 return
-            event, token = waiting.popleft()
+            if self.match_tokens and waiting[0][1] != frame.token:
+                entry = next((e for e in waiting if e[1] == frame.token), waiting[0])
+                waiting.remove(entry)
+            else:
+                entry = waiting.popleft()
+            event, token = entry
             if self.has_token and frame.token != token:
                 self.counts["token_mismatch"] += 1
             self.counts["responses"] += 1
@@ -137,7 +159,7 @@ class Bus(Component):
             if frame.name == "EVENT_DEVICE":
                 self.driver.on_device_event(self, frame.fields["device_number"], frame.fields["device_bus_state"])
             else:
-                self.counts["discarded"] += 1
+                self._bus_event(frame)
         else:
             return self.driver.on_event(self, frame)
         return None
@@ -160,21 +182,30 @@ class Bus(Component):
 
     def deliver_to_device(self, data) -> None:
         """Bytes read on the device side: answer bus messages, hand transport messages to the device."""
+        answered = self.answer(data)
+        if answered is not None:
+            self.env.process(self._send_to_driver(*answered))
+
+    def answer(self, data):
+        """The device side's answer to received bytes, (response, dev_num), or None (an event, a discard).
+
+        `deliver_to_device` sends it back over the bus; a synchronous bus (FF-A direct messages) returns
+        it in the same call instead.
+        """
         try:
             frame = self.layout.decode(data)
         except DecodeError:
             self.counts["discarded"] += 1
-            return
+            return None
         if frame.bus:
             response = self._answer_bus_message(frame)
         else:
             device = self.devices.get(frame.dev_num)
             if device is None or device.added_at is not None and device.added_at > self.env.now:
                 self.counts["discarded"] += 1
-                return
+                return None
             response = device.on_frame(frame)
-        if response is not None:
-            self.env.process(self._send_to_driver(response, frame.dev_num))
+        return None if response is None else (response, frame.dev_num)
 
     def _answer_bus_message(self, frame):
         fields = frame.fields
@@ -209,6 +240,10 @@ class Bus(Component):
         if len(frame) > self.max_msg_size:
             raise SimulationError(
                 f"{self.name}: a {len(frame)}-byte frame exceeds the bus maximum of {self.max_msg_size}")
+
+    def _bus_event(self, frame) -> None:
+        """A bus event for the driver other than EVENT_DEVICE (FF-A AREA_RELEASE); unknown ones are discarded."""
+        self.counts["discarded"] += 1
 
     def _to_device(self, frame: bytes, dev_num: int):
         raise NotImplementedError
