@@ -14,6 +14,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from vmsim.sim.device import DEVICE_IDS
 from vmsim.units import parse_rate_hz, parse_size_bytes, parse_time_ns
+from vmsim.wire.spsc import SLOT_SIZE
 
 TimeNs = Annotated[int, BeforeValidator(parse_time_ns)]
 SizeBytes = Annotated[int, BeforeValidator(parse_size_bytes)]
@@ -140,12 +141,34 @@ class CpuKind(Strict):
     frame_handling: TimeNs = 0
 
 
+class XenCosts(Strict):
+    """What the Xen hypervisor operations of a Xen bus cost (event-channel send and upcall are doorbells).
+
+    Grant operations include their hypercall; `tlb_*` is the flush that follows each grant unmap.
+    """
+
+    hypercall: TimeNs = 0
+    evtchn_unmask: TimeNs = 0
+    vm_switch: TimeNs = 0
+    sched_wakeup: TimeNs = 0
+    grant_entry: TimeNs = 0
+    grant_map: TimeNs = 0
+    grant_unmap: TimeNs = 0
+    tlb_shootdown: TimeNs = 0
+    tlb_ipi: TimeNs = 0
+    tlb_flush: TimeNs = 0
+    grant_copy: TimeNs = 0
+    memcpy_per_kib: TimeNs = 0
+    gfn2mfn: TimeNs = 0
+
+
 class Platform(Strict):
     name: str
     description: str = ""
     memory: dict[Name, MemoryKind] = Field(default_factory=dict)
     doorbells: dict[Name, DoorbellKind] = Field(default_factory=dict)
     cpus: dict[Name, CpuKind] = Field(default_factory=dict)
+    xen: XenCosts | None = None
     provenance: dict[str, str] = Field(default_factory=dict)
 
 
@@ -187,7 +210,46 @@ class AmpBus(Strict):
     handshake_retry: TimeNs = 1_000_000
 
 
-Bus = Annotated[AmpBus, Field(discriminator="kind")]
+class Domain(Strict):
+    """A Xen domain at one end of Xen buses; its vCPUs serve every bus it is on."""
+
+    name: Name
+    kind: Literal["dom0", "domd", "domu"] = "domu"
+    vcpus: int = Field(default=1, ge=1, le=512)
+    pcpu: Literal["pinned", "shared"] = "pinned"
+
+
+class XenBus(Strict):
+    """virtio-msg between Xen domains: one shared page of two spsc queues, event channels, grants."""
+
+    kind: Literal["xen"]
+    name: Name
+    driver: Name
+    frontend: Name
+    backend: Name
+    layout: Literal["draft-6b", "v1"] = "draft-6b"
+    queue_format: Literal["spsc-2024", "spsc-2025"] = "spsc-2024"
+    queue_bytes: SizeBytes = Field(default=1024, gt=0)
+    max_msg_size: SizeBytes | None = None
+    shared_page: Literal["grant", "foreign"] = "grant"
+    memory: Name | SideMemory
+    doorbell: Name
+    doorbell_to_driver: Name | None = None
+    event_idx: bool = True
+    rx_budget: int = Field(default=0, ge=0)
+    grants: Literal["map-unmap", "persistent", "copy", "directory"] = "map-unmap"
+    gfn2mfn: bool = False
+    directory_pages: int = Field(default=256, ge=1, le=1 << 20)
+    tx_retry: TimeNs = 10_000_000
+    tx_retries: int = Field(default=1000, ge=0)
+
+    @property
+    def element_size(self) -> int:
+        """spsc slots are fixed at 64 bytes: the largest frame the queues carry."""
+        return SLOT_SIZE
+
+
+Bus = Annotated[AmpBus | XenBus, Field(discriminator="kind")]
 
 
 
@@ -261,6 +323,7 @@ class Scenario(Strict):
     warmup: TimeNs = 0
     keep_wire: bool = True
     drivers: list[Driver] = Field(min_length=1)
+    domains: list[Domain] = Field(default_factory=list)
     buses: list[Bus] = Field(min_length=1)
     devices: list[Device] = Field(min_length=1)
     workloads: list[Workload] = Field(default_factory=list)

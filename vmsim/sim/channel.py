@@ -23,13 +23,18 @@ class Channel(Component):
     Backpressure: when the queue is full the sender retries every `retry_ns`, up to `retries`
     times (the reference Linux AMP driver retries 1000 x 10 ms), then the frame is dropped and
     counted as `tx_failed`.
+
+    `doorbell` replaces the `Doorbell` of `doorbell_kind` with a ready-made notifier (anything with
+    `ring(dev_num) -> cost` and `ack_cost`), for a bus whose notification keeps more state (Xen event
+    channels mask and unmask).
     """
 
     def __init__(self, sim: Simulation, name: str, *, queue, bus_id: int, doorbell_kind,
                  sender_memory: MemoryCost, receiver_memory: MemoryCost,
                  sender_cpu_ns: int, receiver_cpu_ns: int, deliver, frame_in,
                  polling_ns: int | None = None, budget: int = 0,
-                 retry_ns: int = 10_000_000, retries: int = 1000, index_bytes: int = INDEX_BYTES):
+                 retry_ns: int = 10_000_000, retries: int = 1000, index_bytes: int = INDEX_BYTES,
+                 doorbell=None):
         super().__init__(sim, name)
         self.queue = queue
         self.bus_id = bus_id
@@ -44,7 +49,7 @@ class Channel(Component):
         self.retry_ns = retry_ns
         self.retries = retries
         self.index_bytes = index_bytes
-        self.doorbell = None if polling_ns else Doorbell(
+        self.doorbell = None if polling_ns else doorbell or Doorbell(
             sim, f"{name}.doorbell", doorbell_kind, bus_id, self.wake)
         self.extra_pending = None  # an out-of-band notification source drained with the queue
         self.counts = sim.counter(name)

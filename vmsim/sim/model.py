@@ -15,17 +15,24 @@ from vmsim.sim.device import DEVICE_IDS, Device
 from vmsim.sim.driver import Driver
 from vmsim.sim.output import SimOutput
 from vmsim.sim.workload import Workload
+from vmsim.sim.xen import XenBus
 
-BUS_KINDS = {"amp": AmpBus}
+BUS_KINDS = {"amp": AmpBus, "xen": XenBus}
 
 
 class BusContext:
-    """What a bus plug-in may look up while it builds itself: platform costs and who is on the bus."""
+    """What a bus plug-in may look up while it builds itself: platform costs and who is on the bus.
 
-    def __init__(self, platform, driver, devices: list):
+    `scenario` is the whole scenario (read by attribute); `shared` is one dict per model for state
+    that the buses of a kind share (the vCPUs of a Xen domain that serves several buses).
+    """
+
+    def __init__(self, platform, driver, devices: list, scenario=None, shared: dict | None = None):
         self.platform = platform
         self.driver = driver
         self.devices = devices
+        self.scenario = scenario
+        self.shared = {} if shared is None else shared
 
     def cpu_ns(self, name: str | None) -> int:
         """Software cost per frame on the named core (zero when no core is named)."""
@@ -64,8 +71,9 @@ class Model:
             on_bus.setdefault(device.bus, []).append(device)
 
         self.buses = {}
+        shared: dict = {}
         for spec in scenario.buses:
-            context = BusContext(platform, driver_specs[spec.driver], on_bus.get(spec.name, []))
+            context = BusContext(platform, driver_specs[spec.driver], on_bus.get(spec.name, []), scenario, shared)
             bus = BUS_KINDS[spec.kind].build(sim, spec, context)
             self.buses[spec.name] = bus
             self.drivers[spec.driver].attach_bus(bus)
