@@ -69,6 +69,30 @@ def validate(
           f"{len(model.devices)} devices, {len(model.workloads)} workloads)")
 
 
+@app.command()
+def sweep(
+    sweep_file: Annotated[Path, typer.Argument(help="Sweep YAML file (base scenario, parameters, replications).")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Sweep folder (default: results/<sweep name>).")] = None,
+    executor: Annotated[str, typer.Option(
+        "--executor", help="inline (this process), process (local pool) or dask.")] = "process",
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Pool size (default: one per core).")] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", help="Address of a running Dask scheduler, e.g. tcp://host:8786 (implies dask).")] = None,
+    no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip the PNG plots.")] = False,
+) -> None:
+    """Run a parameter sweep with replications; re-running the same command resumes an interrupted one."""
+    from vmsim.sweep import format_report, load_sweep
+    from vmsim.sweep import sweep as run_sweep
+
+    plan = load_sweep(sweep_file)
+    folder = out or Path("results") / plan.name
+    points = run_sweep(plan, out=folder, executor=executor, workers=workers, scheduler=scheduler,
+                       plots=not no_plots)
+    print(format_report(plan, points, folder), end="")
+    if (points["status"] != "ok").any():
+        raise SystemExit(1)
+
+
 def fail(message: str, problems: list[str] | None = None) -> None:
     """Print a user error, one line per problem, and exit 2."""
     for problem in problems or [message]:
