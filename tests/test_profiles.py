@@ -6,7 +6,7 @@ from vmsim.errors import ScenarioError
 from vmsim.profiles import profile_names
 from vmsim.scenario import load_dict, load_platform
 
-SHIPPED = ["ideal", "linux-linux-coherent", "pcie-x86-arm", "qemu-ivshmem", "stm32mp1"]
+SHIPPED = ["ideal", "linux-linux-coherent", "pcie-x86-arm", "qemu-ivshmem", "stm32mp1", "xen-arm", "xen-x86"]
 
 
 def numeric_keys(platform):
@@ -15,6 +15,9 @@ def numeric_keys(platform):
             for field in type(entry).model_fields:
                 if field != "kind":
                     yield f"{section}.{name}.{field}"
+    if platform.xen is not None:
+        for field in type(platform.xen).model_fields:
+            yield f"xen.{field}"
 
 
 def test_the_shipped_profiles_are_the_documented_ones():

@@ -118,6 +118,9 @@ def fill_default_provenance(platform: Platform) -> None:
             for field in type(entry).model_fields:
                 if field != "kind":
                     provenance.setdefault(f"{section}.{name}.{field}", "default: schema default, no source")
+    if platform.xen is not None:
+        for field in type(platform.xen).model_fields:
+            provenance.setdefault(f"xen.{field}", "default: schema default, no source")
 
 
 def _read_profile(

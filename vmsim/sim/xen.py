@@ -393,12 +393,13 @@ class XenBus(Bus):
                 address = gref << PAGE_SHIFT
                 self._grants[address] = (gref, count)
                 steps.insert(0, ("grant.grant", gref, costs.grant_entry * count))
-            yield from self._steps(self.front, self.front_id, steps)
+            yield from self._steps(self.front, self.front_id, steps, dev_num)
         else:
             gref = self._new_grefs(count)
             address = gref << PAGE_SHIFT
             self._grants[address] = (gref, count)
-            yield from self._steps(self.front, self.front_id, [("grant.grant", gref, costs.grant_entry * count)])
+            yield from self._steps(self.front, self.front_id, [("grant.grant", gref, costs.grant_entry * count)],
+                                   dev_num)
         self._shared[request] = address
         return address
 
@@ -416,14 +417,14 @@ class XenBus(Bus):
         else:
             gref, count = self._grants.pop(address)
             yield from self._steps(self.front, self.front_id,
-                                   [("grant.end_access", gref, self.costs.grant_entry * count)])
+                                   [("grant.end_access", gref, self.costs.grant_entry * count)], dev_num)
 
     def map_buffer(self, device, vq: int, chain):
         """Backend: take a vCPU for the whole request (given back in `unmap_buffer`) and reach the data."""
         yield from self.back.enter()
         held = self._held[(device.dev_num, vq)] = [self.env.now, 0]
         for address, length, *_ in chain:
-            held[1] += yield from self._held_steps(self._access(address, length))
+            held[1] += yield from self._held_steps(self._access(address, length), device.dev_num)
 
     def unmap_buffer(self, device, vq: int, chain):
         """Backend: unmap per-request grants and flush the other running vCPUs' TLBs; free the vCPU."""
@@ -436,7 +437,7 @@ class XenBus(Bus):
                 others = back.running() - 1
                 spent += yield from self._held_steps([
                     ("grant.unmap", gref, costs.grant_unmap * count),
-                    ("tlb.shootdown", others, costs.tlb_shootdown + costs.tlb_ipi * others)])
+                    ("tlb.shootdown", others, costs.tlb_shootdown + costs.tlb_ipi * others)], device.dev_num)
                 for _ in range(others):
                     self.env.process(back.run(costs.tlb_flush, "tlb_ns", URGENT))
         back.leave()
@@ -482,34 +483,34 @@ class XenBus(Bus):
         self._directory_pages[address] = slots
         return address
 
-    def _mark(self, component: int, event: str, value: int) -> None:
-        self.sim.log.mark(self.env.now, component, self._events[event], self.bus_id, -1, value)
+    def _mark(self, component: int, event: str, value: int, dev_num: int) -> None:
+        self.sim.log.mark(self.env.now, component, self._events[event], self.bus_id, dev_num, value)
         self.counts[event] += 1
 
-    def _steps(self, domain: Domain, component: int, steps: list[tuple]):
+    def _steps(self, domain: Domain, component: int, steps: list[tuple], dev_num: int = -1):
         """(event, value, ns) steps back to back on one vCPU of `domain`, each logged as it starts."""
         total = sum(step[2] for step in steps)
         if not total:
             for event, value, _ns in steps:
                 if event:
-                    self._mark(component, event, value)
+                    self._mark(component, event, value, dev_num)
             return
         yield from domain.enter()
         for event, value, ns in steps:
             if event:
-                self._mark(component, event, value)
+                self._mark(component, event, value, dev_num)
             if ns:
                 yield self.env.timeout(ns)
         domain.leave()
         domain.charge(total, "grants_ns")
 
-    def _held_steps(self, steps: list[tuple]):
+    def _held_steps(self, steps: list[tuple], dev_num: int):
         """Backend steps on the vCPU the request already holds; returns the time they took."""
         back = self.back
         total = 0
         for event, value, ns in steps:
             if event:
-                self._mark(self.back_id, event, value)
+                self._mark(self.back_id, event, value, dev_num)
             if ns:
                 yield self.env.timeout(ns)
                 back.charge(ns, "tlb_ns" if event == "tlb.shootdown" else "grants_ns")
