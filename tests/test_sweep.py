@@ -190,7 +190,7 @@ def test_every_executor_gives_the_same_numbers(workdir, reference, executor):
 
 def test_a_changed_sweep_reruns_only_what_changed(workdir, monkeypatch):
     """Records are keyed by the resolved scenario and seed: adding a replication runs only the new
-    runs; changing a value every point uses (duration) makes every record stale."""
+    runs; changing a value every point uses (duration) makes every record stale; `fresh` redoes all."""
     vmsim.sweep("load.yaml", executor="inline", plots=False)
     calls = count_runs(monkeypatch)
     (workdir / "load.yaml").write_text(LOAD.replace("replications: 2", "replications: 3"))
@@ -199,6 +199,8 @@ def test_a_changed_sweep_reruns_only_what_changed(workdir, monkeypatch):
     (workdir / "load.yaml").write_text(LOAD.replace("duration: 2 ms", "duration: 1 ms"))
     vmsim.sweep("load.yaml", executor="inline", plots=False)
     assert len(calls) == 4 + 8
+    vmsim.sweep("load.yaml", executor="inline", plots=False, fresh=True)
+    assert len(calls) == 4 + 8 + 8
 
 
 def test_the_cli_writes_the_summary_and_plots_and_prints_the_report(workdir, capsys):
@@ -299,11 +301,12 @@ def test_summary_is_the_mean_with_a_student_t_interval_per_point():
 
 def test_knee_and_capacity_are_read_along_each_series():
     """Series: element size (each covers the same loads); x: offered load. The knee is the last load
-    throughput keeps within 5% of; capacity the last load whose p99 meets 50 us, by mean or upper bound."""
+    throughput's interval reaches; capacity the last load whose p99 meets 50 us, by mean or upper bound."""
     summary = pd.DataFrame({
         "element_size": ["64 B"] * 3 + ["256 B"] * 3,
         "offered_rps": [100e3, 200e3, 300e3] * 2,
         "throughput_rps_mean": [100e3, 199e3, 240e3, 100e3, 180e3, 190e3],
+        "throughput_rps_high": [101e3, 201e3, 250e3, 102e3, 190e3, 195e3],
         "latency_p99_ns_mean": [10e3, 40e3, 900e3, 30e3, 60e3, 900e3],
         "latency_p99_ns_high": [12e3, 55e3, 990e3, 35e3, 70e3, 990e3],
     })

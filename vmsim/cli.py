@@ -79,6 +79,7 @@ def sweep(
     scheduler: Annotated[str | None, typer.Option(
         "--scheduler", help="Address of a running Dask scheduler, e.g. tcp://host:8786 (implies dask).")] = None,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip the PNG plots.")] = False,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Redo every run instead of resuming.")] = False,
 ) -> None:
     """Run a parameter sweep with replications; re-running the same command resumes an interrupted one."""
     from vmsim.sweep import format_report, load_sweep
@@ -87,7 +88,7 @@ def sweep(
     plan = load_sweep(sweep_file)
     folder = out or Path("results") / plan.name
     points = run_sweep(plan, out=folder, executor=executor, workers=workers, scheduler=scheduler,
-                       plots=not no_plots)
+                       plots=not no_plots, fresh=fresh)
     print(format_report(plan, points, folder), end="")
     if (points["status"] != "ok").any():
         raise SystemExit(1)

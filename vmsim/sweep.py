@@ -63,7 +63,7 @@ LATENCY_STATISTICS = ("mean", "p50", "p90", "p99", "p999", "max")
 RUN_METRICS = ("offered_rps", "throughput_rps", "requests_total", "requests_completed",
                *(f"latency_{statistic}_ns" for statistic in LATENCY_STATISTICS))
 DEFAULT_METRICS = ["throughput_rps", "latency_mean_ns", "latency_p99_ns"]
-KEPT_UP = 0.95  # throughput / offered load at or above which the system keeps up (the knee)
+KEPT_UP = 0.95  # without an interval, throughput / offered load at or above which the system keeps up
 _LENGTH_KEY = re.compile(r"len\((.+)\)")
 _MAX_PROBLEMS = 10
 
@@ -694,10 +694,11 @@ def _independent_of(summary: pd.DataFrame, key: str, offered: pd.Series) -> bool
 
 
 def knee(rows: pd.DataFrame) -> float | None:
-    """The highest offered load up to which throughput keeps within 5% of it: past it, the system saturates."""
+    """The highest offered load up to which the system keeps up: throughput's 95% interval reaches the
+    offered load (with one replication, no interval: throughput within 5% of it). Past it, it saturates."""
     kept = None
-    for offered, throughput in zip(rows["offered_rps"], rows["throughput_rps_mean"]):
-        if not throughput >= KEPT_UP * offered:
+    for offered, mean, high in zip(rows["offered_rps"], rows["throughput_rps_mean"], rows["throughput_rps_high"]):
+        if not (high >= offered if not math.isnan(high) else mean >= KEPT_UP * offered):
             break
         kept = offered
     return kept
@@ -744,7 +745,7 @@ def summary_markdown(sweep: Sweep, summary: pd.DataFrame, points: pd.DataFrame, 
     if sweep.description:
         lines += [sweep.description, ""]
     crn = ", common random numbers" if sweep.common_random_numbers else ""
-    lines += [(f"Base scenario `{sweep.scenario_path}`; {len(sweep.points)} points x {sweep.replications} "
+    lines += [(f"Base scenario `{os.path.normpath(sweep.scenario_path)}`; {len(sweep.points)} points x {sweep.replications} "
                f"replications = {len(points)} runs, {ok} ok, {len(points) - ok} failed; "
                f"base seed {sweep.base_seed}{crn}; vmsim {__version__}."),
               ("Each cell is the mean over the replications ± the half-width of its 95% confidence interval "
@@ -768,31 +769,43 @@ def summary_markdown(sweep: Sweep, summary: pd.DataFrame, points: pd.DataFrame, 
 
 
 def _per_series(sweep: Sweep, summary: pd.DataFrame, axes: Axes) -> list[str]:
+    """Per series: the throughput knee and the capacity at the target, each with the parameters that
+    set the load there (a device count reads better than a request rate)."""
     by_load = axes.x == "offered_rps"
     if not by_load and sweep.target is None:
         return []
+    load_parameters = [key for key in sweep.parameters
+                       if key not in axes.series and summary[key].astype(str).nunique() > 1]
     header = ["series"] + (["throughput knee"] if by_load else [])
     if sweep.target is not None:
         limit = format_metric(sweep.target.metric, sweep.target.at_most)
         header += [f"max {axes.x_label} with mean {sweep.target.metric} <= {limit}", "... with its 95% upper bound"]
     lines = ["", "## Per series", ""]
     if by_load:
-        kept = f"Throughput knee: the highest offered load at which throughput stays within {1 - KEPT_UP:.0%} of it."
-        lines += [kept, ""]
+        lines += [("Throughput knee: the highest offered load up to which the 95% interval of throughput reaches "
+                   f"the offered load (with one replication: throughput within {1 - KEPT_UP:.0%} of it)."), ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, rows in axes.groups(summary):
         cells = [label or "all"]
         if by_load:
-            cells.append(format_metric("offered_rps", knee(rows)))
+            cells.append(_x_text(axes, knee(rows), rows, load_parameters))
         if sweep.target is not None:
-            cells += [_x_text(axes, capacity(rows, axes.x, sweep.target, bound))
+            cells += [_x_text(axes, capacity(rows, axes.x, sweep.target, bound), rows, load_parameters)
                       for bound in ("mean", "high")]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
-def _x_text(axes: Axes, value) -> str:
-    return format_metric("offered_rps", value) if axes.x == "offered_rps" else "-" if value is None else str(value)
+def _x_text(axes: Axes, value, rows: pd.DataFrame | None = None, load_parameters: list[str] = ()) -> str:
+    if value is None:
+        return "-"
+    if axes.x != "offered_rps":
+        return str(value)
+    text = format_metric("offered_rps", value)
+    if rows is not None and load_parameters:
+        row = rows[rows[axes.x] == value].iloc[0]
+        text += " (" + ", ".join(f"{key}={row[key]}" for key in load_parameters) + ")"
+    return text
 
 
 def _lowest_per_load(sweep: Sweep, summary: pd.DataFrame, axes: Axes) -> list[str]:
@@ -847,7 +860,7 @@ def format_report(sweep: Sweep, points: pd.DataFrame, folder: Path | None) -> st
 
 def sweep(source: str | Path | Mapping | Sweep, *, out: str | Path | None = None, executor: str = "process",
           workers: int | None = None, scheduler: str | None = None, progress: bool | None = None,
-          plots: bool = True, write: bool = True) -> pd.DataFrame:
+          plots: bool = True, write: bool = True, fresh: bool = False) -> pd.DataFrame:
     """Run a sweep and return `points.parquet` as a DataFrame (one row per point and replication).
 
     source:    a sweep file, the same as a mapping (its scenario path taken from the working directory),
@@ -859,6 +872,7 @@ def sweep(source: str | Path | Mapping | Sweep, *, out: str | Path | None = None
     progress:  show a progress bar with ETA on stderr (default: when stderr is a terminal).
     plots:     draw latency, throughput and utilisation against offered load.
     write:     False keeps everything in memory: nothing written, nothing resumed.
+    fresh:     redo every run, even those already in the folder (after changing the simulator itself).
 
     Every user error (sweep file, base scenario, an override of any point, executor) raises a
     `VmsimError` before anything runs. `summary_table(points, metrics)` gives means and intervals.
@@ -868,7 +882,7 @@ def sweep(source: str | Path | Mapping | Sweep, *, out: str | Path | None = None
     plan = source if isinstance(source, Sweep) else load_sweep(source)
     run_all = _executor(executor, workers, scheduler)
     folder = SweepFolder(Path(out) if out is not None else RESULTS_ROOT / plan.name, plan) if write else None
-    records = folder.finished(plan.tasks) if folder else {}
+    records = folder.finished(plan.tasks) if folder and not fresh else {}
     todo = [task for task in plan.tasks if (task.point, task.replication) not in records]
     failed = 0
     results = run_all(todo) if todo else iter(())
