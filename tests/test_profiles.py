@@ -6,7 +6,8 @@ from vmsim.errors import ScenarioError
 from vmsim.profiles import profile_names
 from vmsim.scenario import load_dict, load_platform
 
-SHIPPED = ["ideal", "linux-linux-coherent", "pcie-x86-arm", "qemu-ivshmem", "stm32mp1", "xen-arm", "xen-x86"]
+SHIPPED = ["ffa-cortex-a53", "ffa-neoverse-n1", "ideal", "linux-linux-coherent", "pcie-x86-arm", "qemu-ivshmem",
+           "stm32mp1", "xen-arm", "xen-x86"]
 
 
 def numeric_keys(platform):

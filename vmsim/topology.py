@@ -104,6 +104,7 @@ def problems(scenario: Scenario, graph: nx.DiGraph) -> list[Problem]:
         *_frames_fit(scenario),
         *_queue_formats(scenario),
         *_xen(scenario),
+        *_ffa_buses(scenario),
     ]
 
 
@@ -227,8 +228,8 @@ def _platform_references(scenario: Scenario) -> Iterable[Problem]:
             name = bus.memory if len(key) == 1 else getattr(bus.memory, key[1])
             if name not in platform.memory:
                 yield ("buses", index, *key), _unknown("memory kind", name, platform.memory, platform.name)
-        for key in ("doorbell", "doorbell_to_driver"):
-            name = getattr(bus, key)
+        for key in ("doorbell", "doorbell_to_driver", "notification"):
+            name = getattr(bus, key, None)
             if name is not None and name not in platform.doorbells:
                 yield (
                     ("buses", index, key),
@@ -285,9 +286,10 @@ def _frames_fit(scenario: Scenario) -> Iterable[Problem]:
     """The largest frame of the bus's layout (for each device's feature count) fits one element."""
     limits: dict[str, tuple[int, int]] = {}
     for index, bus in enumerate(scenario.buses):
+        element_size = getattr(bus, "element_size", None)  # FF-A buses have no queue element
         limit_key = "max_msg_size" if bus.max_msg_size is not None else "element_size"
-        limit = bus.max_msg_size or bus.element_size
-        if bus.max_msg_size is not None and bus.max_msg_size > bus.element_size:
+        limit = bus.max_msg_size or element_size
+        if bus.max_msg_size is not None and element_size is not None and bus.max_msg_size > element_size:
             yield (
                 ("buses", index, "max_msg_size"),
                 (
@@ -439,6 +441,45 @@ def _largest_size(size) -> int:
     if size.dist == "uniform":
         return size.high
     return max(size.values)
+
+
+def _ffa_buses(scenario: Scenario) -> Iterable[Problem]:
+    """FF-A: the partition and hypervisor exist on the platform, a VM partition is reached through a
+    hypervisor, and frames fit the method (x4..x17 on direct, the RX buffer on indirect, two FIFO rings
+    of at least two entries in `fifo_size`)."""
+    from vmsim.sim.ffa import MSG_SEND2_HEADER, RXTX_BUFFER
+    from vmsim.wire.ffa import MAX_FRAME
+    from vmsim.wire.fifo import HEADER_SIZE, MIN_MESSAGE_SIZE
+
+    ffa = scenario.platform.ffa
+    partitions, hypervisors = (ffa.partitions, ffa.hypervisors) if ffa is not None else ({}, {})
+    for index, bus in enumerate(scenario.buses):
+        if bus.kind != "ffa":
+            continue
+        partition = partitions.get(bus.partition)
+        if partition is None:
+            yield ("buses", index, "partition"), _unknown("ffa partition", bus.partition, partitions,
+                                                         scenario.platform.name)
+        if bus.hypervisor is not None and bus.hypervisor not in hypervisors:
+            yield ("buses", index, "hypervisor"), _unknown("ffa hypervisor", bus.hypervisor, hypervisors,
+                                                          scenario.platform.name)
+        elif bus.hypervisor is None and partition is not None and partition.kind == "vm":
+            yield ("buses", index, "hypervisor"), (f"partition {bus.partition!r} is a normal-world VM: "
+                                                   "name the hypervisor that mediates between the VMs")
+        if bus.method == "direct" and bus.max_msg_size > MAX_FRAME:
+            yield ("buses", index, "max_msg_size"), (f"{bus.max_msg_size} bytes do not fit a direct message: "
+                                                     f"x4..x17 carry at most {MAX_FRAME} bytes of frame")
+        room = RXTX_BUFFER - MSG_SEND2_HEADER.size
+        if bus.method == "indirect" and bus.max_msg_size > room:
+            yield ("buses", index, "max_msg_size"), (f"{bus.max_msg_size} bytes do not fit the {RXTX_BUFFER}-byte "
+                                                     f"RX buffer after its message header ({room} bytes)")
+        entry = max(MIN_MESSAGE_SIZE, bus.max_msg_size)
+        if bus.method == "fifo" and (bus.fifo_size // 2 - HEADER_SIZE) // entry < 2:
+            yield ("buses", index, "fifo_size"), (f"{bus.fifo_size} bytes hold no two rings of two "
+                                                  f"{entry}-byte entries after their {HEADER_SIZE}-byte headers")
+        if bus.release == "device" and bus.sharing != "per-buffer":
+            yield ("buses", index, "release"), ("the device releases areas it was lent per buffer: "
+                                                "`release: device` needs `sharing: per-buffer`")
 
 
 # --- helpers ----------------------------------------------------------------------------------

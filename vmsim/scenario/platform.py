@@ -121,6 +121,21 @@ def fill_default_provenance(platform: Platform) -> None:
     if platform.xen is not None:
         for field in type(platform.xen).model_fields:
             provenance.setdefault(f"xen.{field}", "default: schema default, no source")
+    if platform.ffa is not None:
+        _fill_numbers(provenance, "ffa", platform.ffa)
+
+
+def _fill_numbers(provenance: dict[str, str], prefix: str, model) -> None:
+    """Mark each number left at its default in a nested section (FF-A's partitions, hypervisors, memory calls)."""
+    for field in type(model).model_fields:
+        value, key = getattr(model, field), f"{prefix}.{field}"
+        entries = value.items() if isinstance(value, dict) else [(None, value)]
+        for name, entry in entries:
+            where = key if name is None else f"{key}.{name}"
+            if hasattr(type(entry), "model_fields"):
+                _fill_numbers(provenance, where, entry)
+            elif isinstance(entry, int | float) and not isinstance(entry, bool):
+                provenance.setdefault(where, "default: schema default, no source")
 
 
 def _read_profile(

@@ -13,11 +13,12 @@ from vmsim.sim.core import Simulation, SimulationError
 from vmsim.sim.costs import FREE_MEMORY, MemoryCost, sampler
 from vmsim.sim.device import DEVICE_IDS, Device
 from vmsim.sim.driver import Driver
+from vmsim.sim.ffa import FfaBus
 from vmsim.sim.output import SimOutput
 from vmsim.sim.workload import Workload
 from vmsim.sim.xen import XenBus
 
-BUS_KINDS = {"amp": AmpBus, "xen": XenBus}
+BUS_KINDS = {"amp": AmpBus, "xen": XenBus, "ffa": FfaBus}
 
 
 class BusContext:
@@ -142,8 +143,8 @@ class Model:
 
     def _utilisation(self, now: int) -> None:
         for counts in self.sim.counters.values():
-            if "busy_ns" in counts:
-                counts["utilisation"] = counts["busy_ns"] / now if now else 0.0
+            if "busy_ns" in counts:  # a component with several servers (vCPUs) counts each one's time
+                counts["utilisation"] = counts["busy_ns"] / (now * counts.get("servers", 1)) if now else 0.0
 
 
 def build(scenario, traces: dict | None = None) -> Model:
