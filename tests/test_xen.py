@@ -302,6 +302,17 @@ def test_buses_to_one_backend_share_its_vcpus():
     assert second_waits(1) > 40_000
 
 
+def test_the_same_seed_gives_the_same_run_and_another_seed_does_not():
+    """Contention for Dom0's vCPUs and the grant pool resolve in a fixed order: runs repeat request by request."""
+    data = xen_dict({"grants": "persistent"})
+    data["devices"][0]["service"] = {"dist": "exponential", "mean": 3000}
+    data["workloads"][0].update(requests=100, arrivals={"kind": "closed", "outstanding": 4})
+    first, second = (requests(run(data)[1])["latency_ns"].tolist() for _ in range(2))
+    assert first == second
+    data["seed"] = 8
+    assert requests(run(data)[1])["latency_ns"].tolist() != first
+
+
 def test_backend_vcpu_time_is_accounted_by_what_it_was_spent_on():
     """frames (handlers and sends), grants, TLB flushes and service add up to the busy time."""
     counts = two_guests(vcpus=3).counters["domain.dom0"]

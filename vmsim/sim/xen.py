@@ -140,10 +140,17 @@ class XenHost:
     """The domains of one model, shared by all its Xen buses (one backend serving many DomUs)."""
 
     def __init__(self, sim: Simulation, domains, costs):
-        self.domains = {XEN: Domain(sim, XEN, None, 0)}
+        self.sim = sim
+        self.domains: dict[str, Domain] = {}
         for spec in domains:
             extra = costs.vm_switch + costs.sched_wakeup if spec.pcpu == "shared" else 0
             self.domains[spec.name] = Domain(sim, spec.name, spec.vcpus, extra)
+
+    def domain(self, name: str) -> Domain:
+        """A declared domain, or the hypervisor itself (made on first use: no vCPU limit, no upcall)."""
+        if name == XEN and XEN not in self.domains:
+            self.domains[XEN] = Domain(self.sim, XEN, None, 0)
+        return self.domains[name]
 
     @classmethod
     def of(cls, sim: Simulation, context, costs) -> XenHost:
@@ -281,8 +288,8 @@ class XenBus(Bus):
         self.scheme = spec.grants
         self.driver_memory = driver_memory
         self.device_memory = device_memory
-        self.front = host.domains[spec.frontend]
-        self.back = host.domains[spec.backend]
+        self.front = host.domain(spec.frontend)
+        self.back = host.domain(spec.backend)
         self.proxy = spec.frontend == XEN
         if self.proxy:
             to_device = to_device._replace(ring=0)
