@@ -368,8 +368,8 @@ class FfaBus(Bus):
 
     def _direct_locked(self, frame: bytes, dev_num: int):
         env, partition, leg = self.env, self.partition, self.path.leg
-        driver, device = self.driver_side, self.device_side
-        image = pack_direct_req2(frame)  # x4..x17
+        driver = self.driver_side
+        request = pack_direct_req2(frame)  # x4..x17
         if self.driver_cpu_ns:
             yield env.timeout(self.driver_cpu_ns)
         for attempt in range(1, self.spec.busy_retries + 1):
@@ -379,42 +379,51 @@ class FfaBus(Bus):
             yield env.timeout(leg)
             if self._busy_response and not partition.free():
                 partition.counts["busy_answers"] += 1
-                yield env.timeout(leg)
-                if unpack_direct_req2(BUSY_IMAGE) is None:  # the driver reads the busy sentinel
-                    self.counts["busy"] += 1
-                    self._mark(driver.component, "ffa.busy", dev_num, attempt)
-                continue
+                reply = BUSY_IMAGE
+            else:
+                response = yield from self._direct_at_partition(request, dev_num)
+                if not response:
+                    yield env.timeout(leg)
+                    return None  # an event: its RESP2 carries no frame
+                reply = pack_direct_req2(response)
+            yield env.timeout(leg)
+            response = unpack_direct_req2(reply)
+            if response is not None:
+                self._frame(driver.inbound, "rx", dev_num, response)
+                return response
+            self.counts["busy"] += 1  # the all-zero sentinel: retried at once (L-26)
+            self._mark(driver.component, "ffa.busy", dev_num, attempt)
+        self.counts["tx_failed"] += 1  # L-26 returns -EBUSY after its retry budget: the frame is lost
+        return None
+
+    def _direct_at_partition(self, request: bytes, dev_num: int):
+        """The partition takes a vCPU (or yields it back first), reads the frame from x4..x17 and answers;
+        returns the response frame, b"" for an event."""
+        env, partition, device = self.env, self.partition, self.device_side
+        vcpu = partition.vcpus.request()
+        yield vcpu
+        since = env.now
+        if self._rng is not None and self._rng.random() < self.spec.yield_probability:
+            partition.leave(vcpu, since)  # FFA_YIELD: the partition hands its CPU back
+            partition.counts["yields"] += 1
+            self._mark(device.component, "ffa.yield", dev_num)
+            yield env.timeout(self.path.leg + self._sleep())  # Linux sleeps 1-2 ms, then FFA_RUN (A.6 row 35)
+            self._mark(self.driver_side.component, "ffa.run", dev_num)
+            yield env.timeout(self.path.leg)
             vcpu = partition.vcpus.request()
             yield vcpu
             since = env.now
-            if self._rng is not None and self._rng.random() < self.spec.yield_probability:
-                partition.leave(vcpu, since)  # FFA_YIELD: the partition hands its CPU back
-                partition.counts["yields"] += 1
-                self._mark(device.component, "ffa.yield", dev_num)
-                yield env.timeout(leg + self._sleep())  # Linux sleeps 1-2 ms, then FFA_RUN (A.6 row 35)
-                self._mark(driver.component, "ffa.run", dev_num)
-                yield env.timeout(leg)
-                vcpu = partition.vcpus.request()
-                yield vcpu
-                since = env.now
-            received = unpack_direct_req2(image)
-            if self.device_cpu_ns:
-                yield env.timeout(self.device_cpu_ns)
-            self._frame(device.inbound, "rx", dev_num, received)
-            answered = yield from self._at_partition(received)
-            partition.leave(vcpu, since)
-            response = answered[0] if answered else b""
-            self._mark(device.component, "ffa.msg_send_direct_resp2", dev_num, len(response))
-            if response:
-                self._sent(device, dev_num, response)
-            yield env.timeout(leg)
-            if not response:
-                return None
-            response = unpack_direct_req2(pack_direct_req2(response))  # it rides back in x4..x17
-            self._frame(driver.inbound, "rx", dev_num, response)
-            return response
-        self.counts["tx_failed"] += 1  # L-26 returns -EBUSY after its retry budget: the frame is lost
-        return None
+        received = unpack_direct_req2(request)
+        if self.device_cpu_ns:
+            yield env.timeout(self.device_cpu_ns)
+        self._frame(device.inbound, "rx", dev_num, received)
+        answered = yield from self._at_partition(received)
+        partition.leave(vcpu, since)
+        response = answered[0] if answered else b""
+        self._mark(device.component, "ffa.msg_send_direct_resp2", dev_num, len(response))
+        if response:
+            self._sent(device, dev_num, response)
+        return response
 
     def _at_partition(self, data: bytes):
         """The partition answers a received frame (the caller holds a vCPU); FF-A calls the answer made
