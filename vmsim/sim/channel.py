@@ -81,13 +81,17 @@ class Channel(Component):
             if attempts > self.retries:
                 self.counts["tx_failed"] += 1
                 return
-            yield env.timeout(self.retry_ns)
+            yield from self.back_off()
         now = env.now
         self.counts["frames"] += 1
         self.counts["bytes"] += len(frame)
         self._log.frame(now, self.log_id, self._ev_tx, self.bus_id, dev_num, frame)
         self.occupancy.record(now, len(self.queue))
         yield from self.ring(dev_num)
+
+    def back_off(self):
+        """Wait before retrying a full queue (a plug-in may free the sender's CPU meanwhile)."""
+        yield self.env.timeout(self.retry_ns)
 
     def ring(self, dev_num: int = -1):
         """Ring the receiver (nothing to do when it polls)."""

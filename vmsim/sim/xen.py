@@ -80,8 +80,9 @@ class _Free:
 class Domain:
     """A domain's vCPUs: a pool of servers that all its bus work runs on (counters `domain.<name>`).
 
-    A process takes a vCPU with `enter` and gives it back with `leave`; nested pairs in the same
-    process reuse the vCPU it holds, because a handler's own work (the driver's used-buffer handler
+    A process takes a vCPU with `enter(account)` and gives it back with `leave()`, which charges the
+    time held to `account`, less what `work` inside attributed to other accounts. Nested pairs in the
+    same process reuse the vCPU it holds, because a handler's own work (the driver's used-buffer handler
     publishing new requests) runs in the handler's context, on its vCPU.
     """
 
@@ -93,25 +94,45 @@ class Domain:
         self.counts = sim.counter(f"domain.{name}")
         self.counts.update(vcpus=vcpus or 0, busy_ns=0, frames_ns=0, grants_ns=0, tlb_ns=0, service_ns=0)
         self._ports = 0
-        self._holders: dict[object, list] = {}  # process -> [vCPU request, nesting depth]
+        self._holders: dict[object, _Hold] = {}  # process -> the vCPU it holds
 
-    def enter(self, priority: int = NORMAL):
+    def enter(self, account: str, priority: int = NORMAL):
         """Take a vCPU for the active process, or reuse the one it holds."""
         process = self.env.active_process
-        held = self._holders.get(process)
-        if held is not None:
-            held[1] += 1
+        hold = self._holders.get(process)
+        if hold is not None:
+            hold.depth += 1
             return
         vcpu = self.pool.request(priority)
         yield vcpu
-        self._holders[process] = [vcpu, 1]
+        self._holders[process] = _Hold(vcpu, self.env.now, account)
 
     def leave(self) -> None:
-        held = self._holders[self.env.active_process]
-        held[1] -= 1
-        if not held[1]:
-            del self._holders[self.env.active_process]
-            self.pool.release(held[0])
+        process = self.env.active_process
+        hold = self._holders[process]
+        hold.depth -= 1
+        if hold.depth:
+            return
+        del self._holders[process]
+        self.pool.release(hold.vcpu)
+        held = self.env.now - hold.since
+        self.counts["busy_ns"] += held
+        self.counts[hold.account] += held - hold.attributed
+
+    def work(self, ns: int, account: str):
+        """`ns` of work on the vCPU the active process holds, counted under `account`."""
+        yield self.env.timeout(ns)
+        hold = self._holders[self.env.active_process]
+        hold.attributed += ns
+        self.counts[account] += ns
+
+    def run(self, ns: int, account: str, priority: int = NORMAL):
+        """`ns` of work on a free vCPU; zero work needs none."""
+        if ns <= 0:
+            return
+        yield from self.enter(account, priority)
+        yield self.env.timeout(ns)
+        self.leave()
 
     def port(self) -> int:
         """The next free event-channel port of this domain."""
@@ -122,18 +143,18 @@ class Domain:
         """vCPUs busy now (the dirty mask a TLB flush must reach)."""
         return len(self.pool.users)
 
-    def run(self, ns: int, account: str, priority: int = NORMAL):
-        """`ns` of work on a free vCPU; zero work needs none."""
-        if ns <= 0:
-            return
-        yield from self.enter(priority)
-        yield self.env.timeout(ns)
-        self.leave()
-        self.charge(ns, account)
 
-    def charge(self, ns: int, account: str) -> None:
-        self.counts["busy_ns"] += ns
-        self.counts[account] += ns
+class _Hold:
+    """One process's hold on a vCPU: since when, for what, and the part other accounts took."""
+
+    __slots__ = ("account", "attributed", "depth", "since", "vcpu")
+
+    def __init__(self, vcpu, since: int, account: str):
+        self.vcpu = vcpu
+        self.since = since
+        self.account = account
+        self.depth = 1
+        self.attributed = 0
 
 
 class XenHost:
@@ -223,11 +244,13 @@ class EventChannel(Component):
 
 
 class XenChannel(Channel):
-    """One direction over the shared page; the receive handler runs on a vCPU of the receiving domain
-    and keeps its event-channel port masked while it drains."""
+    """One direction over the shared page: the sender sends on a vCPU of its domain (given up while it
+    backs off from a full queue), the receive handler runs on a vCPU of the receiving domain and keeps
+    its event-channel port masked while it drains."""
 
-    def __init__(self, sim: Simulation, name: str, *, domain: Domain, cost: EvtchnCost, port: int,
+    def __init__(self, sim: Simulation, name: str, *, sender: Domain, domain: Domain, cost: EvtchnCost, port: int,
                  maskable: bool, unmask_ns: int, **options):
+        self.sender = sender
         self.domain = domain
         self.unmask_ns = unmask_ns if maskable else 0
         evtchn = EventChannel(sim, f"{name}.doorbell", cost, options["bus_id"], port, self.wake,
@@ -248,8 +271,7 @@ class XenChannel(Channel):
             yield self._wake_event
             self._wake_event = env.event()
             evtchn.mask()
-            yield from domain.enter()
-            began = env.now
+            yield from domain.enter("frames_ns")
             handled = 0
             owed = evtchn.ack_cost
             while len(queue) and (not budget or handled < budget):
@@ -268,9 +290,19 @@ class XenChannel(Channel):
             if self.unmask_ns:
                 yield env.timeout(self.unmask_ns)
             domain.leave()
-            domain.charge(env.now - began, "frames_ns")
             if evtchn.unmask() or budget and len(queue):
                 self.wake()
+
+    def send(self, frame: bytes, dev_num: int):
+        yield from self.sender.enter("frames_ns")
+        yield from super().send(frame, dev_num)
+        self.sender.leave()
+
+    def back_off(self):
+        """The sender sleeps without its vCPU, as the reference driver's msleep does."""
+        self.sender.leave()
+        yield from super().back_off()
+        yield from self.sender.enter("frames_ns")
 
 
 class XenBus(Bus):
@@ -298,11 +330,13 @@ class XenBus(Bus):
         down, up = create_queue_pair(spec.queue_format, self.page, 0, 2 * spec.queue_bytes)
         common = {"bus_id": self.bus_id, "frame_in": self.frame_in, "budget": spec.rx_budget,
                   "retry_ns": spec.tx_retry, "retries": spec.tx_retries, "unmask_ns": costs.evtchn_unmask}
-        self.to_device = XenChannel(sim, f"{spec.name}.to_device", queue=down, domain=self.back, cost=to_device,
+        self.to_device = XenChannel(sim, f"{spec.name}.to_device", queue=down, sender=self.front, domain=self.back,
+                                    cost=to_device,
                                     port=self.back.port(), maskable=True, sender_memory=driver_memory,
                                     receiver_memory=device_memory, sender_cpu_ns=driver_cpu_ns,
                                     receiver_cpu_ns=device_cpu_ns, deliver=self.deliver_to_device, **common)
-        self.to_driver = XenChannel(sim, f"{spec.name}.to_driver", queue=up, domain=self.front, cost=to_driver,
+        self.to_driver = XenChannel(sim, f"{spec.name}.to_driver", queue=up, sender=self.back, domain=self.front,
+                                    cost=to_driver,
                                     port=self.front.port(), maskable=not self.proxy, sender_memory=device_memory,
                                     receiver_memory=driver_memory, sender_cpu_ns=device_cpu_ns,
                                     receiver_cpu_ns=driver_cpu_ns, deliver=self.deliver_to_driver, **common)
@@ -312,7 +346,6 @@ class XenBus(Bus):
         self._shared: dict[object, int] = {}  # request -> bus address of its buffer
         self._pool: dict[int, list[int]] = {}  # persistent grants free for reuse, by page count
         self._mapped: set[int] = set()  # persistent grants the backend keeps mapped
-        self._held: dict[tuple[int, int], list] = {}  # (dev_num, vq) -> [vCPU taken at, grant ns since]
         self._directory_free = deque(range(spec.directory_pages))
         self._directory_pages: dict[int, list[int]] = {}
         self._directory_waiting: list = []
@@ -368,19 +401,12 @@ class XenBus(Bus):
     def _to_device(self, frame: bytes, dev_num: int):
         if not self.ready.triggered:
             yield self.ready
-        yield from self._send(self.front, self.to_device, frame, dev_num)
+        yield from self.to_device.send(frame, dev_num)
 
     def _to_driver(self, frame: bytes, dev_num: int):
         if not self.ready.triggered:
             yield self.ready
-        yield from self._send(self.back, self.to_driver, frame, dev_num)
-
-    def _send(self, domain: Domain, channel: XenChannel, frame: bytes, dev_num: int):
-        yield from domain.enter()
-        began = self.env.now
-        yield from channel.send(frame, dev_num)
-        domain.leave()
-        domain.charge(self.env.now - began, "frames_ns")
+        yield from self.to_driver.send(frame, dev_num)
 
     # --- request buffers --------------------------------------------------------------------------
 
@@ -428,27 +454,24 @@ class XenBus(Bus):
 
     def map_buffer(self, device, vq: int, chain):
         """Backend: take a vCPU for the whole request (given back in `unmap_buffer`) and reach the data."""
-        yield from self.back.enter()
-        held = self._held[(device.dev_num, vq)] = [self.env.now, 0]
+        yield from self.back.enter("service_ns")
         for address, length, *_ in chain:
-            held[1] += yield from self._held_steps(self._access(address, length), device.dev_num)
+            yield from self._held_steps(self._access(address, length), device.dev_num)
 
     def unmap_buffer(self, device, vq: int, chain):
         """Backend: unmap per-request grants and flush the other running vCPUs' TLBs; free the vCPU."""
         back = self.back
-        since, spent = self._held.pop((device.dev_num, vq))
         if self.scheme == "map-unmap":
             costs = self.costs
             for address, *_ in chain:
                 gref, count = self._grants[address]
                 others = back.running() - 1
-                spent += yield from self._held_steps([
+                yield from self._held_steps([
                     ("grant.unmap", gref, costs.grant_unmap * count),
                     ("tlb.shootdown", others, costs.tlb_shootdown + costs.tlb_ipi * others)], device.dev_num)
                 for _ in range(others):
                     self.env.process(back.run(costs.tlb_flush, "tlb_ns", URGENT))
         back.leave()
-        back.charge(self.env.now - since - spent, "service_ns")
 
     def _access(self, address: int, length: int) -> list[tuple]:
         """The backend's steps to reach one buffer under the bus's scheme."""
@@ -502,27 +525,21 @@ class XenBus(Bus):
                 if event:
                     self._mark(component, event, value, dev_num)
             return
-        yield from domain.enter()
+        yield from domain.enter("grants_ns")
         for event, value, ns in steps:
             if event:
                 self._mark(component, event, value, dev_num)
             if ns:
-                yield self.env.timeout(ns)
+                yield from domain.work(ns, "grants_ns")
         domain.leave()
-        domain.charge(total, "grants_ns")
 
     def _held_steps(self, steps: list[tuple], dev_num: int):
-        """Backend steps on the vCPU the request already holds; returns the time they took."""
-        back = self.back
-        total = 0
+        """Backend steps on the vCPU the request already holds."""
         for event, value, ns in steps:
             if event:
                 self._mark(self.back_id, event, value, dev_num)
             if ns:
-                yield self.env.timeout(ns)
-                back.charge(ns, "tlb_ns" if event == "tlb.shootdown" else "grants_ns")
-                total += ns
-        return total
+                yield from self.back.work(ns, "tlb_ns" if event == "tlb.shootdown" else "grants_ns")
 
 
 def _evtchn(kind) -> EvtchnCost:
