@@ -13,7 +13,8 @@ size, answers bus messages (GET_DEVICES, PING) and announces hot-plugged devices
 A plug-in builds itself from its scenario entry with `build(sim, spec, context)` (the context looks
 up platform costs and the devices on the bus) and supplies the transport: `_to_device(frame, dev_num)` / `_to_driver(frame, dev_num)`
 generators that put bytes on the bus, and out-of-band notification if it has one. Received bytes
-come back through `deliver_to_device` / `deliver_to_driver`.
+come back through `deliver_to_device` / `deliver_to_driver`; a synchronous transport takes the device's
+answer from `answer` instead, and a plug-in's own bus requests are registered with `expect_response`.
 """
 
 from __future__ import annotations
