@@ -5,11 +5,13 @@ in the results layer."""
 from pathlib import Path
 
 import pytest
+import yaml
+from ffa_helpers import ffa_dict
 
 import vmsim
 from vmsim.cli import main
 from vmsim.errors import ScenarioError
-from vmsim.scenario import load, load_platform
+from vmsim.scenario import load, load_dict, load_platform, resolved_dict
 from vmsim.sim.ffa import FfaPath
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
@@ -114,3 +116,18 @@ def test_a_run_s_ffa_frames_decode_in_the_results_layer():
     assert {"ffa.msg_send_direct_req2", "ffa.msg_send2", "ffa.notification_set", "ffa.mem_share",
             "ffa.mem_retrieve_req"} <= set(events.event)
     assert result.summary["buses"]["fifo"]["counters"]["method"] == "fifo"
+
+
+def test_the_resolved_config_of_an_ffa_scenario_loads_back_to_the_same_scenario(tmp_path):
+    """FF-A numbers keep their provenance through config.resolved.yaml: from the profile, from an override,
+    or left at their schema default (here an inline platform's partition without `vcpus`)."""
+    overridden = load(SCENARIOS / "ffa-methods.yaml", ["platform.ffa.partitions.sp-fifo.max_areas=16"])
+    inline = load_dict(ffa_dict())
+    assert overridden.platform.provenance["ffa.partitions.sp-fifo.max_areas"] == (
+        "override: --set platform.ffa.partitions.sp-fifo.max_areas=16")
+    assert inline.platform.provenance["ffa.partitions.optee.vcpus"] == "default: schema default, no source"
+    for scenario in (overridden, inline):
+        path = tmp_path / "config.resolved.yaml"
+        path.write_text(yaml.safe_dump(resolved_dict(scenario), sort_keys=False))
+        again = load(path)
+        assert again == scenario and again.platform.provenance == scenario.platform.provenance
