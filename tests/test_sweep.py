@@ -226,12 +226,19 @@ def test_vmsim_sweep_is_callable_even_after_importing_the_module(workdir):
 
 
 def test_len_keeps_the_first_items_of_a_base_list(workdir):
-    """`len(workloads): N` keeps the first N workloads of the base scenario: a device-count axis."""
+    """`len(workloads): N` keeps the first N workloads of the base scenario: a device-count axis. A count
+    the base list cannot give is an error at its line."""
     (workdir / "count.yaml").write_text(
         "scenario: tiny.yaml\nreplications: 1\nparameters:\n  grid:\n    len(workloads): [1, 2]\n")
     plan = load_sweep("count.yaml")
     assert [len(task.scenario["workloads"]) for task in plan.tasks] == [1, 2]
     assert plan.offered_rps == [50e3, 100e3]
+    (workdir / "count.yaml").write_text(
+        "scenario: tiny.yaml\nparameters:\n  grid:\n    len(workloads): [3]\n")
+    with pytest.raises(ScenarioError) as caught:
+        load_sweep("count.yaml")
+    assert str(caught.value) == ("count.yaml:4: parameters.grid.len(workloads): 3 is not a count from 1 to 2 "
+                                 "(the base scenario's workloads has 2)")
 
 
 # --- sweep files checked up front ---------------------------------------------------------------

@@ -159,7 +159,11 @@ class Task:
 
     @property
     def file_name(self) -> str:
-        return f"{self.point:04d}-{self.replication:02d}.json"
+        return record_file_name(self.point, self.replication)
+
+
+def record_file_name(point: int, replication: int) -> str:
+    return f"{point:04d}-{replication:02d}.json"
 
 
 @dataclass
@@ -261,13 +265,9 @@ def _plan(spec: SweepSpec, scenario_path: Path, locations: Locations) -> Sweep:
     offered: list[float] = []
     for index, point in enumerate(points):
         try:
-            arguments = _point_arguments(point, raw_base, point_sources, locations)
-            sources.update({argument: point_sources[argument.partition("=")[0]] for argument in arguments
-                            if argument.partition("=")[0] in point_sources})
-            ordered = [a for a in arguments if a.startswith("len(")] + fixed \
-                + [a for a in arguments if not a.startswith("len(")]
-            scenario = _load_placed(scenario_path, [_as_override(a, raw_base) for a in ordered],
-                                    sources, locations, prefix=f"point {index}: ")
+            cuts, others = _point_overrides(point, raw_base, point_sources, locations)
+            scenario = _load_placed(scenario_path, list(cuts) + fixed + list(others),
+                                    {**sources, **cuts, **others}, locations, prefix=f"point {index}: ")
         except ScenarioError as exc:
             problems.extend(problem for problem in exc.problems if problem not in problems)
             continue
@@ -299,20 +299,24 @@ def _parameter_location(parameters: Parameters, key: str) -> tuple:
     return ("parameters", "points", first, key)
 
 
-def _point_arguments(point: dict, raw_base: dict, sources: dict, locations: Locations) -> list[str]:
-    """The point as `--set` arguments; `len(list.path): N` keeps the first N items of a base list."""
-    arguments = []
+def _point_overrides(point: dict, raw_base: dict, sources: dict,
+                     locations: Locations) -> tuple[dict[str, tuple], dict[str, tuple]]:
+    """The point as `--set` arguments, each with where the sweep file gave it: first the `len(list): N`
+    ones, which keep the first N items of a list of the base scenario (they go before `set`, which may
+    then edit the items kept), then the rest."""
+    cuts, others = {}, {}
     for key, value in point.items():
         match = _LENGTH_KEY.fullmatch(key)
         if match is None:
-            arguments.extend(override_arguments({key: value}))
+            others[override_arguments({key: value})[0]] = sources[key]
             continue
         items = _base_list(match.group(1), raw_base, sources[key], locations)
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= len(items):
-            raise ScenarioError(locations.problem(sources[key], f"{value!r} is not a count from 1 to {len(items)} "
-                                                                f"(the base scenario's {match.group(1)} has {len(items)})"))
-        arguments.append(f"{key}={value}")
-    return arguments
+            raise ScenarioError(locations.problem(
+                sources[key], f"{value!r} is not a count from 1 to {len(items)} (the base scenario's "
+                              f"{match.group(1)} has {len(items)})"))
+        cuts[override_arguments({match.group(1): items[:value]})[0]] = sources[key]
+    return cuts, others
 
 
 def _base_list(path: str, raw_base: dict, source: tuple, locations: Locations) -> list:
@@ -324,16 +328,6 @@ def _base_list(path: str, raw_base: dict, source: tuple, locations: Locations) -
     if not isinstance(items, list):
         raise ScenarioError(locations.problem(source, f"the base scenario has no list {path!r} to take items from"))
     return items
-
-
-def _as_override(argument: str, raw_base: dict) -> str:
-    """`len(workloads)=2` -> `workloads=[<first two workloads of the base scenario>]`."""
-    key, _, count = argument.partition("=")
-    match = _LENGTH_KEY.fullmatch(key)
-    if match is None:
-        return argument
-    container, slot, _ = locate(raw_base, parse_override(f"{match.group(1)}=0"))
-    return override_arguments({match.group(1): container[slot][:int(count)]})[0]
 
 
 def _load_placed(scenario_path: Path, arguments: list[str], sources: dict, locations: Locations,
@@ -493,7 +487,7 @@ def _pool_results(pool, futures: list) -> Iterator[dict]:
             yield record
     except BaseException:
         # Interrupted: runs in flight are abandoned, not awaited; the next invocation redoes them.
-        for process in list(getattr(pool, "_processes", {}).values()):
+        for process in list((pool._processes or {}).values()):  # Python 3.14: pool.terminate_workers()
             process.terminate()
         pool.shutdown(wait=False, cancel_futures=True)
         raise
@@ -584,7 +578,7 @@ class SweepFolder:
         return done
 
     def save(self, record: dict) -> None:
-        self.write_json(self.points / f"{record['point']:04d}-{record['replication']:02d}.json", record)
+        self.write_json(self.points / record_file_name(record["point"], record["replication"]), record)
 
     @staticmethod
     def write_json(path: Path, data: dict) -> None:
