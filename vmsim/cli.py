@@ -87,8 +87,13 @@ def sweep(
 
     plan = load_sweep(sweep_file)
     folder = out or Path("results") / plan.name
-    points = run_sweep(plan, out=folder, executor=executor, workers=workers, scheduler=scheduler,
-                       plots=not no_plots, fresh=fresh)
+    try:
+        points = run_sweep(plan, out=folder, executor=executor, workers=workers, scheduler=scheduler,
+                           plots=not no_plots, fresh=fresh)
+    except KeyboardInterrupt:
+        print(f"vmsim: interrupted; the finished runs are kept in {folder}: run the same command to resume",
+              file=sys.stderr)
+        raise
     print(format_report(plan, points, folder), end="")
     if (points["status"] != "ok").any():
         raise SystemExit(1)

@@ -553,17 +553,21 @@ def write_file_atomically(path: Path, write: Callable[[Path], None]) -> None:
 class SweepFolder:
     """`<out>/`: the marker `sweep.json`, one record file per finished run, and the tables built from them."""
 
-    def __init__(self, folder: Path, sweep: Sweep):
+    def __init__(self, folder: Path):
+        """Refuse, before anything runs, a folder that holds something other than a sweep."""
         if folder.exists() and (not folder.is_dir() or (any(folder.iterdir())
                                                         and not (folder / MARKER_FILE).is_file())):
             raise VmsimError(f"{folder}: exists and is not a vmsim sweep folder (no {MARKER_FILE}); "
                              "choose another --out or remove it")
         self.folder = folder
         self.points = folder / POINTS_FOLDER
+
+    def open(self, sweep: Sweep) -> None:
+        """Create the folder (once the executor is up, so a failed start writes nothing) and its marker."""
         self.points.mkdir(parents=True, exist_ok=True)
         for leftover in self.points.glob(".*.tmp-*"):
             leftover.unlink(missing_ok=True)
-        self.write_json(folder / MARKER_FILE, sweep.describe())
+        self.write_json(self.folder / MARKER_FILE, sweep.describe())
 
     def finished(self, tasks: list[Task]) -> dict[tuple[int, int], dict]:
         """Records of runs already done: same file, same key (so the same scenario and seed), no error."""
@@ -879,11 +883,13 @@ def sweep(source: str | Path | Mapping | Sweep, *, out: str | Path | None = None
 
     plan = source if isinstance(source, Sweep) else load_sweep(source)
     run_all = _executor(executor, workers, scheduler)
-    folder = SweepFolder(Path(out) if out is not None else RESULTS_ROOT / plan.name, plan) if write else None
+    folder = SweepFolder(Path(out) if out is not None else RESULTS_ROOT / plan.name) if write else None
     records = folder.finished(plan.tasks) if folder and not fresh else {}
     todo = [task for task in plan.tasks if (task.point, task.replication) not in records]
     failed = 0
     results = run_all(todo) if todo else iter(())
+    if folder is not None:
+        folder.open(plan)
     with tqdm(total=len(plan.tasks), initial=len(records), desc=plan.name, unit="run", file=sys.stderr,
               disable=None if progress is None else not progress, smoothing=0.1) as bar:
         for record in results:
