@@ -91,8 +91,7 @@ def sweep(
         points = run_sweep(plan, out=folder, executor=executor, workers=workers, scheduler=scheduler,
                            plots=not no_plots, fresh=fresh)
     except KeyboardInterrupt:
-        print(f"vmsim: interrupted; the finished runs are kept in {folder}: run the same command to resume",
-              file=sys.stderr)
+        print(f"vmsim: the finished runs are kept in {folder}: run the same command to resume", file=sys.stderr)
         raise
     print(format_report(plan, points, folder), end="")
     if (points["status"] != "ok").any():
@@ -107,6 +106,9 @@ def fail(message: str, problems: list[str] | None = None) -> None:
     raise SystemExit(2)
 
 
+INTERRUPTED = 130  # the shell's status for a process stopped by SIGINT
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the typer app, turning user errors into one line and exit status 2."""
     command = typer.main.get_command(app)
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
         fail(str(exc), getattr(exc, "problems", None))
     except (click.exceptions.Abort, typer.Abort):
         print("vmsim: interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
+        raise SystemExit(INTERRUPTED) from None
     except (click.exceptions.ClickException, typer.TyperException) as exc:
         # typer >= 0.25 vendors click: its usage errors are TyperException, not click's.
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
@@ -124,6 +126,8 @@ def main(argv: list[str] | None = None) -> None:
             exc.show()
             raise SystemExit(2) from None
         fail(message)
+    if result == INTERRUPTED:  # typer turns Ctrl-C into a quiet exit code of 130
+        print("vmsim: interrupted", file=sys.stderr)
     if isinstance(result, int) and result:
         raise SystemExit(result)
 

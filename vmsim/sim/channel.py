@@ -53,7 +53,7 @@ class Channel(Component):
             sim, f"{name}.doorbell", doorbell_kind, bus_id, self.wake)
         self.extra_pending = None  # an out-of-band notification source drained with the queue
         self.counts = sim.counter(name)
-        self.counts.update(frames=0, bytes=0, full=0, tx_failed=0, rx_frames=0, busy_ns=0)
+        self.counts.update(frames=0, bytes=0, full=0, tx_failed=0, rx_frames=0, busy_ns=0, rx_busy_ns=0)
         self.occupancy = sim.new_series(f"{name}.occupancy")
         log = sim.log
         self._log = log
@@ -129,6 +129,7 @@ class Channel(Component):
             owed = ack  # the handler acknowledges the doorbell before it reads the first frame
             while len(queue) and (not budget or handled < budget):
                 if per_frame + owed:
+                    self.counts["rx_busy_ns"] += per_frame + owed
                     yield env.timeout(per_frame + owed)
                     owed = 0
                 frame = self.frame_in(queue.try_pop())

@@ -145,6 +145,10 @@ class Model:
         for counts in self.sim.counters.values():
             if "busy_ns" in counts:  # a component with several servers (vCPUs) counts each one's time
                 counts["utilisation"] = counts["busy_ns"] / (now * counts.get("servers", 1)) if now else 0.0
+            if "rx_busy_ns" in counts:  # a queue: its sender and its receiver are busy apart; the busier counts
+                counts["tx_utilisation"] = counts.get("utilisation", 0.0)
+                counts["rx_utilisation"] = counts["rx_busy_ns"] / now if now else 0.0
+                counts["utilisation"] = max(counts["tx_utilisation"], counts["rx_utilisation"])
 
 
 def build(scenario, traces: dict | None = None) -> Model:
