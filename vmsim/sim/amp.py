@@ -10,8 +10,7 @@ The 2026 handshake (INIT -> READY -> RUN) runs in simulated time before the firs
 from __future__ import annotations
 
 from vmsim.errors import ScenarioError
-from vmsim.sim.bus import Bus
-from vmsim.sim.channel import Channel
+from vmsim.sim.channel import Channel, QueuePairBus
 from vmsim.sim.core import Simulation
 from vmsim.sim.costs import MemoryCost
 from vmsim.wire.amp import RUN, AmpLayout, AmpQueuePeer
@@ -30,7 +29,7 @@ def vq_bits_per_device(queues: int) -> int:
     return bits
 
 
-class AmpBus(Bus):
+class AmpBus(QueuePairBus):
     """Shared-memory queues plus doorbells; see the module docstring."""
 
     def __init__(self, sim: Simulation, spec, *, doorbell_to_device, doorbell_to_driver,
@@ -131,16 +130,6 @@ class AmpBus(Bus):
             yield self.env.timeout(self.spec.handshake_retry)
 
     # --- transport ----------------------------------------------------------------------------------
-
-    def _to_device(self, frame: bytes, dev_num: int):
-        if not self.ready.triggered:
-            yield self.ready
-        yield from self.to_device.send(frame, dev_num)
-
-    def _to_driver(self, frame: bytes, dev_num: int):
-        if not self.ready.triggered:
-            yield self.ready
-        yield from self.to_driver.send(frame, dev_num)
 
     def _notify_out_of_band_to_device(self, dev_num: int, vq: int):
         yield from self._raise(self.driver_peer, self.to_device, self.driver_memory, dev_num, vq)

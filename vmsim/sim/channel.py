@@ -8,6 +8,7 @@ the bytes each step touches.
 
 from __future__ import annotations
 
+from vmsim.sim.bus import Bus
 from vmsim.sim.core import Component, Simulation
 from vmsim.sim.costs import MemoryCost
 from vmsim.sim.doorbell import Doorbell
@@ -107,16 +108,18 @@ class Channel(Component):
         if not self._wake_event.triggered:
             self._wake_event.succeed()
 
+    def frame_cost(self) -> int:
+        """The receiver's time per frame: its software, the whole element and the index it reads, the
+        index it writes back."""
+        memory = self.receiver_memory
+        return (self.receiver_cpu_ns + memory.read(self.queue.element_size) + memory.read(self.index_bytes)
+                + memory.write(self.index_bytes))
+
     def _receive_loop(self):
         env = self.env
-        queue = self.queue
-        memory = self.receiver_memory
-        element_read = memory.read(queue.element_size) + memory.read(self.index_bytes)
-        per_frame = self.receiver_cpu_ns + element_read + memory.write(self.index_bytes)
+        per_frame = self.frame_cost()
         ack = self.doorbell.ack_cost if self.doorbell is not None else 0
-        log = self._log
         polling = self.polling_ns
-        budget = self.budget
         while True:
             if polling:
                 yield env.timeout(polling)
@@ -125,21 +128,49 @@ class Channel(Component):
                 self._wake_event = env.event()
             if self.extra_pending is not None:
                 yield from self.extra_pending()
-            handled = 0
-            owed = ack  # the handler acknowledges the doorbell before it reads the first frame
-            while len(queue) and (not budget or handled < budget):
-                if per_frame + owed:
-                    self.counts["rx_busy_ns"] += per_frame + owed
-                    yield env.timeout(per_frame + owed)
-                    owed = 0
-                frame = self.frame_in(queue.try_pop())
-                now = env.now
-                self.counts["rx_frames"] += 1
-                log.frame(now, self.log_id, self._ev_rx, self.bus_id, -1, frame)
-                self.occupancy.record(now, len(queue))
-                handled += 1
-                work = self.deliver(frame)
-                if work is not None:
-                    yield from work  # the handler's own work runs in this receive context
-            if budget and len(queue):
+            yield from self.drain(per_frame, ack)
+            if self.budget and len(self.queue):
                 self.wake()  # budget spent: come back for the rest, as a re-raised interrupt would
+
+    def drain(self, per_frame: int, owed: int):
+        """Read and deliver frames until the queue is empty or the receive budget is spent; `owed` is
+        handler time (a doorbell acknowledgement) paid before the first frame."""
+        env = self.env
+        queue = self.queue
+        budget = self.budget
+        counts = self.counts
+        log = self._log
+        handled = 0
+        while len(queue) and (not budget or handled < budget):
+            if per_frame + owed:
+                counts["rx_busy_ns"] += per_frame + owed
+                yield env.timeout(per_frame + owed)
+                owed = 0
+            frame = self.frame_in(queue.try_pop())
+            now = env.now
+            counts["rx_frames"] += 1
+            log.frame(now, self.log_id, self._ev_rx, self.bus_id, -1, frame)
+            self.occupancy.record(now, len(queue))
+            handled += 1
+            work = self.deliver(frame)
+            if work is not None:
+                yield from work  # the handler's own work (the driver's used-buffer handler) runs here
+
+
+class QueuePairBus(Bus):
+    """A bus carried by two channels over shared memory (AMP window, Xen shared page): frames wait
+    for `ready` (the queues' set-up or handshake), then go through the channel of their direction."""
+
+    to_device: Channel
+    to_driver: Channel
+    ready = None  # an event a plug-in sets up and succeeds once the queues may carry frames
+
+    def _to_device(self, frame: bytes, dev_num: int):
+        if not self.ready.triggered:
+            yield self.ready
+        yield from self.to_device.send(frame, dev_num)
+
+    def _to_driver(self, frame: bytes, dev_num: int):
+        if not self.ready.triggered:
+            yield self.ready
+        yield from self.to_driver.send(frame, dev_num)

@@ -35,8 +35,7 @@ from typing import NamedTuple
 
 import simpy
 
-from vmsim.sim.bus import Bus
-from vmsim.sim.channel import Channel
+from vmsim.sim.channel import Channel, QueuePairBus
 from vmsim.sim.core import Component, Simulation, SimulationError
 from vmsim.sim.costs import MemoryCost
 from vmsim.wire.spsc import create_queue_pair
@@ -259,38 +258,19 @@ class XenChannel(Channel):
 
     def _receive_loop(self):
         env = self.env
-        queue = self.queue
-        memory = self.receiver_memory
-        per_frame = self.receiver_cpu_ns + memory.read(queue.element_size) + memory.read(self.index_bytes) \
-            + memory.write(self.index_bytes)
+        per_frame = self.frame_cost()
         evtchn = self.doorbell
         domain = self.domain
-        budget = self.budget
-        log = self._log
         while True:
             yield self._wake_event
             self._wake_event = env.event()
             evtchn.mask()
             yield from domain.enter("frames_ns")
-            handled = 0
-            owed = evtchn.ack_cost
-            while len(queue) and (not budget or handled < budget):
-                if per_frame + owed:
-                    yield env.timeout(per_frame + owed)
-                    owed = 0
-                frame = self.frame_in(queue.try_pop())
-                now = env.now
-                self.counts["rx_frames"] += 1
-                log.frame(now, self.log_id, self._ev_rx, self.bus_id, -1, frame)
-                self.occupancy.record(now, len(queue))
-                handled += 1
-                work = self.deliver(frame)
-                if work is not None:
-                    yield from work  # the driver's used-buffer handler, on this vCPU
+            yield from self.drain(per_frame, evtchn.ack_cost)
             if self.unmask_ns:
                 yield env.timeout(self.unmask_ns)
             domain.leave()
-            if evtchn.unmask() or budget and len(queue):
+            if evtchn.unmask() or self.budget and len(self.queue):
                 self.wake()
 
     def send(self, frame: bytes, dev_num: int):
@@ -305,7 +285,7 @@ class XenChannel(Channel):
         yield from self.sender.enter("frames_ns")
 
 
-class XenBus(Bus):
+class XenBus(QueuePairBus):
     """A DomU (or Xen) driver and a backend domain's device model; see the module docstring."""
 
     buffer_hooks = True
@@ -397,16 +377,6 @@ class XenBus(Bus):
         self.ready.succeed()
 
     # --- transport --------------------------------------------------------------------------------
-
-    def _to_device(self, frame: bytes, dev_num: int):
-        if not self.ready.triggered:
-            yield self.ready
-        yield from self.to_device.send(frame, dev_num)
-
-    def _to_driver(self, frame: bytes, dev_num: int):
-        if not self.ready.triggered:
-            yield self.ready
-        yield from self.to_driver.send(frame, dev_num)
 
     # --- request buffers --------------------------------------------------------------------------
 
