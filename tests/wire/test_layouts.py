@@ -31,7 +31,8 @@ def assert_codec(layout_name, name, kind, fields, wire, *, dev_num=0, token=0):
 
 def test_every_layout_is_selectable_with_its_header_size():
     sizes = {name: get_layout(name).header_size for name in layout_names()}
-    assert sizes == {"v1": 8, "draft-6b": 6, "fixed40": 4, "linux-2026": 8, "ffa-2025": 8, "ffa-2026": 8}
+    assert sizes == {"v1": 8, "draft-6b": 6, "fixed40": 4, "linux-2026": 8, "ffa-2025": 8, "ffa-2026": 8,
+                     "vmsim-share": 8}
     assert get_layout() is get_layout("v1")
 
 

@@ -12,6 +12,7 @@ fixed40        4       S-alpha / L-2024: every frame 40 bytes, zero-filled
 linux-2026     8       L-26@f3796dd7: UUID + feature blocks, 64-bit GET_SHM, vq flags
 ffa-2025       8       v1 + the FF-A bus messages of L-ffa-rfc1 / L-ffa-8b
 ffa-2026       8       v1 + the FF-A bus messages of L-ffa-uapi26 / L-26 protocol.h
+vmsim-share    8       v1 + vmsim's own share / unshare / release messages (vmsim-defined)
 =============  ======  =============================================================
 """
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 from functools import cache
 
 from vmsim.errors import VmsimError
-from vmsim.wire import ffa
+from vmsim.wire import ffa, share
 from vmsim.wire.fields import Array, Blob, Split, event, pair, replace, reserved, u16, u32, u64
 from vmsim.wire.messages import HEADER_6, HEADER_8, HEADER_FIXED40, Layout
 
@@ -321,6 +322,7 @@ _TABLES = {
     "linux-2026": (HEADER_8, LINUX_2026, v1_is_event, "L-26@f3796dd7: post-pr28"),
     "ffa-2025": (HEADER_8, V1 + ffa.BUS_2025, v1_is_event, "v1 + FF-A bus, L-ffa-rfc1 / L-ffa-8b"),
     "ffa-2026": (HEADER_8, V1 + ffa.BUS_2026, v1_is_event, "v1 + FF-A bus, L-ffa-uapi26 / L-26"),
+    "vmsim-share": (HEADER_8, V1 + share.MESSAGES, v1_is_event, "v1 + vmsim-defined share messages"),
 }
 
 
