@@ -120,9 +120,11 @@ class Channel(Component):
         per_frame = self.frame_cost()
         ack = self.doorbell.ack_cost if self.doorbell is not None else 0
         polling = self.polling_ns
+        poll_cost = self.receiver_memory.read(self.index_bytes)  # each poll reads the producer's index
         while True:
             if polling:
-                yield env.timeout(polling)
+                self.counts["rx_busy_ns"] += poll_cost
+                yield env.timeout(polling + poll_cost)
             else:
                 yield self._wake_event
                 self._wake_event = env.event()
