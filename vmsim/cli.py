@@ -39,7 +39,10 @@ def run(
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip the PNG plots.")] = False,
     no_trace: Annotated[bool, typer.Option("--no-trace", help="Skip trace.json.")] = False,
 ) -> None:
-    """Simulate a scenario and write its result folder (tables, summary, plots, Perfetto trace)."""
+    """Simulate a scenario and write its result folder (tables, summary, plots, Perfetto trace).
+
+    Exits with status 1, after writing the folder and printing the violations, when a safety check fails.
+    """
     from tqdm import tqdm
 
     from vmsim.api import run as run_scenario
@@ -54,6 +57,8 @@ def run(
         result = run_scenario(scenario, seed=seed, out=out, set=set_ or [], plots=not no_plots,
                               trace=not no_trace, progress=progress)
     print(format_summary(result.summary, result.path))
+    if result.summary["check"]["status"] != "ok":
+        raise SystemExit(1)  # a safety check failed: the result folder is written, the violations printed
 
 
 @app.command()

@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from vmsim.analysis.checks import check_events
 from vmsim.analysis.stats import DEFAULT_BATCHES, batch_means, latency_summary
 from vmsim.errors import VmsimError
 from vmsim.sim.output import SimOutput
@@ -58,7 +59,8 @@ def summarize(output: SimOutput, *, wall_seconds: float, version: str) -> dict:
     """The numbers a user reads first, as a JSON-ready dict (see results/README.md for each key).
 
     Latency and throughput cover the requests submitted at or after `warmup_ns`, so start-up
-    (device init, empty queues) does not flatter or penalise the steady state.
+    (device init, empty queues) does not flatter or penalise the steady state. `check` is the verdict of
+    the safety checks over the event log (`vmsim.analysis.checks`).
     """
     requests = output.requests.columns()
     measured = requests["submit_ns"] >= output.warmup_ns
@@ -82,7 +84,7 @@ def summarize(output: SimOutput, *, wall_seconds: float, version: str) -> dict:
         "init_done_ns": dict(output.init_done_ns),
         "events_logged": len(output.events),
         "trace": None,
-        "check": {"status": "ok", "checks": []},
+        "check": check_events(output.events),
     })
 
 
@@ -167,12 +169,29 @@ def format_summary(summary: dict, folder: Path | None = None) -> str:
             if "rung" in counts:
                 lines.append(f"  {name}: {counts['rung']} rung, {counts.get('coalesced', 0)} coalesced, "
                              f"{counts.get('delivered', 0)} delivered")
+    lines += format_check(summary["check"])
     trace = summary.get("trace")
     if trace and trace.get("truncated"):
         lines.append(f"trace      truncated to the first {trace['limit']} events")
     if folder is not None:
         lines.append(f"results    {folder}")
     return "\n".join(lines)
+
+
+def format_check(check: dict, shown: int = 5) -> list[str]:
+    """The safety checks in the one-screen report: nothing when they pass, else each failed check with its
+    first violations and the events.parquet rows they name."""
+    if check["status"] == "ok":
+        return []
+    lines = ["CHECK FAILED (rows are events.parquet row numbers)"]
+    for entry in check["checks"]:
+        if entry["status"] == "ok":
+            continue
+        lines.append(f"  {entry['name']}: {entry['violations_total']} violation(s)")
+        for violation in entry["violations"][:shown]:
+            rows = ", ".join(map(str, violation["rows"]))
+            lines.append(f"    bus {violation['bus']} region {violation['id']}: {violation['message']} (rows {rows})")
+    return lines
 
 
 # --- the result folder ------------------------------------------------------------------------

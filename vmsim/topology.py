@@ -105,6 +105,7 @@ def problems(scenario: Scenario, graph: nx.DiGraph) -> list[Problem]:
         *_queue_formats(scenario),
         *_xen(scenario),
         *_ffa_buses(scenario),
+        *_sharing(scenario),
     ]
 
 
@@ -375,6 +376,7 @@ def _xen(scenario: Scenario) -> Iterable[Problem]:
     """Xen domains and buses: domains exist and are unique, the shared page holds both queues, the
     notifications are event channels, a foreign mapping has a privileged device model, and a buffer
     fits the grant directory."""
+    from vmsim.sim.sharing import largest_size
     from vmsim.sim.xen import PAGE, XEN, pages
     from vmsim.wire.spsc import Spsc2024Queue, Spsc2025Queue
 
@@ -422,25 +424,73 @@ def _xen(scenario: Scenario) -> Iterable[Problem]:
     on_bus = {device.name: device.bus for device in scenario.devices}
     for index, workload in enumerate(scenario.workloads):
         limit = directory_pages.get(on_bus.get(workload.device))
-        largest = _largest_size(workload.size)
+        largest = largest_size(workload.size)
         if limit is not None and pages(largest) > limit:
             message = (f"a {largest}-byte buffer spans {pages(largest)} pages, more than the {limit} of its "
                        "bus's grant directory (directory_pages)")
             yield ("workloads", index, "size"), message
 
 
+def _sharing(scenario: Scenario) -> Iterable[Problem]:
+    """Memory shared under a policy: the bus can carry the share messages, the policy's options fit together,
+    the heap holds what the policy asks of it, `buffers:` go with a device that shares, and a device is reset
+    or removed only once it is there."""
+    from vmsim.sim.sharing import PAGE, largest_size, pages
+
+    buses = {bus.name: bus for bus in scenario.buses}
+    devices = {device.name: (index, device) for index, device in enumerate(scenario.devices)}
+    sizes: dict[str, list[int]] = {}
+    for index, workload in enumerate(scenario.workloads):
+        found = devices.get(workload.device)
+        if found is None:
+            continue
+        device = found[1]
+        sizes.setdefault(device.name, []).append(largest_size(workload.size))
+        if workload.buffers is None:
+            continue
+        if device.sharing is None:
+            yield ("workloads", index, "buffers"), (f"device {device.name!r} has no `sharing:`: its buffers are "
+                                                   "not shared under a policy, so they have no lifetime to set")
+        elif device.sharing.release == "device" and (workload.buffers.uses > 1 or workload.buffers.lifetime):
+            yield ("workloads", index, "buffers"), ("with `release: device` the device gives each buffer back "
+                                                   "once consumed: a buffer carries one request (uses 1, no lifetime)")
+    for name, (index, device) in devices.items():
+        for key in ("removed_at", "reset_at"):
+            when = getattr(device, key)
+            if when is not None and device.added_at is not None and when <= device.added_at:
+                yield ("devices", index, key), f"{when} ns is not after the device appears (added_at {device.added_at} ns)"
+        sharing, bus = device.sharing, buses.get(device.bus)
+        if sharing is None or bus is None:
+            continue
+        where = ("devices", index, "sharing")
+        if bus.kind in ("amp", "xen") and bus.layout != "vmsim-share":
+            yield where, (f"bus {bus.name!r} speaks {bus.layout}, which has no share messages: give it "
+                          "`layout: vmsim-share` (v1 plus vmsim's own SHM_SHARE / SHM_UNSHARE / SHM_RELEASE)")
+        if bus.kind == "ffa" and bus.release == "device":
+            yield where, (f"bus {bus.name!r} has its areas given back per buffer by the device (`release: device`); "
+                          "leave the bus at `release: driver` and set `release` under the device's sharing")
+        if bus.kind == "ffa" and sharing.release == "device" and bus.unmap_delay:
+            yield (*where, "release"), (f"bus {bus.name!r} unmaps lazily (`unmap_delay`): a device that gives its "
+                                        "regions back itself needs them unmapped at once")
+        if sharing.bounce and bus.kind != "amp":
+            yield (*where, "bounce"), f"bounce buffers are for an AMP carve-out; bus {bus.name!r} is {bus.kind}"
+        if sharing.policy == "pool" and sharing.release != "eager":
+            yield (*where, "release"), ("a pool stays shared until the run ends: `release` applies to the other "
+                                        "policies (leave it eager)")
+        largest = max(sizes.get(name, [PAGE]))
+        count = sharing.pool if sharing.policy == "pool" else sharing.batch
+        regions = -(-count // sharing.batch)
+        needed = regions * pages(largest * min(count, sharing.batch)) * PAGE
+        if needed > sharing.heap:
+            what = f"a pool of {count}" if sharing.policy == "pool" else f"a batch of {count}"
+            yield (*where, "heap"), (f"{sharing.heap} bytes do not hold {what} buffers of {largest} bytes "
+                                     f"({needed} bytes in whole pages)")
+
+
 def _declare(key: str) -> str:
     if key == "frontend":
         return "declare it under domains:, or use xen for the hypervisor's proxy"
     return "declare it under domains:; the device side runs in a domain"
-
-
-def _largest_size(size) -> int:
-    if size.dist == "constant":
-        return size.value
-    if size.dist == "uniform":
-        return size.high
-    return max(size.values)
 
 
 def _ffa_buses(scenario: Scenario) -> Iterable[Problem]:

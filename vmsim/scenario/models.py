@@ -242,7 +242,7 @@ class AmpBus(Strict):
     kind: Literal["amp"]
     name: Name
     driver: Name
-    layout: Literal["v1", "draft-6b", "fixed40", "linux-2026"] = "v1"
+    layout: Literal["v1", "draft-6b", "fixed40", "linux-2026", "vmsim-share"] = "v1"
     queue_format: Literal["amp-2026", "spsc-2025", "spsc-2024"] = "amp-2026"
     queue_elements: int = Field(default=63, ge=2, le=4096)
     element_size: SizeBytes = Field(default=64, ge=40, le=65536)
@@ -277,7 +277,7 @@ class XenBus(Strict):
     driver: Name
     frontend: Name
     backend: Name
-    layout: Literal["draft-6b", "v1"] = "draft-6b"
+    layout: Literal["draft-6b", "v1", "vmsim-share"] = "draft-6b"
     queue_format: Literal["spsc-2024", "spsc-2025"] = "spsc-2024"
     queue_bytes: SizeBytes = Field(default=1024, gt=0)
     max_msg_size: SizeBytes | None = None
@@ -337,6 +337,24 @@ Bus = Annotated[AmpBus | XenBus | FfaBus, Field(discriminator="kind")]
 
 
 
+class Sharing(Strict):
+    """How the driver shares a device's buffers: regions of a heap the bus provides, shared and given back
+    with acknowledgements under a policy (`vmsim.sim.sharing`)."""
+
+    policy: Literal["on-first-use", "at-allocation", "pool"] = "on-first-use"
+    batch: int = Field(default=1, ge=1, le=1024)
+    release: Literal["eager", "lazy", "device"] = "eager"
+    linger: TimeNs = 1_000_000
+    pool: int = Field(default=16, ge=1, le=65536)
+    heap: SizeBytes = Field(default=4 * 1024 * 1024, ge=4096)
+    memory_type: Literal["normal", "non-cacheable", "device"] = "normal"
+    bounce: bool = False
+    ack_timeout: TimeNs = Field(default=10_000_000, gt=0)
+    retries: int = Field(default=3, ge=0, le=1000)
+    ack_loss: float = Field(default=0.0, ge=0, lt=1)
+    ack_delay: TimeDist = Field(default_factory=ConstantTime)
+
+
 class Device(Strict):
     name: Name
     bus: Name
@@ -350,6 +368,9 @@ class Device(Strict):
     service: TimeDist = Field(default_factory=ConstantTime)
     data: Literal["copy", "in-place"] = "in-place"
     added_at: TimeNs | None = None
+    removed_at: TimeNs | None = None
+    reset_at: TimeNs | None = None
+    sharing: Sharing | None = None
 
     @model_validator(mode="after")
     def _known_kind(self):
@@ -388,6 +409,14 @@ Arrivals = Annotated[
 ]
 
 
+class Buffers(Strict):
+    """A workload's stream of shared buffers: each carries `uses` requests, or lives `lifetime`, whichever
+    ends first (its device needs `sharing:`)."""
+
+    uses: int = Field(default=1, ge=1)
+    lifetime: TimeNs | None = Field(default=None, gt=0)
+
+
 class Workload(Strict):
     name: Name
     device: Name
@@ -396,6 +425,7 @@ class Workload(Strict):
     size: SizeDist = Field(default_factory=ConstantSize)
     requests: int | None = Field(default=None, ge=1)
     start: TimeNs = 0
+    buffers: Buffers | None = None
 
 
 class Scenario(Strict):

@@ -15,6 +15,10 @@ up platform costs and the devices on the bus) and supplies the transport: `_to_d
 generators that put bytes on the bus, and out-of-band notification if it has one. Received bytes
 come back through `deliver_to_device` / `deliver_to_driver`; a synchronous transport takes the device's
 answer from `answer` instead, and a plug-in's own bus requests are registered with `expect_response`.
+
+Memory shared under a policy (`vmsim.sim.sharing`) runs over hooks of the same kind: the base speaks
+vmsim-share (SHM_SHARE, SHM_UNSHARE, SHM_RELEASE) with no mechanism of its own, an AMP carve-out where
+sharing is bookkeeping; Xen grants and maps, FF-A shares, retrieves, relinquishes and reclaims.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from collections import deque
 from vmsim.errors import DecodeError
 from vmsim.sim.core import Component, Simulation, SimulationError
 from vmsim.wire import get_layout
+from vmsim.wire.share import Op
 
 MSG_SIZE_OFFSET = {8: 6, 6: 4}  # where msg_size sits in the 8-byte (v1) and 6-byte (draft) headers
 FIXED_FRAME = 40  # the 2024 layout has no msg_size: every frame is 40 bytes
@@ -31,6 +36,7 @@ PAYLOAD_BASE = 0x8000_0000  # bus address of request buffers when the bus does n
 TOKEN_FIRST = 2  # 0 marks events and 1 is the fixed token of bus requests (L-26 provider.h)
 DEVICE_READY = 0x0001
 DEVICE_REMOVED = 0x0002
+CARVE_OUT = 0xA000_0000_0000  # bus addresses of shared regions on a bus with no mapping of its own: + dev_num << 32
 
 
 class Bus(Component):
@@ -38,7 +44,8 @@ class Bus(Component):
 
     match_tokens = False
     """Match a response to its request by token instead of by order (L-26 FF-A keys exchanges on
-    (dev_num, token)): for buses whose responses may overtake each other."""
+    (dev_num, token)): for buses whose responses may overtake each other. Bus responses are matched by
+    token on every layout that has one, since a bus request may be given up on (`call`)."""
 
     def __init__(self, sim: Simulation, name: str, *, layout: str, max_msg_size: int, in_band: bool):
         super().__init__(sim, name)
@@ -54,6 +61,12 @@ class Bus(Component):
         self.counts = sim.counter(name)
         self.counts.update(requests=0, responses=0, events=0, discarded=0, token_mismatch=0)
         self._encode = self.layout.encode
+        self.sharers: dict[int, object] = {}  # dev_num -> ShareDriver of a device with `sharing:`
+        self.regions: dict[int, object] = {}  # share id -> Region, shared or on its way
+        self.shares = None  # DeviceShares, the device side's regions, once a device on the bus has `sharing:`
+        self._share_ids = 0
+        self._owed = 0  # device-side time spent while answering (retrieving, mapping), paid before the answer
+        self._late = 0  # and how much later than that the answer leaves (a late acknowledgement, a fault)
 
     def frame_in(self, element) -> bytes:
         """The frame at the start of a received queue element, cut to its `msg_size`.
@@ -83,15 +96,27 @@ class Bus(Component):
         return sorted(n for n, d in self.devices.items() if d.added_at is None or d.added_at <= now)
 
     def start(self) -> None:
-        """Start the plug-in's own processes (handshakes); announce hot-plugged devices later."""
+        """Start the plug-in's own processes (handshakes); announce hot-plugged and removed devices later."""
         for device in self.devices.values():
             if device.added_at is not None and device.added_at > 0:
                 self.env.process(self._announce(device))
+            if device.removed_at is not None:
+                self.env.process(self._remove(device))
 
     def _announce(self, device):
         yield self.env.timeout(device.added_at)
         frame = self._encode("EVENT_DEVICE", "event",
                              {"device_number": device.dev_num, "device_bus_state": DEVICE_READY})
+        yield from self._send_to_driver(frame, 0)
+
+    def _remove(self, device):
+        """Hot-unplug: the device stops (its queues drop what they hold) and leaves the bus, then
+        EVENT_DEVICE(REMOVED) tells the driver."""
+        yield self.env.timeout(device.removed_at)
+        device.reset()
+        del self.devices[device.dev_num]
+        frame = self._encode("EVENT_DEVICE", "event",
+                             {"device_number": device.dev_num, "device_bus_state": DEVICE_REMOVED})
         yield from self._send_to_driver(frame, 0)
 
     # --- driver side ------------------------------------------------------------------------------
@@ -116,6 +141,22 @@ class Bus(Component):
         self._pending.setdefault((bus_message, dev_num), deque()).append((event, self._token))
         self.counts["requests"] += 1
         return frame, event
+
+    def call(self, frame: bytes, timeout: int):
+        """A bus request with a deadline: the response `Frame`, or None when none came within `timeout`.
+
+        A request that timed out is withdrawn, so that a late response matches the request sent after
+        it (its retry) instead of leaving every later response one behind.
+        """
+        dev_num = frame[2] | frame[3] << 8
+        frame, event = self.expect_response(dev_num, frame, True)
+        self.env.process(self._send_to_device(frame, dev_num))
+        yield event | self.env.timeout(timeout)
+        if event.triggered:
+            return event.value
+        waiting = self._pending[(True, dev_num)]
+        waiting.remove(next(entry for entry in waiting if entry[0] is event))
+        return None
 
     def next_token(self) -> int:
         """The bus owns the token: 2, 3, ... 0xFFFF, then 2 again (L-26)."""
@@ -146,8 +187,11 @@ class Bus(Component):
             if not waiting:
                 self.counts["discarded"] += 1
                 return
-            if self.match_tokens and waiting[0][1] != frame.token:
-                entry = next((e for e in waiting if e[1] == frame.token), waiting[0])
+            if (self.match_tokens or frame.bus and self.has_token) and waiting[0][1] != frame.token:
+                entry = next((e for e in waiting if e[1] == frame.token), None)
+                if entry is None:  # the late answer to a request given up on (`call` withdrew it)
+                    self.counts["discarded"] += 1
+                    return
                 waiting.remove(entry)
             else:
                 entry = waiting.popleft()
@@ -181,11 +225,45 @@ class Bus(Component):
         self.counts["events"] += 1
         yield from self._send_to_driver(frame, dev_num)
 
-    def deliver_to_device(self, data) -> None:
-        """Bytes read on the device side: answer bus messages, hand transport messages to the device."""
+    def deliver_to_device(self, data):
+        """Bytes read on the device side: answer bus messages, hand transport messages to the device.
+
+        Returns the device side's own work when answering took some (mapping a shared region): a
+        generator the receive context runs, the answer leaving once it is done; else None.
+        """
         answered = self.answer(data)
+        if self._owed:
+            return self._answer_after(answered)
+        self.send_answer(answered)
+        return None
+
+    def _answer_after(self, answered):
+        owed, self._owed = self._owed, 0
+        yield from self.device_work(owed)
+        self.send_answer(answered)
+
+    def send_answer(self, answered) -> None:
+        """Send the device side's answer, (response, dev_num) or None, after its lateness if it has one; the
+        device side goes on meanwhile."""
+        late, self._late = self._late, 0
         if answered is not None:
-            self.env.process(self._send_to_driver(*answered))
+            self.env.process(self._send_later(late, *answered) if late else self._send_to_driver(*answered))
+
+    def _send_later(self, late: int, frame: bytes, dev_num: int):
+        yield self.env.timeout(late)
+        yield from self._send_to_driver(frame, dev_num)
+
+    def owe(self, ns: int) -> None:
+        """Device-side time spent while answering, paid before the answer leaves."""
+        self._owed += ns
+
+    def delay_answer(self, ns: int) -> None:
+        """The answer being made leaves `ns` late, without holding the device side up."""
+        self._late += ns
+
+    def device_work(self, ns: int):
+        """`ns` of device-side work in the running context (a plug-in may run it on its vCPUs)."""
+        yield self.env.timeout(ns)
 
     def answer(self, data):
         """The device side's answer to received bytes, (response, dev_num), or None (an event, a discard).
@@ -224,6 +302,14 @@ class Bus(Component):
                                  "bitmap": bytes(bitmap)}, token=frame.token)
         if frame.name == "PING":
             return self._encode("PING", "response", {"data": fields["data"]}, token=frame.token)
+        if frame.name in ("SHM_SHARE", "SHM_UNSHARE") and self.shares is not None:
+            share = frame.name == "SHM_SHARE"
+            result = (self.shares.share if share else self.shares.unshare)(fields["share_id"])
+            if result is None:
+                return None  # the acknowledgement is lost (a fault the scenario asked for)
+            return self._encode(frame.name, "response", {"share_id": fields["share_id"], "result": result,
+                                                         "op": Op.SHARE_ACK if share else Op.UNSHARE_ACK},
+                                dev_num=frame.dev_num, token=frame.token)
         self.counts["discarded"] += 1
         return None
 
@@ -243,8 +329,13 @@ class Bus(Component):
                 f"{self.name}: a {len(frame)}-byte frame exceeds the bus maximum of {self.max_msg_size}")
 
     def _bus_event(self, frame) -> None:
-        """A bus event for the driver other than EVENT_DEVICE (FF-A AREA_RELEASE); unknown ones are discarded."""
-        self.counts["discarded"] += 1
+        """A bus event for the driver other than EVENT_DEVICE (SHM_RELEASE, FF-A AREA_RELEASE); unknown ones
+        are discarded."""
+        region = self.regions.get(frame["share_id"]) if frame.name == "SHM_RELEASE" else None
+        if region is None:
+            self.counts["discarded"] += 1
+        else:
+            region.owner.on_release(region)
 
     def _to_device(self, frame: bytes, dev_num: int):
         raise NotImplementedError
@@ -289,3 +380,43 @@ class Bus(Component):
         """Device side, after serving and before returning the buffer on the used ring."""
         return
         yield
+
+    # --- memory shared under a policy (vmsim.sim.sharing) ------------------------------------------------
+    # The driver side asks `prepare_share` (make the region reachable, give it an id and a bus address),
+    # sends `share_frame` / `unshare_frame` and ends with `reclaim_region`; the device side's
+    # `attach_region` / `detach_region` return the time they take (None: not now, the region is still
+    # mapped). The base is an AMP carve-out: the heap is memory both sides reach, sharing is bookkeeping.
+
+    busy_retries, busy_backoff, busy_backoff_max = 20, 20_000_000, 100_000_000
+    """An unshare answered BUSY is asked again, the wait doubling up to the maximum (L-26 common.c)."""
+
+    def prepare_share(self, region, before_wait):
+        """Driver side, before the share request. `before_wait` is a generator function to run before waiting
+        for a resource (kick what was published, so that what it waits for can come back)."""
+        self._share_ids += 1
+        region.id = self._share_ids
+        region.bus_address = CARVE_OUT + (region.dev_num << 32) + region.offset
+        return
+        yield
+
+    def share_frame(self, region) -> bytes:
+        return self._encode("SHM_SHARE", "request", region.descriptor(Op.SHARE), dev_num=region.dev_num)
+
+    def unshare_frame(self, region) -> bytes:
+        return self._encode("SHM_UNSHARE", "request", region.descriptor(Op.UNSHARE), dev_num=region.dev_num)
+
+    def release_frame(self, region) -> bytes:
+        return self._encode("SHM_RELEASE", "event", region.descriptor(Op.UNSHARE), dev_num=region.dev_num)
+
+    def reclaim_region(self, region):
+        """Driver side, after the device's acknowledgement: take the pages back."""
+        return
+        yield
+
+    def attach_region(self, region) -> int:
+        """Device side: take the region in; the time it takes."""
+        return 0
+
+    def detach_region(self, region) -> int | None:
+        """Device side: give the region up; the time it takes, or None while it cannot (still mapped)."""
+        return 0

@@ -26,7 +26,7 @@ class Device(Component):
 
     def __init__(self, sim: Simulation, name: str, *, bus, dev_num: int, device_id: int, queues: int,
                  queue_size: int, config_size: int, feature_bits: int, service: Sampler,
-                 copy_payload: bool, added_at: int | None, event_idx: bool):
+                 copy_payload: bool, added_at: int | None, event_idx: bool, removed_at: int | None = None):
         super().__init__(sim, name)
         self.bus = bus
         self.dev_num = dev_num
@@ -38,6 +38,8 @@ class Device(Component):
         self.service = service
         self.copy_payload = copy_payload
         self.added_at = added_at
+        self.removed_at = removed_at  # hot-unplug: the bus removes the device then
+        self.shares = None  # the bus's DeviceShares when this device's buffers are shared under a policy
         self.config = bytearray(config_size)
         self.generation = 0
         self.status = 0

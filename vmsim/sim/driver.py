@@ -44,7 +44,7 @@ class Driver(Component):
         self.handles: dict[tuple[str, int], DeviceHandle] = {}
         self._encode_cache: dict = {}
         self.counts = sim.counter(name)
-        self.counts.update(devices_ready=0, devices_failed=0)
+        self.counts.update(devices_ready=0, devices_failed=0, resets=0)
 
     def attach_bus(self, bus) -> None:
         self.buses.append(bus)
@@ -82,11 +82,44 @@ class Driver(Component):
             self.env.process(self._initialise(bus, dev_num))
 
     def on_device_event(self, bus, dev_num: int, state: int) -> None:
-        """EVENT_DEVICE: a device was added (initialise it) or removed (forget it)."""
+        """EVENT_DEVICE: a device was added (initialise it) or removed (forget it: its queues publish
+        nothing more, and the regions it was sharing are given back)."""
         if state & 0x2:
-            self.handles.pop((bus.name, dev_num), None)
+            handle = self.handles.pop((bus.name, dev_num), None)
+            for queue in handle.queues.values() if handle is not None else ():
+                queue.halt(drop=True)
+            sharer = bus.sharers.get(dev_num)
+            if sharer is not None:
+                sharer.device_gone()
         elif state & 0x1:
             self.env.process(self._initialise(bus, dev_num))
+
+    def reset_device(self, bus, dev_num: int, at: int):
+        """Reset a running device at `at` and bring it back, as a driver recovering it does: its queues stop
+        publishing, SET_DEVICE_STATUS(0) (the device drops what it holds), the regions it shared are given back
+        and reclaimed, the rings are laid out afresh with what was in flight queued again, and the device is
+        initialised again."""
+        yield self.env.timeout(at)
+        handle = self.handles.get((bus.name, dev_num))
+        if handle is None or handle.failed:
+            return
+        yield handle.ready
+        if self.handles.get((bus.name, dev_num)) is not handle:
+            return  # removed meanwhile
+        self.counts["resets"] += 1
+        for queue in handle.queues.values():
+            queue.halt()
+        yield self._ask(handle, "SET_DEVICE_STATUS", {"status": 0})
+        sharer = bus.sharers.get(dev_num)
+        if sharer is not None:
+            yield from sharer.reset()
+        for queue in handle.queues.values():
+            queue.restart()
+        yield from self._initialise(bus, dev_num)
+        for queue in handle.queues.values():
+            queue.resume()
+        if sharer is not None:
+            sharer.resume()
 
     def _ask(self, handle: DeviceHandle, name: str, fields: dict):
         frame = handle.bus.layout.encode(name, "request", fields, dev_num=handle.dev_num)
@@ -119,11 +152,14 @@ class Driver(Component):
             vq = (yield ask(handle, "GET_VQUEUE", {"index": index})).fields
             if not vq["max_size"]:
                 continue
-            queue = DriverQueue(self, handle, index, vq["max_size"], event_idx)
-            handle.queues[index] = queue
+            queue = handle.queues.get(index)  # after a reset the queue stays, its ring laid out afresh
+            if queue is None:
+                queue = handle.queues[index] = DriverQueue(self, handle, index, vq["max_size"], event_idx)
             yield ask(handle, "SET_VQUEUE", {"index": index, "size": queue.size, **queue.addresses})
         status |= DRIVER_OK
         yield ask(handle, "SET_DEVICE_STATUS", {"status": status})
+        if handle.ready.triggered:
+            return  # initialised again after a reset
         self.counts["devices_ready"] += 1
         device = bus.devices.get(dev_num)
         self.sim.init_done[device.name if device is not None else f"{bus.name}.{dev_num}"] = self.env.now

@@ -13,7 +13,9 @@ VERSION and falls back as the reference driver does. A partition cannot call the
 bus, so device events wait in the partition until EVENT_POLL drains them (every 100 ms, or at once
 when FFA_NOTIFICATION_SET rings). Memory is shared with FFA_MEM_SHARE/LEND + AREA_SHARE, retrieved
 by the partition and given back with AREA_UNSHARE -> FFA_MEM_RELINQUISH -> FFA_MEM_RECLAIM (or the
-device's AREA_RELEASE): once for a pool at start, or per request buffer.
+device's AREA_RELEASE): once for a pool at start, or per request buffer. A device with `sharing:` has its
+regions shared through the same calls and messages under its own policy (`vmsim.sim.sharing`): the
+plug-in supplies them as the bus's sharing mechanism.
 
 Every FF-A ABI call is a mark row (`ffa.*`) in the event log; every bus frame is a real `ffa-2026`
 frame. Sends from one endpoint are serialised by its lock, as L-26 sends under `drv->lock`.
@@ -36,7 +38,9 @@ from vmsim.wire.ffa import (
     DIRECT_REQ2_BYTES,
     EVENT_POLL,
     BusFeature,
+    Cacheability,
     EventMethod,
+    MemoryType,
     Result,
     SharingAttrs,
     SharingType,
@@ -46,6 +50,7 @@ from vmsim.wire.ffa import (
     unpack_direct_req2,
 )
 from vmsim.wire.fifo import HEADER_SIZE, MIN_MESSAGE_SIZE, create_fifo_pair, open_fifo_pair
+from vmsim.wire.share import MemType
 
 PAGE = 4096  # FF-A memory granule
 RXTX_BUFFER = 4096  # Linux arm_ffa maps one page each for RX and TX
@@ -225,7 +230,10 @@ class FfaBus(Bus):
         self._rng = sim.rng(f"{spec.name}.yield") if spec.yield_probability else None
         self._sleep = sampler(spec.driver_sleep, sim.rng(f"{spec.name}.sleep"))
         self._busy_response = spec.when_busy == "busy-response"
-        self._attrs = SharingAttrs(type=SharingType.LEND if spec.share_op == "lend" else SharingType.SHARE).encode()
+        self._share_type = SharingType.LEND if spec.share_op == "lend" else SharingType.SHARE
+        self._attrs = SharingAttrs(type=self._share_type).encode()
+        self.busy_retries, self.busy_backoff, self.busy_backoff_max = (spec.mem_retries, spec.mem_backoff,
+                                                                       spec.mem_backoff_max)
         # driver side
         self._free_areas: deque = deque()
         self._areas_changed = sim.env.event()
@@ -239,7 +247,6 @@ class FfaBus(Bus):
         self._device_events = EventMethod.POLL
         self._areas: dict[int, list[int]] = {}  # area id -> [pages, mappings]
         self._serving: dict[tuple[int, int], tuple] = {}  # (dev_num, vq) -> (vCPU request, since)
-        self._owed = 0  # partition time of the FF-A calls made while answering a bus message
         self._fifo_region = None
         log = sim.log
         self._log = log
@@ -418,6 +425,9 @@ class FfaBus(Bus):
             yield env.timeout(self.device_cpu_ns)
         self._frame(device.inbound, "rx", dev_num, received)
         answered = yield from self._at_partition(received)
+        if self._late:  # a late answer to a synchronous call: the call itself takes that much longer
+            late, self._late = self._late, 0
+            yield env.timeout(late)
         partition.leave(vcpu, since)
         response = answered[0] if answered else b""
         self._mark(device.component, "ffa.msg_send_direct_resp2", dev_num, len(response))
@@ -605,8 +615,7 @@ class FfaBus(Bus):
                     owed = 0
                 answered = yield from self._at_partition((yield from self._read_one(side)))
                 partition.leave(vcpu, since)
-                if answered is not None:
-                    env.process(self._send_to_driver(*answered))
+                self.send_answer(answered)
 
     # --- bus messages at the partition --------------------------------------------------------------
 
@@ -633,12 +642,18 @@ class FfaBus(Bus):
             side = self.device_side
             side.fifo_rx, side.fifo_tx = open_fifo_pair(self._fifo_region)
             answer = {"result": Result.SUCCESS, "device_notif_id": FIFO_DEVICE_NOTIF_ID}
-        elif name == "AREA_SHARE":
-            self._owe("ffa.mem_retrieve_req", self.costs.mem_retrieve, fields["page_count"])
-            self._areas[fields["area_id"]] = [fields["page_count"], 0]
-            answer = {"area_id": fields["area_id"], "result": Result.SUCCESS}
-        elif name == "AREA_UNSHARE":
-            answer = {"area_id": fields["area_id"], "result": self._unshare(fields["area_id"])}
+        elif name in ("AREA_SHARE", "AREA_UNSHARE"):
+            area, share = fields["area_id"], name == "AREA_SHARE"
+            if area in self.regions:  # a region of a device with `sharing:`: its device side answers
+                result = (self.shares.share if share else self.shares.unshare)(area)
+                if result is None:
+                    return None  # the acknowledgement is lost (a fault the scenario asked for)
+            elif share:
+                self.owe(self._retrieve(area, fields["page_count"]))
+                result = Result.SUCCESS
+            else:
+                result = self._unshare(area)
+            answer = {"area_id": area, "result": result}
         else:
             return super()._answer_bus_message(frame)
         return self._encode(name, "response", answer, token=frame.token)
@@ -646,14 +661,28 @@ class FfaBus(Bus):
     def _unshare(self, area_id: int) -> Result:
         """AREA_UNSHARE at the partition: BUSY while a buffer in the area is still mapped (O-new),
         else FFA_MEM_RELINQUISH."""
-        area = self._areas.get(area_id)
-        if area is None:
+        if area_id not in self._areas:
             return Result.ERROR
-        if area[1]:
+        spent = self._relinquish(area_id)
+        if spent is None:
             return Result.BUSY
-        del self._areas[area_id]
-        self._owe("ffa.mem_relinquish", self.costs.mem_relinquish, area[0], self.costs.tlb_maintenance)
+        self.owe(spent)
         return Result.SUCCESS
+
+    def _retrieve(self, area_id: int, pages: int) -> int:
+        """FFA_MEM_RETRIEVE_REQ at the partition: the area joins its table; the call's time."""
+        self._areas[area_id] = [pages, 0]
+        return self._memory_call(self.device_side, "ffa.mem_retrieve_req", self.costs.mem_retrieve, pages)
+
+    def _relinquish(self, area_id: int) -> int | None:
+        """FFA_MEM_RELINQUISH at the partition, and the area leaves its table; the call's time, or None while a
+        buffer in the area is still mapped."""
+        pages, mapped = self._areas[area_id]
+        if mapped:
+            return None
+        del self._areas[area_id]
+        return self._memory_call(self.device_side, "ffa.mem_relinquish", self.costs.mem_relinquish, pages,
+                                 self.costs.tlb_maintenance)
 
     def _owe(self, event: str, op, pages: int, extra: int = 0) -> None:
         """A partition-side FF-A memory call made while answering: logged now, its time paid before the answer."""
@@ -684,15 +713,19 @@ class FfaBus(Bus):
         this one get served and give their areas back (as a driver kicks before it waits for DMA space).
         """
         handle = yield from self._mem_share(pages, self.spec.share_op == "lend")
-        if not self._free_areas and kick is not None:
-            yield from self.notify_device(*kick)
-        while not self._free_areas:
-            yield self._areas_changed
-        area = self._free_areas.popleft()
+        area = yield from self._take_area(None if kick is None else (lambda: self.notify_device(*kick)))
         yield from self._bus_call("AREA_SHARE", {"area_id": area, "mem_handle": handle, "mem_tag": 0,
                                                  "page_count": pages, "sharing_attrs": self._attrs})
         self._driver_areas[area] = pages
         return area
+
+    def _take_area(self, before_wait):
+        """A free area id; with every id taken, run `before_wait` first, then wait for a reclaim."""
+        if not self._free_areas and before_wait is not None:
+            yield from before_wait()
+        while not self._free_areas:
+            yield self._areas_changed
+        return self._free_areas.popleft()
 
     def _unshare_area(self, area: int):
         """AREA_UNSHARE (retried on BUSY, 20 ms doubling to 100 ms, 20 tries: L-26 common.c) or the
@@ -714,7 +747,11 @@ class FfaBus(Bus):
                     delay = min(2 * delay, self.spec.mem_backoff_max)
             if result != Result.SUCCESS:
                 return  # still shared: the area and its pages stay lost to the driver, as in L-26
-        yield from self._mem_call("ffa.mem_reclaim", self.costs.mem_reclaim, self._driver_areas.pop(area))
+        yield from self._reclaim_area(area, self._driver_areas.pop(area))
+
+    def _reclaim_area(self, area: int, pages: int):
+        """FFA_MEM_RECLAIM: the pages are the driver's again and the area id is free."""
+        yield from self._mem_call("ffa.mem_reclaim", self.costs.mem_reclaim, pages)
         self.counts["reclaims"] += 1
         self._free_areas.append(area)
         self._area_event()
@@ -724,11 +761,14 @@ class FfaBus(Bus):
         self._areas_changed = self.env.event()
 
     def _bus_event(self, frame) -> None:
-        if frame.name == "AREA_RELEASE":
-            self._released.add(frame.fields["area_id"])
-            self._area_event()
-        else:
+        if frame.name != "AREA_RELEASE":
             super()._bus_event(frame)
+        elif frame["area_id"] in self.regions:
+            region = self.regions[frame["area_id"]]
+            region.owner.on_release(region)
+        else:
+            self._released.add(frame["area_id"])
+            self._area_event()
 
     # --- request buffers -------------------------------------------------------------------------------
 
@@ -775,8 +815,38 @@ class FfaBus(Bus):
         area = self._areas[area_id]
         area[1] -= 1
         if self.spec.release == "device" and not area[1]:
-            del self._areas[area_id]
-            yield self.env.timeout(self._memory_call(self.device_side, "ffa.mem_relinquish",
-                                                     self.costs.mem_relinquish, area[0], self.costs.tlb_maintenance))
-            self.counts["events"] += 1
-            yield from self._send_to_driver(self._encode("AREA_RELEASE", "event", {"area_id": area_id}), 0)
+            yield self.env.timeout(self._relinquish(area_id))
+            yield from self.event_to_driver(0, self._encode("AREA_RELEASE", "event", {"area_id": area_id}))
+
+    # --- memory shared under a policy: the FF-A mechanism -------------------------------------------------
+
+    def prepare_share(self, region, before_wait):
+        """FFA_MEM_SHARE (or LEND) of the region's pages, then a free area id: its bus addresses."""
+        region.handle = yield from self._mem_share(region.pages, self.spec.share_op == "lend")
+        region.id = yield from self._take_area(before_wait)
+        region.bus_address = bus_address(region.id, 0)
+
+    def share_frame(self, region) -> bytes:
+        """AREA_SHARE, its sharing attributes saying how the device maps the region."""
+        kind = region.owner.mem_type
+        attrs = SharingAttrs(type=self._share_type,
+                             cacheability=Cacheability.NON if kind == MemType.NON_CACHEABLE else Cacheability.WRITE_BACK,
+                             memory_type=MemoryType.DEVICE if kind == MemType.DEVICE else MemoryType.NORMAL)
+        return self._encode("AREA_SHARE", "request", {"area_id": region.id, "mem_handle": region.handle,
+                                                      "mem_tag": 0, "page_count": region.pages,
+                                                      "sharing_attrs": attrs.encode()})
+
+    def unshare_frame(self, region) -> bytes:
+        return self._encode("AREA_UNSHARE", "request", {"area_id": region.id})
+
+    def release_frame(self, region) -> bytes:
+        return self._encode("AREA_RELEASE", "event", {"area_id": region.id})
+
+    def reclaim_region(self, region):
+        yield from self._reclaim_area(region.id, region.pages)
+
+    def attach_region(self, region) -> int:
+        return self._retrieve(region.id, region.pages)
+
+    def detach_region(self, region) -> int | None:
+        return self._relinquish(region.id)

@@ -15,10 +15,13 @@ from vmsim.sim.device import DEVICE_IDS, Device
 from vmsim.sim.driver import Driver
 from vmsim.sim.ffa import FfaBus
 from vmsim.sim.output import SimOutput
+from vmsim.sim.sharing import ShareDriver, largest_size
 from vmsim.sim.workload import Workload
 from vmsim.sim.xen import XenBus
 
 BUS_KINDS = {"amp": AmpBus, "xen": XenBus, "ffa": FfaBus}
+TEARDOWN_LIMIT = 10_000_000_000
+"""Simulated time the regions still shared when the run ends get to be given back (then they count as leaked)."""
 
 
 class BusContext:
@@ -86,7 +89,7 @@ class Model:
                 sim, name, bus=bus, dev_num=spec.dev_num, device_id=DEVICE_IDS[spec.kind], queues=spec.queues,
                 queue_size=spec.queue_size, config_size=spec.config_size, feature_bits=spec.feature_bits,
                 service=sampler(spec.service, sim.rng(f"{name}.service")), copy_payload=spec.data == "copy",
-                added_at=spec.added_at, event_idx=getattr(bus.spec, "event_idx", True))
+                added_at=spec.added_at, event_idx=getattr(bus.spec, "event_idx", True), removed_at=spec.removed_at)
         device_specs = {d.name: d for d in scenario.devices}
         bus_specs = {b.name: b for b in scenario.buses}
         self.workloads = []
@@ -99,6 +102,25 @@ class Model:
                 sizes=sampler(spec.size, sim.rng(f"{spec.name}.size")), requests=spec.requests,
                 start_ns=spec.start, trace=(traces or {}).get(spec.name),
                 think=sampler(arrivals.think, sim.rng(f"{spec.name}.think")) if arrivals.kind == "closed" else None))
+        self._sharing(scenario)
+
+    def _sharing(self, scenario) -> None:
+        """A driver-side ShareDriver for each device with `sharing:`, fed by its workloads' buffer lives; a
+        driver-side reset for each device with `reset_at`."""
+        for spec in scenario.devices:
+            device = self.devices[spec.name]
+            if spec.reset_at is not None:
+                driver = device.bus.driver
+                self.sim.env.process(driver.reset_device(device.bus, spec.dev_num, spec.reset_at))
+            if spec.sharing is None:
+                continue
+            mine = [(workload, w) for workload, w in zip(self.workloads, scenario.workloads) if w.device == spec.name]
+            lives = {workload: (w.buffers.uses, w.buffers.lifetime) if w.buffers else (1, None)
+                     for workload, w in mine}
+            pool_slot = max((largest_size(w.size) for _, w in mine), default=4096)
+            ShareDriver(self.sim, device.bus, device=spec.name, dev_num=spec.dev_num, spec=spec.sharing,
+                        lives=lives, pool_slot=pool_slot)
+            device.shares = device.bus.shares
 
     def expected_requests(self) -> int | None:
         limits = [w.limit for w in self.workloads]
@@ -134,12 +156,23 @@ class Model:
             raise SimulationError(
                 f"{scenario.name}: the model stalled at {env.now} ns with {sim.completed} requests completed "
                 f"(devices ready: {len(sim.init_done)} of {len(self.devices)})") from None
+        stopped = env.now
+        self._teardown()
         if progress is not None:
             progress(1.0)
-        self._utilisation(env.now)
-        return SimOutput(scenario=scenario.name, seed=scenario.seed, sim_time_ns=env.now, warmup_ns=scenario.warmup,
+        self._utilisation(stopped)
+        return SimOutput(scenario=scenario.name, seed=scenario.seed, sim_time_ns=stopped, warmup_ns=scenario.warmup,
                          events=sim.log, requests=sim.requests, counters=sim.counters, series=sim.series,
                          init_done_ns=dict(sim.init_done))
+
+    def _teardown(self) -> None:
+        """Once the run is over, every device's shared regions are given back and reclaimed (in simulated time
+        after the end, so the measured run is unchanged); what is not back by `TEARDOWN_LIMIT` stays leaked."""
+        env = self.sim.env
+        sharers = [sharer for bus in self.buses.values() for sharer in bus.sharers.values()]
+        if sharers:
+            done = env.all_of([env.process(sharer.teardown()) for sharer in sharers])
+            env.run(until=done | env.timeout(TEARDOWN_LIMIT))
 
     def _utilisation(self, now: int) -> None:
         for counts in self.sim.counters.values():

@@ -6,7 +6,8 @@ Each side charges the shared-memory cost of the bytes its ring operations touche
 the other side only when the ring says so (event-index suppression, VIRTIO_F_RING_EVENT_IDX).
 
 Each half is a pair of long-lived processes woken by bare events: the driver's submitter and
-reclaimer, the device's worker.
+reclaimer, the device's worker. A reset stops both halves: the device drops what it holds, the driver
+lays its ring out afresh and publishes again what was in flight.
 """
 
 from __future__ import annotations
@@ -64,14 +65,24 @@ class DriverQueue:
         self.size = size
         self.event_idx = event_idx
         _desc, avail, used, nbytes = split_ring_layout(size, RING_ALIGN)
-        self.address, buffer = sim.addresses.allocate(nbytes)
-        self.ring = SplitDriver(SplitRing.contiguous(buffer, 0, size, RING_ALIGN).init(), event_idx)
+        self.address, self._bytes = sim.addresses.allocate(nbytes)
+        self.ring = SplitDriver(SplitRing.contiguous(self._bytes, 0, size, RING_ALIGN).init(), event_idx)
         self.addresses = {"desc_addr": self.address, "driver_addr": self.address + avail,
                           "device_addr": self.address + used}
         self.inflight: dict[int, object] = {}
         sim.inflight[self.address] = self.inflight
         self.backlog: deque = deque()
         self.memory = self.bus.driver_memory or FREE_MEMORY
+        sharer = self.bus.sharers.get(self.dev_num)
+        if sharer is not None:
+            sharer.queues[index] = self
+        # whose request-buffer hooks run around each request: the device's sharing, the bus's, or none
+        self.buffers = sharer or (self.bus if self.bus.buffer_hooks else None)
+        # A sharer's hook may wait for the device's answer, which arrives in the very receive context that
+        # runs `reclaim`: then what a reclaim frees is published by the submitter, not by the handler.
+        self._publish_in_handler = sharer is None
+        self.halted = False  # a reset is under way, or the device is gone (`dropping`): publish nothing
+        self.dropping = False
         self._publishing = False  # a running publish loop picks up new requests itself
         self._reclaiming = False  # a running reclaim publishes what it freed when it is done
         self._submit_wake = _Waker(self.env)
@@ -93,13 +104,17 @@ class DriverQueue:
 
     def _publish(self):
         """Add queued requests to the avail ring, pay for the bytes written, kick if the ring says so."""
+        if self.halted:
+            if self.dropping:
+                self.backlog.clear()
+            return
         env = self.env
         ring = self.ring
         backlog = self.backlog
         inflight = self.inflight
         memory = self.memory
         bus = self.bus
-        hooks = bus.buffer_hooks
+        buffers = self.buffers
         self._publishing = True
         try:
             while backlog and ring.num_free:
@@ -107,8 +122,9 @@ class DriverQueue:
                 while backlog and ring.num_free:
                     request = backlog.popleft()
                     address = PAYLOAD_BASE
-                    if hooks:
-                        address = yield from bus.share_buffer(self.dev_num, self.index, request)
+                    if buffers is not None:
+                        address = yield from buffers.share_buffer(self.dev_num, self.index, request)
+                        ring = self.ring  # a reset may have laid the ring out afresh while the hook waited
                     head = ring.add(((address, request.size, False),), request)
                     inflight[head] = request  # what the device is serving, for the request log
                 kick = ring.kick_needed()
@@ -120,16 +136,37 @@ class DriverQueue:
         finally:
             self._publishing = False
 
+    def flush(self):
+        """Kick for what this pass added so far if the ring says so: a buffer hook runs it before it waits,
+        so that requests already published get served and free what it waits for."""
+        if self.ring.added and self.ring.kick_needed():
+            yield from self.bus.notify_device(self.dev_num, self.index)
+
+    def halt(self, drop: bool = False) -> None:
+        """Publish nothing more: a reset is under way, or (`drop`) the device is gone and what waits is dropped."""
+        self.halted = True
+        self.dropping = drop
+
+    def restart(self) -> None:
+        """After a reset: lay the ring out afresh; what was in flight is queued again, first, in order."""
+        outstanding = sorted(self.ring.outstanding(), key=lambda request: request.request_id)
+        self.backlog.extendleft(reversed(outstanding))
+        self.ring = SplitDriver(SplitRing.contiguous(self._bytes, 0, self.size, RING_ALIGN).init(), self.event_idx)
+
+    def resume(self) -> None:
+        self.halted = False
+        self._submit_wake.kick()
+
     def reclaim(self):
         """The used-buffer handler, run in the driver's receive context (as a virtqueue callback runs in
         the interrupt handler): reclaim used buffers, complete their requests, publish what they freed."""
         env = self.env
         ring = self.ring
         memory = self.memory
-        bus = self.bus
+        buffers = self.buffers
         self._reclaiming = True
         try:
-            while True:
+            while ring is self.ring:  # a reset lays out a new ring: the old one holds nothing to reclaim
                 before = _mark(ring)
                 done = []
                 while (used := ring.get_used()) is not None:
@@ -139,9 +176,9 @@ class DriverQueue:
                 cost = _cost(memory, ring, before)
                 if cost:
                     yield env.timeout(cost)
-                if bus.buffer_hooks:
+                if buffers is not None:
                     for request in done:
-                        yield from bus.release_buffer(self.dev_num, self.index, request)
+                        yield from buffers.release_buffer(self.dev_num, self.index, request)
                         request.workload.complete(request, env.now)
                 else:
                     now = env.now
@@ -150,7 +187,10 @@ class DriverQueue:
         finally:
             self._reclaiming = False
         if self.backlog and not self._publishing:
-            yield from self._publish()
+            if self._publish_in_handler:
+                yield from self._publish()
+            else:
+                self._submit_wake.kick()
 
 
 class DeviceQueue:
@@ -164,6 +204,7 @@ class DeviceQueue:
         self.ring = SplitDevice(SplitRing.contiguous(buffer, 0, size, RING_ALIGN), event_idx)
         self.inflight = sim.inflight[sim.addresses.address_of(buffer)]
         self.memory = device.bus.device_memory or FREE_MEMORY
+        self.shares = device.shares
         self.stopped = False
         self.counts = sim.counter(device.name)
         self.counts.setdefault("served", 0)
@@ -189,6 +230,8 @@ class DeviceQueue:
         inflight = self.inflight
         counts = self.counts
         hooks = bus.buffer_hooks
+        shares = self.shares
+        before_service = hooks or shares is not None
         owed = 0  # time writing the last used entry, paid with the next step when nothing waits on it
         while not self.stopped:
             yield self._wake.wait()
@@ -207,11 +250,18 @@ class DeviceQueue:
                 length = sum(descriptor[1] for descriptor in chain)
                 cost = owed + _cost(memory, ring, before)
                 owed = 0
-                if hooks:
+                if before_service:
                     if cost:
                         yield env.timeout(cost)
                         cost = 0
-                    yield from bus.map_buffer(device, self.index, chain)
+                    if hooks:
+                        yield from bus.map_buffer(device, self.index, chain)
+                    if self.stopped:  # reset while the buffer waited to be mapped: leave it untouched
+                        if hooks:
+                            yield from bus.unmap_buffer(device, self.index, chain)
+                        break
+                    if shares is not None:
+                        shares.access(device, chain)
                 if copy_payload:
                     cost += memory.read(length)
                 duration = service()
@@ -225,6 +275,10 @@ class DeviceQueue:
                     yield env.timeout(cost + duration)
                 if hooks:
                     yield from bus.unmap_buffer(device, self.index, chain)
+                if shares is not None:
+                    yield from shares.done(device, chain)
+                if self.stopped:  # reset or removed while serving: the buffer is dropped, no used entry
+                    break
                 before = _mark(ring)
                 ring.push_used(head, length)
                 interrupt = ring.interrupt_needed()

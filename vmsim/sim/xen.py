@@ -22,6 +22,9 @@ follow QEMU's `virtio-msg-bus-xen` and Xen's `vmp` (virtio-msg-protocol.md secti
   `directory`: buffers live in a region whose grant references a directory page lists, mapped once at
   connect time, so a request costs only the directory-entry reads. `gfn2mfn` adds an XENMEM_gfn2mfn
   translation before every map or copy.
+  A device with `sharing:` has its regions granted by the frontend and mapped by the backend when
+  they are shared (SHM_SHARE), unmapped with a TLB shootdown when given back (SHM_UNSHARE) and
+  their grants ended at reclaim: per region, not per request (`vmsim.sim.sharing`).
 - **Domains** are vCPU pools (a SimPy PriorityResource per domain, shared by every bus the domain is
   on): frame handling in both directions, grant operations and, on the backend, each request from
   map to unmap (its service included) hold one vCPU. Work waits for a free vCPU (no preemption);
@@ -434,6 +437,8 @@ class XenBus(QueuePairBus):
         if self.scheme == "map-unmap":
             costs = self.costs
             for address, *_ in chain:
+                if address not in self._grants:
+                    continue  # in a region shared under a policy: mapped for as long as it is shared
                 gref, count = self._grants[address]
                 others = back.running() - 1
                 yield from self._held_steps([
@@ -444,7 +449,10 @@ class XenBus(QueuePairBus):
         back.leave()
 
     def _access(self, address: int, length: int) -> list[tuple]:
-        """The backend's steps to reach one buffer under the bus's scheme."""
+        """The backend's steps to reach one buffer under the bus's scheme (none in a region shared under a
+        policy, which the backend mapped when it was shared)."""
+        if address not in self._grants:
+            return []
         costs = self.costs
         first, count = self._grants[address]
         translate = [("gfn2mfn", count, costs.gfn2mfn * count)] if self.spec.gfn2mfn else []
@@ -482,6 +490,50 @@ class XenBus(QueuePairBus):
         self._grants[address] = (slots[0], count)
         self._directory_pages[address] = slots
         return address
+
+    # --- memory shared under a policy: grants mapped per region -------------------------------------
+
+    def prepare_share(self, region, before_wait):
+        """Frontend: grant the region's pages; the backend addresses it by its first grant reference."""
+        self._share_ids += 1
+        region.id = self._share_ids
+        region.handle = gref = self._new_grefs(region.pages)
+        region.bus_address = gref << PAGE_SHIFT
+        yield from self._steps(self.front, self.front_id,
+                               [("grant.grant", gref, self.costs.grant_entry * region.pages)], region.dev_num)
+
+    def attach_region(self, region) -> int:
+        """Backend, answering SHM_SHARE: map the region's grants (translated first with gfn2mfn)."""
+        costs, count = self.costs, region.pages
+        steps = [("gfn2mfn", count, costs.gfn2mfn * count)] if self.spec.gfn2mfn else []
+        steps.append(("grant.map", region.handle, costs.grant_map * count))
+        return self._logged(steps, region.dev_num)
+
+    def detach_region(self, region) -> int:
+        """Backend, giving the region up: unmap it and flush the TLBs of its other running vCPUs."""
+        costs, back = self.costs, self.back
+        others = back.running() - 1
+        for _ in range(others):
+            self.env.process(back.run(costs.tlb_flush, "tlb_ns", URGENT))
+        return self._logged([("grant.unmap", region.handle, costs.grant_unmap * region.pages),
+                             ("tlb.shootdown", others, costs.tlb_shootdown + costs.tlb_ipi * others)],
+                            region.dev_num)
+
+    def reclaim_region(self, region):
+        """Frontend, after the backend's acknowledgement: end foreign access to the region's grants."""
+        yield from self._steps(self.front, self.front_id,
+                               [("grant.end_access", region.handle, self.costs.grant_entry * region.pages)],
+                               region.dev_num)
+
+    def device_work(self, ns: int):
+        """Backend work on the vCPU its receive handler holds (or on a free one)."""
+        yield from self.back.run(ns, "grants_ns")
+
+    def _logged(self, steps: list[tuple], dev_num: int) -> int:
+        """Backend steps logged now, their time returned for the caller to spend."""
+        for event, value, _ns in steps:
+            self._mark(self.back_id, event, value, dev_num)
+        return sum(step[2] for step in steps)
 
     def _mark(self, component: int, event: str, value: int, dev_num: int) -> None:
         self.sim.log.mark(self.env.now, component, self._events[event], self.bus_id, dev_num, value)

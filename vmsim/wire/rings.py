@@ -181,6 +181,15 @@ class SplitDriver:
     def num_free(self) -> int:
         return len(self._free)
 
+    @property
+    def added(self) -> int:
+        """Chains added since the last `kick_needed`."""
+        return self._num_added
+
+    def outstanding(self) -> list[object]:
+        """The tokens of the chains the device has not returned yet."""
+        return [token for token in self._tokens if token is not None]
+
     def add(self, chain, token=None) -> int | None:
         """Write `chain` ((addr, len, device_writable) tuples) from the free list and publish its head.
 
