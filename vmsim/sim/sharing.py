@@ -281,9 +281,9 @@ class ShareDriver(Component):
         have taken it and lost only the answer)."""
         bus, spec = self.bus, self.spec
         region.state = "sharing"
+        started = self.env.now
         yield from bus.prepare_share(region, lambda: self._flush(vq))
         bus.regions[region.id] = region
-        started = self.env.now
         for _ in range(spec.retries + 1):
             self._mark("share.request", region)
             answer = yield from bus.call(bus.share_frame(region), spec.ack_timeout)
@@ -335,6 +335,7 @@ class ShareDriver(Component):
             region.epoch += 1
             self.lingering.append(region)
             self.env.process(self._linger(region, region.epoch))
+            self._notify()  # an allocation waiting for heap space may take it back now
         else:
             self._give_back_now(region)
 

@@ -512,7 +512,7 @@ class XenBus(QueuePairBus):
     def detach_region(self, region) -> int:
         """Backend, giving the region up: unmap it and flush the TLBs of its other running vCPUs."""
         costs, back = self.costs, self.back
-        others = back.running() - 1
+        others = max(0, back.running() - 1)  # the vCPUs running something else (this one may hold none)
         for _ in range(others):
             self.env.process(back.run(costs.tlb_flush, "tlb_ns", URGENT))
         return self._logged([("grant.unmap", region.handle, costs.grant_unmap * region.pages),
