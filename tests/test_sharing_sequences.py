@@ -63,11 +63,11 @@ def test_the_share_frames_carry_the_region_descriptor_and_the_acks_answer_them()
 
 
 def test_xen_grants_the_region_maps_it_when_shared_and_ends_access_after_the_ack():
-    """The frontend grants the region's page before SHM_SHARE, the backend maps it while answering; the
+    """Asked to share, the frontend grants the region's page, then SHM_SHARE; the backend maps it while answering; the
     unshare unmaps (with a TLB shootdown) before release.ack and the grant is ended only after the ack."""
     _, output = run(one("xen"))
     assert frames_and_marks(output, "xen") == [
-        ("frontend", "grant.grant"), *SHARE[:3], ("backend", "grant.map"), *SHARE[3:], *USE,
+        SHARE[0], ("frontend", "grant.grant"), *SHARE[1:3], ("backend", "grant.map"), *SHARE[3:], *USE,
         ("to_driver", "tx:EVENT_USED"), ("to_driver", "rx:EVENT_USED"), ("dev.share.driver", "release.request"),
         *UNSHARE, ("backend", "grant.unmap"), ("backend", "tlb.shootdown"), ("dev.share.device", "release.ack"),
         *ACK_BACK, ("frontend", "grant.end_access"), ("dev.share.driver", "reclaim")]
@@ -85,14 +85,14 @@ def test_xen_a_device_release_unmaps_before_it_tells_the_driver():
 
 
 def ffa_share(area):
-    return [("driver", "ffa.mem_share"), ("dev1.share.driver", "share.request"), ("to_device", "tx:AREA_SHARE"),
+    return [("dev1.share.driver", "share.request"), ("driver", "ffa.mem_share"), ("to_device", "tx:AREA_SHARE"),
             ("to_device", "rx:AREA_SHARE"), ("device", "ffa.mem_retrieve_req"), ("dev1.share.device", "share.ack"),
             ("to_driver", "tx:AREA_SHARE"), ("to_driver", "rx:AREA_SHARE"), ("dev1.share.driver", "share.done"),
             ("to_device", "tx:EVENT_AVAIL"), ("to_device", "rx:EVENT_AVAIL"), ("dev1.share.device", "share.access")]
 
 
 def test_ffa_a_driver_release_is_area_unshare_relinquish_ack_reclaim():
-    """FF-A speaks its published forms: FFA_MEM_SHARE + AREA_SHARE (the partition retrieves), then
+    """FF-A speaks its published forms: a free area id, FFA_MEM_SHARE + AREA_SHARE (the partition retrieves), then
     AREA_UNSHARE (the partition relinquishes, then acknowledges) and FFA_MEM_RECLAIM after the ack. The
     region is FF-A area 2 (area 1 is the bus's pool shared at probe) at bus address 2 << 48."""
     _, output = run(one("ffa"))

@@ -52,7 +52,7 @@ def check_events(events) -> dict:
     `{"status": "ok" | "failed", "checks": [{"name", "status", "violations", "violations_total"}]}`."""
     found: dict[str, list] = {name: [] for name in CHECKS}
     regions: dict[tuple, _Region] = {}
-    for row, component, event, bus, value in _lifecycle_rows(events):
+    for row, _time, component, event, bus, _dev_num, value in lifecycle_rows(events):
         key = (bus, value)
         region = regions.get(key)
         if region is None:
@@ -116,8 +116,9 @@ def _violation(found: dict, name: str, key: tuple, rows: list[int], message: str
     found[name].append({"rows": [int(row) for row in rows], "bus": bus, "id": int(region_id), "message": message})
 
 
-def _lifecycle_rows(events):
-    """(row, component, event, bus, value) of every lifecycle mark, in log order."""
+def lifecycle_rows(events):
+    """(row, time_ns, component, event, bus, dev_num, value) of every lifecycle mark, in log order, from an
+    `EventLog`, an events DataFrame or a columns mapping."""
     if isinstance(events, EventLog):  # straight from the arrays: no table is built for a run without sharing
         ids = [events.events.ids[name] for name in LIFECYCLE if name in events.events.ids]
         if not ids:
@@ -126,10 +127,10 @@ def _lifecycle_rows(events):
         names = events.events.names
         components, buses = events.components.names, events.buses.names
         for row in np.flatnonzero(np.isin(codes, ids)).tolist():
-            yield (row, components[events.component[row]], names[codes[row]], buses[events.bus[row]],
-                   events.value[row])
+            yield (row, events.time[row], components[events.component[row]], names[codes[row]],
+                   buses[events.bus[row]], events.dev_num[row], events.value[row])
         return
     event, component, bus = (np.asarray(events[column], dtype=object) for column in ("event", "component", "bus"))
-    value = np.asarray(events["value"])
+    time, dev_num, value = (np.asarray(events[column]) for column in ("time_ns", "dev_num", "value"))
     for row in np.flatnonzero(np.isin(event, LIFECYCLE)).tolist():
-        yield row, component[row], event[row], bus[row], int(value[row])
+        yield row, int(time[row]), component[row], event[row], bus[row], int(dev_num[row]), int(value[row])

@@ -85,10 +85,13 @@ def throughput(requests, ax=None, *, sim_time_ns: int, warmup_ns: int = 0, bins:
 
 
 def occupancy(series: dict, ax=None, *, sim_time_ns: int):
-    """Queue occupancy (frames waiting) over time, one step line per queue, its time average in the legend."""
+    """Queue occupancy (frames waiting) over time, one step line per queue, its time average in the legend.
+
+    Only the `*.occupancy` series: a run also records others (the bytes a device has shared)."""
     ax = _axes(ax)
     ax.set_title("Queue occupancy")
     ax.set_ylabel("elements in queue")
+    series = {name: steps for name, steps in series.items() if name.endswith(".occupancy")}
     if not series:
         ax.text(0.5, 0.5, "no queue series recorded", ha="center", transform=ax.transAxes)
         return ax

@@ -382,7 +382,7 @@ class Bus(Component):
         yield
 
     # --- memory shared under a policy (vmsim.sim.sharing) ------------------------------------------------
-    # The driver side asks `prepare_share` (make the region reachable, give it an id and a bus address),
+    # The driver side asks `new_share_id`, then `prepare_share` (make the region reachable at a bus address),
     # sends `share_frame` / `unshare_frame` and ends with `reclaim_region`; the device side's
     # `attach_region` / `detach_region` return the time they take (None: not now, the region is still
     # mapped). The base is an AMP carve-out: the heap is memory both sides reach, sharing is bookkeeping.
@@ -390,11 +390,16 @@ class Bus(Component):
     busy_retries, busy_backoff, busy_backoff_max = 20, 20_000_000, 100_000_000
     """An unshare answered BUSY is asked again, the wait doubling up to the maximum (L-26 common.c)."""
 
-    def prepare_share(self, region, before_wait):
-        """Driver side, before the share request. `before_wait` is a generator function to run before waiting
-        for a resource (kick what was published, so that what it waits for can come back)."""
+    def new_share_id(self, region, before_wait):
+        """Driver side: the region's id (it may wait for one; then it runs `before_wait` first, a generator
+        function that kicks what was published, so that what it waits for can come back)."""
         self._share_ids += 1
         region.id = self._share_ids
+        return
+        yield
+
+    def prepare_share(self, region):
+        """Driver side, before the share message: make the region reachable; its bus address."""
         region.bus_address = CARVE_OUT + (region.dev_num << 32) + region.offset
         return
         yield

@@ -820,10 +820,13 @@ class FfaBus(Bus):
 
     # --- memory shared under a policy: the FF-A mechanism -------------------------------------------------
 
-    def prepare_share(self, region, before_wait):
-        """FFA_MEM_SHARE (or LEND) of the region's pages, then a free area id: its bus addresses."""
-        region.handle = yield from self._mem_share(region.pages, self.spec.share_op == "lend")
+    def new_share_id(self, region, before_wait):
+        """A free area id of the partition's table."""
         region.id = yield from self._take_area(before_wait)
+
+    def prepare_share(self, region):
+        """FFA_MEM_SHARE (or LEND) of the region's pages: its memory handle; bus addresses in its area."""
+        region.handle = yield from self._mem_share(region.pages, self.spec.share_op == "lend")
         region.bus_address = bus_address(region.id, 0)
 
     def share_frame(self, region) -> bytes:

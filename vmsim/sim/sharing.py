@@ -281,11 +281,14 @@ class ShareDriver(Component):
         have taken it and lost only the answer)."""
         bus, spec = self.bus, self.spec
         region.state = "sharing"
-        started = self.env.now
-        yield from bus.prepare_share(region, lambda: self._flush(vq))
+        yield from bus.new_share_id(region, lambda: self._flush(vq))
         bus.regions[region.id] = region
-        for _ in range(spec.retries + 1):
-            self._mark("share.request", region)
+        started = self.env.now
+        self._mark("share.request", region)
+        yield from bus.prepare_share(region)
+        for attempt in range(spec.retries + 1):
+            if attempt:
+                self._mark("share.request", region)
             answer = yield from bus.call(bus.share_frame(region), spec.ack_timeout)
             if answer is None:
                 self._mark("share.timeout", region)

@@ -493,10 +493,8 @@ class XenBus(QueuePairBus):
 
     # --- memory shared under a policy: grants mapped per region -------------------------------------
 
-    def prepare_share(self, region, before_wait):
+    def prepare_share(self, region):
         """Frontend: grant the region's pages; the backend addresses it by its first grant reference."""
-        self._share_ids += 1
-        region.id = self._share_ids
         region.handle = gref = self._new_grefs(region.pages)
         region.bus_address = gref << PAGE_SHIFT
         yield from self._steps(self.front, self.front_id,
