@@ -295,6 +295,7 @@ class FfaBus(Bus):
                                                         "ffa_version": FFA_VERSION_1_2})
         method, events = negotiate(self.spec.method, self.spec.events, version["bus_features"])
         self._free_areas.extend(range(1, version["max_areas"] + 1))
+        self._area_event()  # regions shared under a policy may already wait for an area id
         if method == "fifo":
             yield from self._configure_fifo()
         yield from self._bus_call("EVENT_CONFIGURE", {"event_method": events, "notif_id": EVENT_NOTIF_ID})

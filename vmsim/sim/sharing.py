@@ -405,7 +405,9 @@ class ShareDriver(Component):
 
     def on_release(self, region: Region) -> None:
         """The device gave `region` back itself (its release event arrived): reclaim it once its last
-        request is back."""
+        request is back. If the driver is giving it back already, its own release completes the story."""
+        if region.state not in ("shared", "lingering"):
+            return
         self._mark("release.done", region)
         region.state = "released"
         self.counts["device_releases"] += 1
