@@ -234,7 +234,8 @@ class Bus(Component):
         answered = self.answer(data)
         if self._owed:
             return self._answer_after(answered)
-        self.send_answer(answered)
+        if answered is not None:
+            self.send_answer(answered)
         return None
 
     def _answer_after(self, answered):
