@@ -64,13 +64,13 @@ def check_events(events) -> dict:
                        "the share request was neither answered nor timed out by the end")
         if region.asked:
             rows = [region.share_row] + ([region.held_row] if region.held else [])
-            _violation(found, "nothing-left-shared", key, rows,
-                       "still shared at the end" + (": the device holds it" if region.held else ": never reclaimed"))
+            why = "the device holds it" if region.held else "never reclaimed"
+            _violation(found, "nothing-left-shared", key, rows, f"still shared at the end: {why}")
     checks = []
     for name in CHECKS:
         violations = found[name]
-        checks.append({"name": name, "status": "failed" if violations else "ok", "violations": violations[:SHOWN],
-                       "violations_total": len(violations)})
+        checks.append({"name": name, "status": "failed" if violations else "ok",
+                       "violations": violations[:SHOWN], "violations_total": len(violations)})
     return {"status": "failed" if any(found.values()) else "ok", "checks": checks}
 
 
@@ -88,8 +88,9 @@ def _step(region: _Region, row: int, device: bool, event: str, key: tuple, found
         region.held, region.held_row = True, row
     elif event == "share.access":
         if not region.held:
-            why = "after the device acknowledged its release" if region.held_row >= 0 else "before it was shared"
-            _violation(found, "no-access-after-release", key, [row] + ([region.held_row] * (region.held_row >= 0)),
+            released = region.held_row >= 0
+            why = "after the device acknowledged its release" if released else "before it was shared"
+            _violation(found, "no-access-after-release", key, [row, region.held_row] if released else [row],
                        f"the device touched the region {why}")
     elif event == "release.ack":
         region.held, region.held_row = False, row
@@ -113,7 +114,8 @@ def _step(region: _Region, row: int, device: bool, event: str, key: tuple, found
 
 def _violation(found: dict, name: str, key: tuple, rows: list[int], message: str) -> None:
     bus, region_id = key
-    found[name].append({"rows": [int(row) for row in rows], "bus": bus, "id": int(region_id), "message": message})
+    found[name].append({"rows": [int(row) for row in rows], "bus": bus, "id": int(region_id),
+                        "message": message})
 
 
 def lifecycle_rows(events):
@@ -130,7 +132,7 @@ def lifecycle_rows(events):
             yield (row, events.time[row], components[events.component[row]], names[codes[row]],
                    buses[events.bus[row]], events.dev_num[row], events.value[row])
         return
-    event, component, bus = (np.asarray(events[column], dtype=object) for column in ("event", "component", "bus"))
+    event, component, bus = (np.asarray(events[name], dtype=object) for name in ("event", "component", "bus"))
     time, dev_num, value = (np.asarray(events[column]) for column in ("time_ns", "dev_num", "value"))
     for row in np.flatnonzero(np.isin(event, LIFECYCLE)).tolist():
         yield row, int(time[row]), component[row], event[row], bus[row], int(dev_num[row]), int(value[row])

@@ -48,8 +48,10 @@ def lifetimes(events) -> pd.DataFrame:
         elif event == "reclaim":
             entry["reclaimed_ns"] = time
             done.append(open_rows.pop(key))
-    table = pd.DataFrame(done + list(open_rows.values()), columns=[c for c in LIFETIME_COLUMNS if "latency" not in c])
-    table["share_latency_ns"] = np.where(table["shared_ns"] >= 0, table["shared_ns"] - table["share_requested_ns"], -1)
+    columns = [column for column in LIFETIME_COLUMNS if "latency" not in column]
+    table = pd.DataFrame(done + list(open_rows.values()), columns=columns)
+    shared = table["shared_ns"] >= 0
+    table["share_latency_ns"] = np.where(shared, table["shared_ns"] - table["share_requested_ns"], -1)
     reclaimed = (table["reclaimed_ns"] >= 0) & (table["release_requested_ns"] >= 0)
     table["reclaim_latency_ns"] = np.where(reclaimed, table["reclaimed_ns"] - table["release_requested_ns"], -1)
     return table[list(LIFETIME_COLUMNS)].sort_values(["bus", "share_requested_ns"], ignore_index=True)

@@ -160,9 +160,10 @@ class ShareDriver(Component):
         self._delay = sampler(spec.ack_delay, sim.rng(f"{self.name}.ack_delay"))
         self.shared_bytes = sim.new_series(f"{self.name}.shared_bytes")
         self.counts = sim.counter(self.name)
-        self.counts.update(shares=0, share_timeouts=0, share_failures=0, releases=0, device_releases=0,
-                           release_timeouts=0, busy=0, reclaims=0, leaked=0, heap_waits=0, reuses=0, bounce_bytes=0,
-                           share_ns=0, reclaim_ns=0, bytes_shared=0, bytes_shared_max=0, acks_lost=0, acks_delayed=0)
+        self.counts.update(dict.fromkeys((
+            "shares", "share_timeouts", "share_failures", "releases", "device_releases", "release_timeouts", "busy",
+            "reclaims", "leaked", "heap_waits", "reuses", "bounce_bytes", "share_ns", "reclaim_ns", "bytes_shared",
+            "bytes_shared_max", "acks_lost", "acks_delayed"), 0))
         bus.sharers[dev_num] = self
         if bus.shares is None:
             bus.shares = DeviceShares(sim, bus)
@@ -257,17 +258,22 @@ class ShareDriver(Component):
         if (yield from self._share(region, vq)):
             uses, lifetime = life or (None, None)
             expires = None if lifetime is None else self.env.now + lifetime
-            region.buffers = [Buffer(region, region.bus_address + i * slot, uses, expires) for i in range(count)]
+            base = region.bus_address
+            region.buffers = [Buffer(region, base + i * slot, uses, expires) for i in range(count)]
             self.idle.extend(region.buffers)
         self._notify()
 
     def _wait(self, vq):
-        """Wait for something to change (a buffer back, a reclaim, a share done); first kick what this
-        queue already published, since those requests are what frees the next buffer."""
+        """Wait for something to change (a buffer back, a reclaim, a share done)."""
+        yield from self._flush(vq)
+        yield self._changed
+
+    def _flush(self, vq):
+        """Kick what the queue `vq` already published in this pass before waiting: those requests are what
+        frees the next buffer (or FF-A area id)."""
         queue = self.queues.get(vq)
         if queue is not None:
             yield from queue.flush()
-        yield self._changed
 
     def _notify(self) -> None:
         self._changed.succeed()
@@ -307,11 +313,6 @@ class ShareDriver(Component):
         yield from self._give_back(region)
         return False
 
-    def _flush(self, vq):
-        queue = self.queues.get(vq)
-        if queue is not None:
-            yield from queue.flush()
-
     # --- giving back ----------------------------------------------------------------------------------
 
     def _used(self, buffer: Buffer) -> None:
@@ -322,7 +323,8 @@ class ShareDriver(Component):
             return
         if buffer.uses is not None:
             buffer.uses -= 1
-        if (buffer.uses is None or buffer.uses > 0) and (buffer.expires is None or self.env.now < buffer.expires):
+        alive = buffer.uses is None or buffer.uses > 0
+        if alive and (buffer.expires is None or self.env.now < buffer.expires):
             self.idle.append(buffer)
             self._notify()
         else:
@@ -588,7 +590,8 @@ class DeviceShares(Component):
                 yield from self._release(region)
 
     def _release(self, region: Region):
-        """The device gives `region` back on its own: give it up, then tell the driver (SHM_RELEASE, AREA_RELEASE)."""
+        """The device gives `region` back on its own: give it up, then tell the driver (SHM_RELEASE or
+        AREA_RELEASE)."""
         bus = self.bus
         region.owner.device_mark("release.request", region)
         spent = bus.detach_region(region)
