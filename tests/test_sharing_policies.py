@@ -115,6 +115,21 @@ def test_what_is_still_shared_when_the_run_ends_is_given_back_after_it():
     assert verdict(output) == {}
 
 
+@pytest.mark.parametrize("kind", ["amp", "xen", "ffa"])
+@pytest.mark.parametrize("duration", range(1_100_000, 1_150_000, 10_000))
+def test_requests_published_but_not_yet_kicked_when_the_run_ends_are_served_and_their_regions_reclaimed(
+        kind, duration):
+    """On first use the next request's share is on the publish pass, so the end of the run finds requests
+    added to the ring but not kicked yet; the stopped sharer kicks them before it waits, else their
+    regions could never be given back."""
+    data = shared(kind, {}, requests=None)
+    data["workloads"][0]["arrivals"] = {"kind": "constant", "rate": "200 kHz"}
+    data["duration"] = f"{duration} ns"
+    _, output = run(data)
+    assert counts(output, kind)["bytes_shared"] == counts(output, kind)["leaked"] == 0
+    assert verdict(output) == {}
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda d: d["buses"][0].update(layout="v1"),
      "devices[0].sharing: bus 'amp0' speaks v1, which has no share messages: give it `layout: vmsim-share`"),

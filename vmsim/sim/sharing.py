@@ -196,8 +196,8 @@ class ShareDriver(Component):
 
     def _acquire(self, size: int, workload, vq: int):
         while True:
-            if self.halted or self.stopped:
-                yield self._changed
+            if self.halted or self.stopped:  # kick what this pass published first: at the end of the run the
+                yield from self._wait(vq)  # device still serves it, and teardown waits for its buffers
                 continue
             buffer = self._take_idle(size)
             if buffer is not None:

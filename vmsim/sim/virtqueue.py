@@ -138,8 +138,9 @@ class DriverQueue:
 
     def flush(self):
         """Kick for what this pass added so far if the ring says so: a buffer hook runs it before it waits,
-        so that requests already published get served and free what it waits for."""
-        if self.ring.added and self.ring.kick_needed():
+        so that requests already published get served and free what it waits for. A halted queue kicks
+        nothing: a reset lays its ring out afresh, a removed device serves nothing."""
+        if not self.halted and self.ring.added and self.ring.kick_needed():
             yield from self.bus.notify_device(self.dev_num, self.index)
 
     def halt(self, drop: bool = False) -> None:
