@@ -105,3 +105,19 @@ def test_a_removed_device_s_regions_are_all_given_back_and_reclaimed(kind):
     tally = counts(output, kind)
     assert (tally["leaked"], tally["bytes_shared"], tally["reclaims"]) == (0, 0, tally["shares"])
     assert verdict(output) == {}
+
+
+@pytest.mark.parametrize("kind, at", [("amp", "1.13 ms"), ("xen", "1.11 ms"), ("ffa", "1.13 ms")])
+def test_a_publish_pass_waiting_for_a_buffer_kicks_no_removed_device(kind, at):
+    """An open-loop stream is in the middle of a publish pass (waiting for its next share) when the device
+    goes: the pass kicks before each wait, but a halted queue kicks nothing, so no EVENT_AVAIL follows the
+    removal."""
+    data = shared(kind, requests=None, removed_at=at)
+    data["workloads"][0]["arrivals"] = {"kind": "constant", "rate": "200 kHz"}
+    data["duration"] = "3 ms"
+    _, output = run(data)
+    columns = output.events.columns()
+    rows = list(zip(columns["time_ns"], columns["event"], columns["msg_name"], columns["wire"]))
+    removed = next(t for t, e, n, w in rows if e == "rx" and n == "EVENT_DEVICE" and w[10] == 2)
+    assert not [t for t, e, n, _ in rows if e == "tx" and n == "EVENT_AVAIL" and t >= removed]
+    assert verdict(output) == {}
