@@ -7,7 +7,8 @@
 2. `vmsim run --no-plots --no-trace scenarios/bench/amp-closed-loop.yaml`, in a subprocess: simulated
    requests per wall second (events and requests logged, results written), and its ratio to 1.
 3. Peak RSS of that run at two request counts: growth per completed request.
-4. 1,000 devices on 100 buses: build time, and the marginal per-request cost relative to one device.
+4. 1,000 devices on 100 buses: build time, and the marginal per-request cost relative to one device,
+   in CPU seconds, over alternated pairs of measurements (median and best pair reported).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,9 +60,9 @@ def simpy_cost_per_event(processes: int, events: int = 200_000) -> float:
 
     for _ in range(processes):
         env.process(worker())
-    start = time.perf_counter()
+    start = time.process_time()
     env.run()
-    return (time.perf_counter() - start) / events
+    return (time.process_time() - start) / events
 
 
 def cli_run(requests: int) -> dict:
@@ -98,15 +100,16 @@ def many_devices(devices: int, buses: int, requests_per_device: int) -> dict:
     start = time.perf_counter()
     model = build(load_dict(base, source="<benchmark>"))
     built = time.perf_counter() - start
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: what the simulation costs, not what other tenants took meanwhile
     output = model.run()
-    ran = time.perf_counter() - start
+    ran = time.process_time() - start
     return {"build_s": built, "run_s": ran, "requests": len(output.requests)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--pairs", type=int, default=5, help="alternated one-device / 1,000-device measurements")
     args = parser.parse_args()
     big = 20_000 if args.quick else 200_000
     small = big // 10
@@ -130,15 +133,21 @@ def main() -> None:
         second = many_devices(devices, buses, long * 1000 // devices)
         return (second["run_s"] - first["run_s"]) / (second["requests"] - first["requests"]), second
 
-    ratios = []
-    for _ in range(3):  # alternate the two cases so that load from elsewhere hits both alike
+    # Alternate the two cases so that load from elsewhere hits both alike. The 1,000-device case lives in
+    # the shared L3 cache rather than in L2, so busy neighbours slow it more than the one-device case:
+    # report the median pair and the best of each case, with the spread.
+    pairs = []
+    for _ in range(args.pairs):
         per_one, _ = marginal(1, 1)
         per_many, many = marginal(1000, 100)
-        ratios.append(per_many / per_one)
-    ratios.sort()
+        pairs.append((per_one, per_many))
+    ratios = sorted(per_many / per_one for per_one, per_many in pairs)
+    best = min(per_many for _, per_many in pairs) / min(per_one for per_one, _ in pairs)
     print(f"1,000 devices on 100 buses: built in {many['build_s']:.2f} s (target < 5 s); per-request cost "
-          f"{ratios[1]:.2f}x the one-device case, median of {', '.join(f'{r:.2f}' for r in ratios)} "
-          "(target <= 1.5x)")
+          f"{statistics.median(ratios):.2f}x the one-device case (target <= 1.5x): median of "
+          f"{', '.join(f'{r:.2f}' for r in ratios)}; best against best {best:.2f}x; one device "
+          f"{min(p[0] for p in pairs) * 1e6:.1f}-{max(p[0] for p in pairs) * 1e6:.1f} us, 1,000 devices "
+          f"{min(p[1] for p in pairs) * 1e6:.1f}-{max(p[1] for p in pairs) * 1e6:.1f} us CPU per request")
     engine = simpy_cost_per_event(1000) / simpy_cost_per_event(1)
     print(f"  for scale: bare SimPy pays {engine:.2f}x per event with 1,000 live processes instead of 1")
 
