@@ -83,6 +83,28 @@ def test_run_with_bad_arguments_exits_2_and_writes_nothing(workdir, capsys, argv
     assert [path.name for path in workdir.iterdir()] == ["tiny.yaml"]
 
 
+TWO_CORES = TINY.replace(
+    "  doorbells:\n", "  cpus: {a7: {frame_handling: 2 us}, m4: {frame_handling: 5 us}}\n  doorbells:\n"
+).replace(
+    "  - {name: blk0, bus: amp0, dev_num: 1, kind: block,",
+    "  - {name: rng0, bus: amp0, dev_num: 2, kind: rng, cpu: a7}\n"
+    "  - {name: blk0, bus: amp0, dev_num: 1, cpu: m4, kind: block,",
+)
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_devices_of_one_bus_on_two_cores_exit_2_and_write_nothing(workdir, capsys, command):
+    """Two devices of one bus naming different cpus is a scenario error like a dev_num clash: one line at
+    the second device's cpu, exit 2, no traceback and no result folder."""
+    (workdir / "two-cores.yaml").write_text(TWO_CORES)
+    code, out, err = cli(capsys, command, "two-cores.yaml")
+    assert_one_line_error(
+        code, err, "two-cores.yaml:18: devices[1].cpu: device 'blk0' names cpu 'm4', device 'rng0' names "
+        "cpu 'a7': the device side of bus 'amp0' runs on one core")
+    assert "Traceback" not in err and out == ""
+    assert sorted(path.name for path in workdir.iterdir()) == ["tiny.yaml", "two-cores.yaml"]
+
+
 def test_run_refuses_to_overwrite_a_folder_that_is_not_a_result(workdir, capsys):
     """`--out` at a folder of other files would delete them on replace: refused up front."""
     (workdir / "notes").mkdir()

@@ -251,6 +251,49 @@ def test_a_dev_num_clash_on_one_bus(tmp_path):
     ]
 
 
+def test_devices_on_one_bus_that_name_different_cpus(tmp_path):
+    """The device side of a bus runs on one core, whose cost the bus charges per frame: a second
+    device naming another core would silently run on the first one's, so it is refused at its key."""
+    cores = "  cpus: {cortex-a7: {frame_handling: 2 us}, cortex-m4: {frame_handling: 5 us}}\n"
+    text = edited("platform: ideal\n", "platform:\n  profile: ideal\n" + cores)
+    text = edited("    kind: i2c\n", "    kind: i2c\n    cpu: cortex-m4\n", text)
+    text = edited("workloads:", "  - {name: gpio0, bus: amp0, dev_num: 2, cpu: cortex-a7}\nworkloads:", text)
+    path = write(tmp_path, text)
+    assert problems(path) == [
+        (
+            f"{path}:20: devices[1].cpu: device 'gpio0' names cpu 'cortex-a7', device 'i2c0' names cpu "
+            "'cortex-m4': the device side of bus 'amp0' runs on one core, so every device on it names the "
+            "same cpu"
+        )
+    ]
+
+
+def test_a_device_naming_no_cpu_beside_one_that_names_a_cpu(tmp_path):
+    """No cpu means the device side costs nothing per frame; beside a device that names a core that is
+    a mismatch too. A device without the key is placed at its own line in the list."""
+    text = edited("    kind: i2c\n", "    kind: i2c\n    cpu: ideal\n")
+    path = write(tmp_path, edited("workloads:", "  - {name: gpio0, bus: amp0, dev_num: 2}\nworkloads:", text))
+    assert problems(path) == [
+        (
+            f"{path}:18: devices[1].cpu: device 'gpio0' names no cpu, device 'i2c0' names cpu 'ideal': "
+            "the device side of bus 'amp0' runs on one core, so every device on it names the same cpu"
+        )
+    ]
+
+
+def test_a_misspelt_device_cpu_is_reported_once(tmp_path):
+    """A cpu the platform does not define is its own problem, not also a mismatch with the bus's core."""
+    text = edited("    kind: i2c\n", "    kind: i2c\n    cpu: ideal\n")
+    text = edited("workloads:", "  - {name: gpio0, bus: amp0, dev_num: 2, cpu: idael}\nworkloads:", text)
+    path = write(tmp_path, text)
+    assert problems(path) == [
+        (
+            f"{path}:18: devices[1].cpu: platform 'ideal' has no cpu kind 'idael' "
+            "(did you mean 'ideal'? it has: ideal)"
+        )
+    ]
+
+
 # --- traces ---------------------------------------------------------------------------------
 
 

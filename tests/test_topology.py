@@ -80,6 +80,42 @@ def test_check_on_a_scenario_built_in_code_names_the_scenario():
     ]
 
 
+TWO_CORES = {
+    "profile": "ideal",
+    "cpus": {"cortex-a7": {"frame_handling": "2 us"}, "cortex-m4": {"frame_handling": "5 us"}},
+}
+
+
+def test_the_devices_of_one_bus_share_its_device_side_core():
+    """The bus charges one core per frame on its device side, so a device naming another cpu is
+    refused at its key, naming the bus, both devices and both cpus."""
+    data = scenario_dict(devices_per_bus=3)
+    data["platform"] = TWO_CORES
+    for device, cpu in zip(data["devices"], ["cortex-m4", "cortex-m4", "cortex-a7"]):
+        device["cpu"] = cpu
+    with pytest.raises(ScenarioError) as caught:
+        load_dict(data)
+    assert caught.value.problems == [
+        (
+            "<dict>: devices[2].cpu: device 'bus0_dev2' names cpu 'cortex-a7', device 'bus0_dev0' names cpu "
+            "'cortex-m4': the device side of bus 'bus0' runs on one core, so every device on it names the "
+            "same cpu"
+        )
+    ]
+
+
+def test_devices_on_different_buses_may_run_on_different_cores():
+    """Each bus has its own device side: one bus's devices on the M4, another's on the A7."""
+    data = scenario_dict(buses=2)
+    data["platform"] = TWO_CORES
+    for device in data["devices"]:
+        device["cpu"] = "cortex-m4" if device["bus"] == "bus0" else "cortex-a7"
+    scenario = load_dict(data)
+    assert [(device.bus, device.cpu) for device in scenario.devices] == [
+        ("bus0", "cortex-m4"), ("bus0", "cortex-m4"), ("bus1", "cortex-a7"), ("bus1", "cortex-a7")
+    ]
+
+
 def test_an_unreachable_device_is_reported_once_at_the_cause():
     """A bus without a driver strands all its devices; one line at the bus says so, not one per device."""
     data = scenario_dict(devices_per_bus=5)

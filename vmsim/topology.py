@@ -19,7 +19,7 @@ import networkx as nx
 
 from vmsim.errors import ScenarioError
 from vmsim.scenario.locations import KeyPath, Origin, problem
-from vmsim.scenario.models import Scenario, SideMemory
+from vmsim.scenario.models import Device, Scenario, SideMemory
 
 LAYERS = ("driver", "bus", "device", "workload")  # left to right in `draw`
 COLUMN_TITLES = ("drivers", "buses", "devices", "workloads")
@@ -100,6 +100,7 @@ def problems(scenario: Scenario, graph: nx.DiGraph) -> list[Problem]:
         *_platform_references(scenario),
         *_reachability(scenario, graph),
         *_unique_dev_nums(scenario),
+        *_one_device_cpu_per_bus(scenario),
         *_workload_targets(scenario, graph),
         *_frames_fit(scenario),
         *_queue_formats(scenario),
@@ -261,6 +262,28 @@ def _unique_dev_nums(scenario: Scenario) -> Iterable[Problem]:
             )
         else:
             owner[key] = device.name
+
+
+def _one_device_cpu_per_bus(scenario: Scenario) -> Iterable[Problem]:
+    """The device side of a bus runs on one core, so every device on a bus names the same `cpu` (or
+    all name none): the bus charges the first device's cpu per frame. A cpu the platform does not
+    define, or a bus that does not exist, is reported elsewhere and left out here."""
+    buses = {bus.name for bus in scenario.buses}
+    cpus = scenario.platform.cpus
+    first: dict[str, Device] = {}
+    for index, device in enumerate(scenario.devices):
+        if device.bus not in buses or (device.cpu is not None and device.cpu not in cpus):
+            continue
+        other = first.setdefault(device.bus, device)
+        if device.cpu != other.cpu:
+            yield (
+                ("devices", index, "cpu"),
+                (
+                    f"device {device.name!r} names {_cpu(device.cpu)}, device {other.name!r} names "
+                    f"{_cpu(other.cpu)}: the device side of bus {device.bus!r} runs on one core, so "
+                    "every device on it names the same cpu"
+                ),
+            )
 
 
 def _workload_targets(scenario: Scenario, graph: nx.DiGraph) -> Iterable[Problem]:
@@ -533,6 +556,10 @@ def _ffa_buses(scenario: Scenario) -> Iterable[Problem]:
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
+
+def _cpu(name: str | None) -> str:
+    return "no cpu" if name is None else f"cpu {name!r}"
 
 
 def _is(graph: nx.DiGraph, name: str, kind: str) -> bool:
