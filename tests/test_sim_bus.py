@@ -1,8 +1,11 @@
 """Bus behaviour over real shared-memory bytes: tokens, order, doorbells, backpressure, formats."""
 
-import pytest
-from sim_helpers import frames, run, scenario_dict
+import gc
 
+import pytest
+from sim_helpers import frames, run, scenario, scenario_dict
+
+from vmsim.sim import build
 from vmsim.wire import get_layout
 
 
@@ -123,3 +126,25 @@ def test_masked_notification_words_spare_interrupts_while_the_handler_runs():
         return output.counters["amp0.to_driver.doorbell"]["rung"]
 
     assert doorbells(masked=True) < doorbells(masked=False)
+
+
+def test_a_run_leaves_the_garbage_collector_as_it_found_it():
+    """The model is frozen out of the collector's way while it runs, and put back afterwards; a caller who
+    froze objects of their own keeps them frozen."""
+    seen = []
+    model = build(scenario())
+    model.sim.env.process(_note_freeze_count(model.sim.env, seen))
+    model.run()
+    assert seen[0] > 0 and gc.get_freeze_count() == 0
+
+    gc.freeze()
+    try:
+        run(scenario_dict())
+        assert gc.get_freeze_count() > 0  # not unfrozen under the caller's feet
+    finally:
+        gc.unfreeze()
+
+
+def _note_freeze_count(env, seen):
+    yield env.timeout(1)
+    seen.append(gc.get_freeze_count())

@@ -193,7 +193,10 @@ def _model_frozen():
     """Keep the cyclic garbage collector off the model while it runs: the model is built once and lives
     through the run, yet each full collection would walk all of it again (tens of milliseconds, and a
     cache flushed, at a thousand devices). Frozen objects are still freed normally; unfreezing puts them
-    back under the collector."""
+    back under the collector. A caller that froze objects of its own keeps the collector as it set it."""
+    if gc.get_freeze_count():  # someone else manages the permanent generation: unfreezing would undo theirs
+        yield
+        return
     gc.freeze()
     try:
         yield
