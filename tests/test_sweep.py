@@ -5,9 +5,13 @@ scenario (2 ms simulated per run)."""
 
 import json
 import os
+import subprocess
+import sys
+import time
 
 import pandas as pd
 import pytest
+from distributed import Client
 
 import vmsim
 import vmsim.sweep as sweep_module
@@ -186,6 +190,36 @@ def test_every_executor_gives_the_same_numbers(workdir, reference, executor):
     exactly the inline table."""
     points = vmsim.sweep("load.yaml", executor=executor, workers=2, plots=False)
     pd.testing.assert_frame_equal(points, reference)
+
+
+def test_a_dask_cluster_started_elsewhere_runs_the_sweep_given_its_address(workdir, reference, tmp_path_factory):
+    """`--scheduler tcp://host:port` hands the runs to a cluster vmsim did not start: a scheduler and two
+    workers launched as separate processes (as on a real cluster) give exactly the inline table, and the
+    cluster is still up afterwards."""
+    cluster = tmp_path_factory.mktemp("cluster")
+    address_file = cluster / "scheduler.json"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": cluster}
+    scheduler = subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", "0",
+                                  "--no-dashboard", "--scheduler-file", str(address_file)], **quiet)
+    workers = None
+    try:
+        deadline = time.monotonic() + 60
+        while not address_file.is_file() or not address_file.read_text().strip():
+            assert time.monotonic() < deadline and scheduler.poll() is None, "the scheduler did not come up"
+            time.sleep(0.2)
+        address = json.loads(address_file.read_text())["address"]
+        workers = subprocess.Popen([sys.executable, "-m", "dask", "worker", address, "--nworkers", "2",
+                                    "--nthreads", "1", "--no-dashboard"], **quiet)
+        with Client(address, timeout="60s") as client:
+            client.wait_for_workers(2, timeout=60)
+        points = vmsim.sweep("load.yaml", scheduler=address, plots=False, progress=False)
+        pd.testing.assert_frame_equal(points, reference)
+        assert scheduler.poll() is None and workers.poll() is None
+    finally:
+        for process in (workers, scheduler):
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=30)
 
 
 def test_a_changed_sweep_reruns_only_what_changed(workdir, monkeypatch):
