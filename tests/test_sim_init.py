@@ -1,7 +1,8 @@
 """Discovery and initialisation: the driver speaks to each device in the order the specs require."""
 
-from sim_helpers import frames, run, scenario_dict
+from sim_helpers import frames, run, scenario, scenario_dict
 
+from vmsim.sim import build
 from vmsim.wire import get_layout
 
 INIT_ORDER = [
@@ -58,3 +59,49 @@ def test_hot_plugged_device_is_announced_with_event_device_then_initialised():
     sent_to_driver = [(name, dev) for component, name, dev in frames(output) if component == "amp0.to_driver"]
     assert ("EVENT_DEVICE", 0) in sent_to_driver
     assert output.init_done_ns["amp0.dev"] < 500_000 < output.init_done_ns["amp0.late"]
+
+
+def _set_config(device, generation: int, data: bytes) -> dict:
+    """The device's answer to a SET_CONFIG at offset 0 written with `generation`."""
+    layout = get_layout("v1")
+    request = layout.encode("SET_CONFIG", "request", {"generation": generation, "offset": 0, "length": len(data),
+                                                      "data": data}, dev_num=device.dev_num)
+    return layout.decode(device.on_frame(layout.decode(request))).fields
+
+
+def test_a_set_config_with_a_stale_generation_is_rejected_and_changes_nothing():
+    """The device counts config generations: a write made against an older one is refused with length 0 and
+    leaves the config as it was; the same write against the current generation lands."""
+    model, _ = run(scenario_dict(workloads=[]) | {"duration": 1_000_000})
+    device = model.devices["dev"]
+    device.generation = 3
+    before = bytes(device.config)
+
+    stale = _set_config(device, 2, b"\xaa\xbb")
+    assert (stale["length"], stale["generation"]) == (0, 3)
+    assert bytes(device.config) == before
+
+    current = _set_config(device, 3, b"\xaa\xbb")
+    assert (current["length"], current["generation"]) == (2, 3)
+    assert bytes(device.config[:2]) == b"\xaa\xbb"
+
+
+def test_a_device_side_config_change_bumps_the_generation_and_the_driver_follows_it():
+    """A change made by the device raises the generation first, then tells the driver with EVENT_CONFIG; the
+    driver records the new generation, so its next write is accepted while the old generation is refused."""
+    model = build(scenario(workloads=[], duration=1_000_000))
+    device = model.devices["dev"]
+    env = model.sim.env
+
+    def change_after_init():
+        yield env.timeout(500_000)  # initialisation is long over
+        yield from device.change_config(0, b"\x01\x02\x03")
+
+    env.process(change_after_init())
+    output = model.run()
+    handle = model.drivers["linux"].handles[("amp0", 1)]
+    assert ("amp0.to_driver", "EVENT_CONFIG", 1) in frames(output)
+    assert device.generation == handle.generation == 1
+    assert bytes(device.config[:3]) == b"\x01\x02\x03"
+    assert _set_config(device, handle.generation, b"\x09")["length"] == 1
+    assert _set_config(device, 0, b"\x09")["length"] == 0

@@ -42,7 +42,6 @@ class Driver(Component):
         self.discovery = discovery
         self.buses: list = []
         self.handles: dict[tuple[str, int], DeviceHandle] = {}
-        self._encode_cache: dict = {}
         self.counts = sim.counter(name)
         self.counts.update(devices_ready=0, devices_failed=0, resets=0)
 
