@@ -102,3 +102,30 @@ def test_a_profile_given_by_path_loads_and_reports_its_own_lines(tmp_path):
     assert caught.value.problems[0].startswith(
         f"{path}:3: platform.memory.m.read_fixed: unknown duration unit"
     )
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("memory:\n  m:\n    read_fixed: 3 ns\n",
+     ":3: memory.m.read_fixed: bare number '3 ns': every profile number needs a citation"),
+    ("memory:\n  m:\n    read_fixed: {value: 3 ns}\n",
+     ":3: memory.m.read_fixed: give exactly one of source or estimate beside value"),
+    ("memory:\n  m:\n    read_fixed: {value: 3 ns, source: a, estimate: b}\n",
+     ":3: memory.m.read_fixed: give exactly one of source or estimate beside value"),
+    ("memory:\n  m:\n    read_fixed: {value: 3 ns, source: x, note: y}\n",
+     ":3: memory.m.read_fixed: unexpected key 'note' beside value (use one of source, estimate)"),
+    ("memory:\n  m:\n    read_fixed: {value: 3 ns, source: '  '}\n",
+     ":3: memory.m.read_fixed.source: the citation must be non-empty text"),
+    ("memory:\n  m:\n    read_fixed: {value: [1, 2], source: x}\n",
+     ":3: memory.m.read_fixed: value must be a single number or unit string"),
+    ("provenance: {a: b}\n", ":1: provenance: provenance is built by the loader"),
+    ("- memory\n", ":1: a profile must be a mapping of platform keys"),
+], ids=["bare", "uncited", "cited-twice", "stray-key", "empty-citation", "list", "provenance", "not-a-mapping"])
+def test_a_profile_number_without_a_proper_citation_is_one_problem_at_its_line(tmp_path, text, problem):
+    """Every number a profile gives says where it comes from, exactly once and in words; anything else is
+    reported at the file and line of the number, and nothing loads."""
+    path = tmp_path / "mine.yaml"
+    path.write_text(text)
+    with pytest.raises(ScenarioError) as caught:
+        load_platform(path)
+    assert len(caught.value.problems) == 1
+    assert caught.value.problems[0].startswith(f"{path}{problem}")
