@@ -148,3 +148,31 @@ def test_a_run_leaves_the_garbage_collector_as_it_found_it():
 def _note_freeze_count(env, seen):
     yield env.timeout(1)
     seen.append(gc.get_freeze_count())
+
+
+def test_the_bus_answers_ping_with_its_data_and_token():
+    """PING is the bus's own liveness check: the answer echoes the data and carries the request's token."""
+    model, _ = run(scenario_dict(workloads=[]) | {"duration": 1_000_000})
+    layout = get_layout("v1")
+    answer, dev_num = model.buses["amp0"].answer(layout.encode("PING", "request", {"data": 0x11223344}, token=9))
+    pong = layout.decode(answer)
+    assert (pong.name, pong.kind, pong.fields["data"], pong.token, dev_num) == ("PING", "response", 0x11223344, 9, 0)
+
+
+@pytest.mark.parametrize(("side", "data"), [
+    ("device", b"\x00\x07\x09"),                             # cut short inside the header
+    ("device", bytes.fromhex("0007090000000800")),          # GET_DEVICE_STATUS for dev_num 9: no such device
+    ("driver", b"\x01\x07"),                                 # cut short inside the header
+    ("driver", bytes.fromhex("0107010005000c0000000000")),  # a response no request is waiting for
+], ids=["short-to-device", "unknown-device", "short-to-driver", "unsolicited-response"])
+def test_frames_that_cannot_be_used_are_discarded_and_counted(side, data):
+    """Malformed frames, frames for no device and responses to nothing are dropped without an answer (S-pr28);
+    the bus counts them, and nothing else changes."""
+    model, output = run(scenario_dict(workloads=[]) | {"duration": 1_000_000})
+    bus, env = model.buses["amp0"], model.sim.env
+    before, rows = dict(bus.counts), len(output.events)
+    work = bus.deliver_to_device(data) if side == "device" else bus.deliver_to_driver(data)
+    env.run(until=env.now + 1_000_000)  # time for an answer, were one sent
+    assert work is None
+    assert bus.counts == before | {"discarded": before["discarded"] + 1}
+    assert len(output.events) == rows
