@@ -2,6 +2,10 @@
 complete, reproducible result folder when all is well. Runs the real simulator on a tiny scenario."""
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import pandas as pd
 import pytest
@@ -165,3 +169,18 @@ def test_override_arguments_keep_values_exactly():
     assert override_arguments({"a.b": 16, "name": "true", "c": [1, 2]}, seed=3, x__y="10 kHz") == [
         "a.b=16", "name='true'", "c=[1, 2]", "x.y=10 kHz", "seed=3"]
     assert override_arguments(["a=1"]) == ["a=1"]
+
+
+def test_ctrl_c_stops_a_run_with_one_line_and_leaves_no_half_result(workdir):
+    """Ctrl-C during a long run: `vmsim: interrupted`, exit status 130, no traceback, and neither the result
+    folder, nor a hidden partial one, nor the parents it would have created."""
+    long_run = TINY.replace("duration: 1 ms", "duration: 10 s")
+    (workdir / "long.yaml").write_text(long_run)
+    run = subprocess.Popen([sys.executable, "-m", "vmsim", "run", "long.yaml", "--out", "deep/er/result"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)  # well into the simulation
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 130
+    assert err.strip().splitlines()[-1] == "vmsim: interrupted" and "Traceback" not in err
+    assert sorted(path.name for path in workdir.iterdir()) == ["long.yaml", "tiny.yaml"]
