@@ -161,6 +161,27 @@ def test_one_screen_summary_names_the_numbers_with_units():
     assert text.endswith("results    results/handmade")
 
 
+def test_a_large_topology_keeps_the_report_on_one_screen():
+    """Fifty buses of ten devices: the report names how many buses there are, shows the four busiest (busiest
+    first) with their four busiest devices and says how many more there are; summary.json keeps them all."""
+    summary = make_result().summary
+    template = summary["buses"]["amp0"]
+    summary["buses"] = {}
+    for bus in range(50):
+        entry = json.loads(json.dumps(template))
+        entry["utilisation_max"] = bus / 100
+        entry["devices"] = {f"amp{bus}.dev{d}": {"utilisation": d / 100 + bus / 1000} for d in range(10)}
+        summary["buses"][f"amp{bus}"] = entry
+    lines = format_summary(summary).splitlines()
+    assert len(lines) <= 40
+    assert "buses      50, the 4 busiest below (all in summary.json)" in lines
+    assert [line.split()[1] for line in lines if line.startswith("bus ")] == ["amp49", "amp48", "amp47", "amp46"]
+    first = next(row for row, line in enumerate(lines) if line.startswith("bus amp49"))
+    assert [line.split(":")[0].strip() for line in lines[first + 1:first + 5]] == [
+        "amp49.dev9", "amp49.dev8", "amp49.dev7", "amp49.dev6"]
+    assert lines[first + 5] == "  ... and 6 more devices"
+
+
 def test_a_run_with_nothing_measured_still_summarises():
     """All requests inside the warm-up: latencies are null, throughput zero, and the one-screen
     summary prints dashes instead of failing, so a too-short run is visible, not a crash."""

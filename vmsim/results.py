@@ -159,16 +159,7 @@ def format_summary(summary: dict, folder: Path | None = None) -> str:
         (f"           p50 {ns(latency['p50'])}  p90 {ns(latency['p90'])}  p99 {ns(latency['p99'])}  "
          f"p99.9 {ns(latency['p999'])}  max {ns(latency['max'])}"),
     ]
-    for bus, entry in summary["buses"].items():
-        lines.append(f"bus {bus:<7}{entry['frames']} frames, {entry['bytes']} B, "
-                     f"busiest queue {entry['utilisation_max']:.1%} busy")
-        for name, counts in entry["devices"].items():
-            if "utilisation" in counts:
-                lines.append(f"  {name}: {counts['utilisation']:.1%} busy")
-        for name, counts in entry["doorbells"].items():
-            if "rung" in counts:
-                lines.append(f"  {name}: {counts['rung']} rung, {counts.get('coalesced', 0)} coalesced, "
-                             f"{counts.get('delivered', 0)} delivered")
+    lines += _bus_lines(summary["buses"])
     lines += format_check(summary["check"])
     trace = summary.get("trace")
     if trace and trace.get("truncated"):
@@ -176,6 +167,37 @@ def format_summary(summary: dict, folder: Path | None = None) -> str:
     if folder is not None:
         lines.append(f"results    {folder}")
     return "\n".join(lines)
+
+
+SHOWN_BUSES = 4
+SHOWN_DEVICES = 4
+
+
+def _busiest(items: dict, key, shown: int) -> tuple[list, int]:
+    """All of `items` in their order when they are few, else the `shown` busiest first; and how many are left out."""
+    if len(items) <= shown:
+        return list(items.items()), 0
+    return sorted(items.items(), key=lambda item: -key(item[1]))[:shown], len(items) - shown
+
+
+def _bus_lines(buses: dict) -> list[str]:
+    """Per bus: frames and its busiest queue, its devices' utilisation and its doorbells. A large topology
+    shows its busiest buses and devices only, so the report stays on one screen (summary.json has all)."""
+    shown, hidden = _busiest(buses, lambda entry: entry["utilisation_max"], SHOWN_BUSES)
+    lines = [f"buses      {len(buses)}, the {SHOWN_BUSES} busiest below (all in summary.json)"] if hidden else []
+    for bus, entry in shown:
+        lines.append(f"bus {bus:<7}{entry['frames']} frames, {entry['bytes']} B, "
+                     f"busiest queue {entry['utilisation_max']:.1%} busy")
+        devices = {name: counts for name, counts in entry["devices"].items() if "utilisation" in counts}
+        listed, more = _busiest(devices, lambda counts: counts["utilisation"], SHOWN_DEVICES)
+        lines += [f"  {name}: {counts['utilisation']:.1%} busy" for name, counts in listed]
+        if more:
+            lines.append(f"  ... and {more} more devices")
+        for name, counts in entry["doorbells"].items():
+            if "rung" in counts:
+                lines.append(f"  {name}: {counts['rung']} rung, {counts.get('coalesced', 0)} coalesced, "
+                             f"{counts.get('delivered', 0)} delivered")
+    return lines
 
 
 def format_check(check: dict, shown: int = 5) -> list[str]:
