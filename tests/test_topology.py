@@ -223,7 +223,7 @@ def test_a_thousand_devices_on_a_hundred_buses_build_and_check_in_one_pass():
 
 
 def test_draw_lays_the_topology_out_in_layers():
-    """Drivers left, buses, devices, workloads to the right; one labelled column per kind."""
+    """Drivers left, buses, devices, workloads to the right; one column per kind, titled with its count."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -231,7 +231,8 @@ def test_draw_lays_the_topology_out_in_layers():
 
     graph = topology.build_graph(load_dict(scenario_dict(buses=2)))
     ax = topology.draw(graph)
-    assert [tick.get_text() for tick in ax.get_xticklabels()] == ["drivers", "buses", "devices", "workloads"]
+    assert [tick.get_text() for tick in ax.get_xticklabels()] == ["drivers (1)", "buses (2)", "devices (4)",
+                                                                  "workloads (4)"]
     labels = {text.get_text(): text.get_position() for text in ax.texts}
     assert labels["drv0"][0] == 0 and labels["bus1"][0] == 1 and labels["bus1_dev0"][0] == 2
     assert labels["bus0_dev0"][1] > labels["bus1_dev0"][1]  # devices stay next to their bus

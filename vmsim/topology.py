@@ -183,7 +183,7 @@ def draw(graph: nx.DiGraph, ax=None, *, max_labels: int = 40):
         edge_color="#777777",
         ax=ax,
     )
-    ax.set_xticks(range(len(LAYERS)), COLUMN_TITLES)
+    ax.set_xticks(range(len(LAYERS)), [f"{title} ({len(layers[kind])})" for title, kind in zip(COLUMN_TITLES, LAYERS)])
     ax.tick_params(
         axis="x", bottom=False, labelbottom=True
     )  # networkx hides tick labels; the columns need them
