@@ -5,10 +5,12 @@ import json
 import handmade
 import pandas as pd
 import pytest
+from matplotlib.figure import Figure
 
 from vmsim.analysis import plots
 from vmsim.errors import VmsimError
 from vmsim.results import RunResult, format_summary, summarize
+from vmsim.sim.output import Series
 
 
 def make_result(**kwargs) -> RunResult:
@@ -144,8 +146,6 @@ def test_init_sequence_lists_the_device_frames_up_to_driver_ok():
 
 def test_plot_helpers_draw_into_a_given_axes():
     """Notebook helpers draw into the caller's axes (no pyplot window needed)."""
-    from matplotlib.figure import Figure
-
     result = make_result()
     for method in (result.plot_latency_cdf, result.plot_throughput, result.plot_occupancy):
         ax = Figure().add_subplot()
@@ -189,3 +189,16 @@ def test_a_run_with_nothing_measured_still_summarises():
     assert summary["requests_completed"] == 0 and summary["throughput_rps"] == 0
     assert summary["latency_ns"]["p99"] is None and summary["latency_ci95_ns"]["mean"] is None
     assert "mean -" in format_summary(summary)
+
+
+def test_occupancy_of_many_queues_draws_the_busiest_and_says_so():
+    """Twenty queues: queue k holds k frames from 0 to 1 us. The plot keeps the twelve with the highest time
+    average (k = 8..19), each labelled with it, and its title says how many of how many are drawn."""
+    series = {}
+    for k in range(20):
+        steps = series[f"amp{k}.to_device.occupancy"] = Series()
+        steps.record(0, k)
+    ax = plots.occupancy(series, Figure().add_subplot(), sim_time_ns=1_000)
+    assert ax.get_title() == "Queue occupancy: the 12 busiest of 20 queues"
+    labels = [line.get_label() for line in ax.lines]
+    assert sorted(labels) == sorted(f"amp{k}.to_device.occupancy (mean {k:.2f})" for k in range(8, 20))

@@ -87,24 +87,28 @@ def throughput(requests, ax=None, *, sim_time_ns: int, warmup_ns: int = 0, bins:
 def occupancy(series: dict, ax=None, *, sim_time_ns: int):
     """Queue occupancy (frames waiting) over time, one step line per queue, its time average in the legend.
 
-    Only the `*.occupancy` series: a run also records others (the bytes a device has shared)."""
+    Only the `*.occupancy` series: a run also records others (the bytes a device has shared). With more
+    queues than a legend holds, only the busiest (highest time average) are drawn, and the title says so."""
     ax = _axes(ax)
     ax.set_title("Queue occupancy")
     ax.set_ylabel("elements in queue")
-    series = {name: steps for name, steps in series.items() if name.endswith(".occupancy")}
-    if not series:
+    steps_of = {name: (np.append(np.frombuffer(steps.time, dtype=np.int64), sim_time_ns),
+                       np.frombuffer(steps.level, dtype=np.int64))
+                for name, steps in series.items() if name.endswith(".occupancy") and len(steps.level)}
+    if not steps_of:
         ax.text(0.5, 0.5, "no queue series recorded", ha="center", transform=ax.transAxes)
         return ax
+    means = {name: time_average(times[:-1], levels, end_ns=sim_time_ns) for name, (times, levels) in steps_of.items()}
+    drawn = sorted(steps_of)
+    if len(drawn) > _MAX_LEGEND_ENTRIES:
+        drawn = sorted(sorted(steps_of), key=lambda name: -means[name])[:_MAX_LEGEND_ENTRIES]
+        ax.set_title(f"Queue occupancy: the {len(drawn)} busiest of {len(steps_of)} queues")
     scale, unit = time_unit(max(sim_time_ns, 1))
-    for name, steps in sorted(series.items()):
-        times = np.append(np.frombuffer(steps.time, dtype=np.int64), sim_time_ns)
-        levels = np.frombuffer(steps.level, dtype=np.int64)
-        if levels.size:
-            mean = time_average(times[:-1], levels, end_ns=sim_time_ns)
-            ax.step(times / scale, np.append(levels, levels[-1]), where="post", linewidth=1,
-                    label=f"{name} (mean {mean:.2f})")
-    if len(series) <= _MAX_LEGEND_ENTRIES:
-        ax.legend(loc="best", fontsize=8)
+    for name in drawn:
+        times, levels = steps_of[name]
+        ax.step(times / scale, np.append(levels, levels[-1]), where="post", linewidth=1,
+                label=f"{name} (mean {means[name]:.2f})")
+    ax.legend(loc="best", fontsize=8)
     ax.set_xlabel(f"simulated time ({unit})")
     ax.grid(alpha=0.3)
     return ax
