@@ -553,6 +553,38 @@ def _ffa_buses(scenario: Scenario) -> Iterable[Problem]:
         if bus.release == "device" and bus.sharing != "per-buffer":
             yield ("buses", index, "release"), ("the device releases areas it was lent per buffer: "
                                                 "`release: device` needs `sharing: per-buffer`")
+        if bus.layout == "ffa-2025":
+            yield from _ffa_2025_bus(scenario, index, bus, partition)
+        elif bus.events == "indirect":
+            yield ("buses", index, "events"), ("an ffa-2026 bus configures device events with EVENT_CONFIGURE: "
+                                               "`notif` or `poll` (indirect and FIFO buses send them as messages)")
+
+
+def _ffa_2025_bus(scenario: Scenario, index: int, bus, partition) -> Iterable[Problem]:
+    """What the RFC 2025 bus cannot do: no FIFO method and no EVENT_CONFIGURE (device events arrive as
+    indirect messages), a method chosen by the partition's properties, at most 16 devices."""
+    from vmsim.sim.ffa import RFC2025_MAX_DEVICES
+
+    if bus.method == "fifo":
+        yield ("buses", index, "method"), ("an ffa-2025 bus has no FIFO method (FIFO_CONFIGURE came in 2026): "
+                                           "use direct or indirect")
+    elif partition is not None:
+        direct = "direct" in partition.features
+        chosen = "direct" if direct else "indirect"
+        if bus.method != chosen:
+            yield ("buses", index, "method"), (
+                f"an ffa-2025 bus takes its method from the partition's properties: {bus.partition!r} "
+                f"{'takes' if direct else 'does not take'} direct requests, so the bus is {chosen}: "
+                f"write `method: {chosen}`")
+    if bus.events != "indirect":
+        yield ("buses", index, "events"), (f"an ffa-2025 bus has no EVENT_CONFIGURE, so no {bus.events!r} events: "
+                                           "device events arrive as indirect messages (leave `events` out "
+                                           "or write `events: indirect`)")
+    devices = [device for device in scenario.devices if device.bus == bus.name]
+    if len(devices) > RFC2025_MAX_DEVICES:
+        device = scenario.devices.index(devices[RFC2025_MAX_DEVICES])
+        yield ("devices", device, "bus"), (f"bus {bus.name!r} is an ffa-2025 bus, whose driver supports at most "
+                                           f"{RFC2025_MAX_DEVICES} devices: this is its {RFC2025_MAX_DEVICES + 1}th")
 
 
 # --- helpers ----------------------------------------------------------------------------------

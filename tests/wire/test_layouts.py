@@ -401,3 +401,21 @@ def test_direct_req2_busy_sentinel_and_limits():
         ffa.unpack_direct_req2(bytes(garbage))
     with pytest.raises(DecodeError, match="msg_size"):
         ffa.unpack_direct_req2(bytes(6) + b"\x70\x00" + bytes(104))
+
+
+def test_ffa_2025_get_devices_asks_for_0xff_device_numbers():
+    """The RFC 2025 FF-A driver asks GET_DEVICES(offset 0, count 0xFF), not a multiple of 8: ffa-2025 takes it,
+    the answer's bitmap holding one byte per 8 device numbers started (32 bytes, msg_size 46); v1 still
+    requires whole bitmap bytes, and a bitmap too short for the count is refused."""
+    layout = get_layout("ffa-2025")
+    assert_codec("ffa-2025", "GET_DEVICES", "request", {"offset": 0, "count": 0xFF},
+                 hexcat("02", "02", "0000", "0100", "0c00", "0000", "ff00"), token=1)
+    bitmap = bytes([0b101]) + bytes(31)  # devices 0 and 2
+    answer = layout.encode("GET_DEVICES", "response", {"offset": 0, "count": 0xFF, "next_offset": 0,
+                                                       "bitmap": bitmap}, token=1)
+    assert len(answer) == 46 and layout.decode(answer).fields["bitmap"] == bitmap
+    with pytest.raises(EncodeError, match="not a multiple of 8"):
+        get_layout("v1").encode("GET_DEVICES", "request", {"offset": 0, "count": 0xFF})
+    with pytest.raises(EncodeError, match="bitmap has 31 elements"):
+        layout.encode("GET_DEVICES", "response", {"offset": 0, "count": 0xFF, "next_offset": 0,
+                                                  "bitmap": bytes(31)})

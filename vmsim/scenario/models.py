@@ -305,11 +305,11 @@ class FfaBus(Strict):
     kind: Literal["ffa"]
     name: Name
     driver: Name
-    layout: Literal["ffa-2026"] = "ffa-2026"
+    layout: Literal["ffa-2026", "ffa-2025"] = "ffa-2026"
     partition: Name
     hypervisor: Name | None = None
     method: Literal["direct", "indirect", "fifo"] = "direct"
-    events: Literal["notif", "poll"] = "notif"
+    events: Literal["notif", "poll", "indirect"] | None = None  # by layout: notif (2026), indirect (2025)
     max_msg_size: SizeBytes = Field(default=104, gt=0)
     memory: Name | SideMemory
     notification: Name
@@ -331,6 +331,14 @@ class FfaBus(Strict):
     mem_backoff: TimeNs = 20_000_000
     mem_backoff_max: TimeNs = 100_000_000
     event_idx: bool = True
+
+    @model_validator(mode="after")
+    def _events_of_the_generation(self):
+        """Left out, `events` is what the generation does: NOTIF on 2026, indirect messages on 2025 (which
+        has no EVENT_CONFIGURE); a value that does not fit the layout is a topology problem at its key."""
+        if self.events is None:
+            self.events = "indirect" if self.layout == "ffa-2025" else "notif"
+        return self
 
 
 Bus = Annotated[AmpBus | XenBus | FfaBus, Field(discriminator="kind")]

@@ -47,6 +47,10 @@ class Bus(Component):
     (dev_num, token)): for buses whose responses may overtake each other. Bus responses are matched by
     token on every layout that has one, since a bus request may be given up on (`call`)."""
 
+    get_devices_count: int | None = None
+    """Device numbers the driver asks for per GET_DEVICES when the bus's own driver asks a number of its
+    own (the RFC 2025 FF-A driver: 0xFF); None for the driver's window."""
+
     def __init__(self, sim: Simulation, name: str, *, layout: str, max_msg_size: int, in_band: bool):
         super().__init__(sim, name)
         self.layout = get_layout(layout)
@@ -291,7 +295,7 @@ class Bus(Component):
         fields = frame.fields
         if frame.name == "GET_DEVICES":
             offset, count = fields["offset"], fields["count"]
-            bitmap = bytearray(count // 8)
+            bitmap = bytearray(-(-count // 8))  # a byte per 8 device numbers started
             present = self.present_devices()
             for n in present:
                 if offset <= n < offset + count:

@@ -69,8 +69,9 @@ class Driver(Component):
         else:
             numbers = []
             offset = 0
+            count = bus.get_devices_count or GET_DEVICES_WINDOW
             while True:
-                frame = bus.layout.encode("GET_DEVICES", "request", {"offset": offset, "count": GET_DEVICES_WINDOW})
+                frame = bus.layout.encode("GET_DEVICES", "request", {"offset": offset, "count": count})
                 response = yield bus.request(0, frame, bus_message=True)
                 bitmap = response.fields["bitmap"]
                 numbers += [offset + bit for bit in range(len(bitmap) * 8) if bitmap[bit // 8] >> (bit % 8) & 1]

@@ -17,8 +17,15 @@ device's AREA_RELEASE): once for a pool at start, or per request buffer. A devic
 regions shared through the same calls and messages under its own policy (`vmsim.sim.sharing`): the
 plug-in supplies them as the bus's sharing mechanism.
 
-Every FF-A ABI call is a mark row (`ffa.*`) in the event log; every bus frame is a real `ffa-2026`
-frame. Sends from one endpoint are serialised by its lock, as L-26 sends under `drv->lock`.
+The bus speaks the generation its `layout` names, and one `Generation` class holds what differs. `ffa-2026`
+is the above. `ffa-2025` is the RFC 2025 bus (L-ffa-rfc1): a five-field VERSION (versions, vmsg revision and
+features, DIRECT/INDIRECT RX/TX bits, area_num), the method taken from the partition's properties (direct if
+it receives direct requests, else indirect) and checked against that answer, no EVENT_CONFIGURE, EVENT_POLL or
+FIFO: device events (and an indirect bus's responses) reach the driver as FFA_MSG_SEND2 messages in its RX
+buffer, read on "RX buffer full"; areas at `area_id << 56`, at most 0xFF; GET_DEVICES for 0xFF devices.
+
+Every FF-A ABI call is a mark row (`ffa.*`) in the event log; every bus frame is a real frame of the bus's
+layout. Sends from one endpoint are serialised by its lock, as L-26 sends under `drv->lock`.
 """
 
 from __future__ import annotations
@@ -29,11 +36,13 @@ from collections import deque
 import simpy
 
 from vmsim.sim.bus import Bus
-from vmsim.sim.core import Component, Simulation
+from vmsim.sim.core import Component, Simulation, SimulationError
 from vmsim.sim.costs import MemoryCost, sampler
 from vmsim.sim.doorbell import Doorbell
 from vmsim.sim.virtqueue import _Waker
 from vmsim.wire.ffa import (
+    AREA_SHIFT,
+    AREA_SHIFT_RFC2025,
     BUS_VERSION_1_0,
     DIRECT_REQ2_BYTES,
     EVENT_POLL,
@@ -70,6 +79,12 @@ FEATURES = {
 }
 
 
+RFC2025_FEATURES = 0xF  # the 2025 VERSION knows DIRECT_RX/TX and INDIRECT_RX/TX only (L-ffa-rfc1)
+RFC2025_MAX_AREAS = 0xFF  # area ids are 8-bit under `area_id << 56` (L-ffa-rfc1)
+RFC2025_GET_DEVICES = 0xFF  # the RFC 2025 driver's GET_DEVICES count (L-ffa-rfc1)
+RFC2025_MAX_DEVICES = 16  # and the devices it supports
+
+
 def partition_features(names) -> int:
     """The VERSION feature bits of a partition that supports the named features."""
     bits = 0
@@ -102,6 +117,85 @@ def negotiate(wanted: str, events: str, features: int) -> tuple[str, EventMethod
         return method, EventMethod.FIFO
     notif = events == "notif" and usable("notif", features)
     return method, EventMethod.NOTIF if notif else EventMethod.POLL
+
+
+def rfc2025_method(partition_features: int, version_features: int) -> str:
+    """The RFC 2025 driver's method: direct if the partition's properties say it receives direct requests,
+    else indirect; then the VERSION answer's feature bits must offer it (L-ffa-rfc1)."""
+    method = bootstrap_method(partition_features)
+    if not usable(method, version_features):
+        raise SimulationError(f"the partition's VERSION answer (features 0x{version_features:x}) does not "
+                              f"offer {method} messages, which its properties promise")
+    return method
+
+
+class Generation2026:
+    """What differs between the generations of the FF-A bus, as the 2026 bus does it (L-26): its VERSION,
+    AREA_SHARE field names, bus addresses (`area_id << 48`), EVENT_CONFIGURE and FIFO. The partition keeps
+    device events for EVENT_POLL until EVENT_CONFIGURE says otherwise."""
+
+    layout = "ffa-2026"
+    area_shift = AREA_SHIFT
+    configures_events = True  # EVENT_CONFIGURE (and FIFO_CONFIGURE for the FIFO method)
+    device_events = EventMethod.POLL
+    get_devices_count = None  # the driver's own window
+    page_count = "page_count"
+
+    @staticmethod
+    def version_request() -> dict:
+        return {"bus_version": BUS_VERSION_1_0, "transport_revision": TRANSPORT_REVISION,
+                "ffa_version": FFA_VERSION_1_2}
+
+    @staticmethod
+    def version_answer(partition, request) -> dict:
+        return {"bus_version": BUS_VERSION_1_0, "transport_revision": TRANSPORT_REVISION,
+                "ffa_version": FFA_VERSION_1_2, "feature_bits": 0, "bus_features": partition.features,
+                "max_areas": partition.max_areas}
+
+    @staticmethod
+    def read_version(answer) -> tuple[int, int]:
+        """(feature bits, areas) of a VERSION answer."""
+        return answer["bus_features"], answer["max_areas"]
+
+    @staticmethod
+    def area_share(area: int, handle: int, pages: int, attrs: int) -> dict:
+        return {"area_id": area, "mem_handle": handle, "mem_tag": 0, "page_count": pages, "sharing_attrs": attrs}
+
+
+class Generation2025(Generation2026):
+    """The RFC 2025 bus (L-ffa-rfc1): a five-field VERSION whose features are bits 0-3 and whose `area_num`
+    both sides bound; no EVENT_CONFIGURE and no FIFO, so device events (and, on an indirect bus, responses)
+    reach the driver as indirect messages in its RX buffer; bus addresses `area_id << 56`; GET_DEVICES for
+    0xFF device numbers. Its AREA_SHARE `attr` word has no published meaning and is sent as 0."""
+
+    layout = "ffa-2025"
+    area_shift = AREA_SHIFT_RFC2025
+    configures_events = False
+    device_events = EventMethod.INDIRECT
+    get_devices_count = RFC2025_GET_DEVICES
+    page_count = "count"
+
+    @staticmethod
+    def version_request() -> dict:
+        return {"driver_version": 1, "vmsg_revision": 1, "vmsg_features": 0, "features": RFC2025_FEATURES,
+                "area_num": RFC2025_MAX_AREAS}
+
+    @staticmethod
+    def version_answer(partition, request) -> dict:
+        return {"device_version": 1, "vmsg_revision": 1, "vmsg_features": 0,
+                "features": partition.features & RFC2025_FEATURES,
+                "area_num": min(partition.max_areas, request["area_num"])}
+
+    @staticmethod
+    def read_version(answer) -> tuple[int, int]:
+        return answer["features"], min(answer["area_num"], RFC2025_MAX_AREAS)
+
+    @staticmethod
+    def area_share(area: int, handle: int, pages: int, attrs: int) -> dict:
+        return {"area_id": area, "mem_handle": handle, "tag": 0, "count": pages, "attr": 0}
+
+
+GENERATIONS = {generation.layout: generation for generation in (Generation2025, Generation2026)}
 
 
 class FfaPath:
@@ -206,6 +300,9 @@ class FfaBus(Bus):
                  driver_memory: MemoryCost, device_memory: MemoryCost, driver_cpu_ns: int, device_cpu_ns: int):
         super().__init__(sim, spec.name, layout=spec.layout, max_msg_size=spec.max_msg_size, in_band=True)
         self.spec = spec
+        self.generation = generation = GENERATIONS[spec.layout]
+        self.get_devices_count = generation.get_devices_count
+        self._shift = generation.area_shift
         self.partition = partition
         self.path = path
         self.costs = costs
@@ -244,7 +341,7 @@ class FfaBus(Bus):
         self._handles = 0
         # device side
         self._events: deque = deque()  # events waiting for EVENT_POLL (direct buses)
-        self._device_events = EventMethod.POLL
+        self._device_events = generation.device_events
         self._areas: dict[int, list[int]] = {}  # area id -> [pages, mappings]
         self._serving: dict[tuple[int, int], tuple] = {}  # (dev_num, vq) -> (vCPU request, since)
         self._fifo_region = None
@@ -289,16 +386,20 @@ class FfaBus(Bus):
         env.process(self._device_handler())
 
     def _bootstrap(self):
+        generation = self.generation
         self.transport = bootstrap_method(self.partition.features)
-        version = yield from self._bus_call("VERSION", {"bus_version": BUS_VERSION_1_0,
-                                                        "transport_revision": TRANSPORT_REVISION,
-                                                        "ffa_version": FFA_VERSION_1_2})
-        method, events = negotiate(self.spec.method, self.spec.events, version["bus_features"])
-        self._free_areas.extend(range(1, version["max_areas"] + 1))
+        version = yield from self._bus_call("VERSION", generation.version_request())
+        features, areas = generation.read_version(version)
+        if generation.configures_events:
+            method, events = negotiate(self.spec.method, self.spec.events, features)
+        else:
+            method, events = rfc2025_method(self.partition.features, features), EventMethod.INDIRECT
+        self._free_areas.extend(range(1, areas + 1))
         self._area_event()  # regions shared under a policy may already wait for an area id
         if method == "fifo":
             yield from self._configure_fifo()
-        yield from self._bus_call("EVENT_CONFIGURE", {"event_method": events, "notif_id": EVENT_NOTIF_ID})
+        if generation.configures_events:
+            yield from self._bus_call("EVENT_CONFIGURE", {"event_method": events, "notif_id": EVENT_NOTIF_ID})
         self.counts["method"], self.counts["event_delivery"] = method, events.name.lower()
         self._mark(self.driver_side.component, "ffa.method", value=METHODS.index(method))
         self.event_delivery = events
@@ -338,9 +439,9 @@ class FfaBus(Bus):
     def _to_driver(self, frame: bytes, dev_num: int):
         if not self.ready.triggered and frame[0] != BUS_RESPONSE:
             yield self.ready  # events wait for the bus; answers to the bootstrap's requests do not
-        if self.transport == "direct":
+        if self.transport == "direct" and self._device_events != EventMethod.INDIRECT:
             yield from self._queue_event(frame, dev_num)
-        elif self.transport == "indirect":
+        elif self.transport in ("direct", "indirect"):  # RFC 2025: events come indirect on a direct bus too
             yield from self._msg_send2(self.device_side, self.driver_side, frame, dev_num)
         else:
             yield from self._fifo_send(self.device_side, self.driver_side, frame, dev_num)
@@ -627,9 +728,7 @@ class FfaBus(Bus):
                 return self._events.popleft()
             answer = {}
         elif name == "VERSION":
-            answer = {"bus_version": BUS_VERSION_1_0, "transport_revision": TRANSPORT_REVISION,
-                      "ffa_version": FFA_VERSION_1_2, "feature_bits": 0, "bus_features": self.partition.features,
-                      "max_areas": self.partition.max_areas}
+            answer = self.generation.version_answer(self.partition, fields)
         elif name == "EVENT_CONFIGURE":
             method = EventMethod(fields["event_method"])
             needs = {EventMethod.NOTIF: "notif", EventMethod.INDIRECT: "indirect", EventMethod.FIFO: "fifo"}
@@ -650,7 +749,7 @@ class FfaBus(Bus):
                 if result is None:
                     return None  # the acknowledgement is lost (a fault the scenario asked for)
             elif share:
-                self.owe(self._retrieve(area, fields["page_count"]))
+                self.owe(self._retrieve(area, fields[self.generation.page_count]))
                 result = Result.SUCCESS
             else:
                 result = self._unshare(area)
@@ -715,8 +814,7 @@ class FfaBus(Bus):
         """
         handle = yield from self._mem_share(pages, self.spec.share_op == "lend")
         area = yield from self._take_area(None if kick is None else (lambda: self.notify_device(*kick)))
-        yield from self._bus_call("AREA_SHARE", {"area_id": area, "mem_handle": handle, "mem_tag": 0,
-                                                 "page_count": pages, "sharing_attrs": self._attrs})
+        yield from self._bus_call("AREA_SHARE", self.generation.area_share(area, handle, pages, self._attrs))
         self._driver_areas[area] = pages
         return area
 
@@ -775,10 +873,10 @@ class FfaBus(Bus):
 
     def share_buffer(self, dev_num: int, vq: int, request):
         if self._pool is not None:
-            return bus_address(self._pool, 0)
+            return bus_address(self._pool, 0, self._shift)
         area = yield from self._share_area(max(1, -(-request.size // PAGE)), (dev_num, vq))
         self._buffer_area[request] = area
-        return bus_address(area, 0)
+        return bus_address(area, 0, self._shift)
 
     def release_buffer(self, dev_num: int, vq: int, request):
         area = self._buffer_area.pop(request, None)
@@ -791,7 +889,7 @@ class FfaBus(Bus):
         yield vcpu
         self._serving[(device.dev_num, vq)] = (vcpu, self.env.now)
         for descriptor in chain:
-            area = self._areas.get(split_bus_address(descriptor[0])[0])
+            area = self._areas.get(split_bus_address(descriptor[0], self._shift)[0])
             if area is None:
                 self.counts["unmapped_access"] += 1
             else:
@@ -800,7 +898,7 @@ class FfaBus(Bus):
     def unmap_buffer(self, device, vq: int, chain):
         self.partition.leave(*self._serving.pop((device.dev_num, vq)))
         for descriptor in chain:
-            area_id = split_bus_address(descriptor[0])[0]
+            area_id = split_bus_address(descriptor[0], self._shift)[0]
             if area_id not in self._areas:
                 continue
             if self.spec.unmap_delay:
@@ -828,7 +926,7 @@ class FfaBus(Bus):
     def prepare_share(self, region):
         """FFA_MEM_SHARE (or LEND) of the region's pages: its memory handle; bus addresses in its area."""
         region.handle = yield from self._mem_share(region.pages, self.spec.share_op == "lend")
-        region.bus_address = bus_address(region.id, 0)
+        region.bus_address = bus_address(region.id, 0, self._shift)
 
     def share_frame(self, region) -> bytes:
         """AREA_SHARE, its sharing attributes saying how the device maps the region."""
@@ -836,9 +934,8 @@ class FfaBus(Bus):
         attrs = SharingAttrs(type=self._share_type,
                              cacheability=Cacheability.NON if kind == MemType.NON_CACHEABLE else Cacheability.WRITE_BACK,
                              memory_type=MemoryType.DEVICE if kind == MemType.DEVICE else MemoryType.NORMAL)
-        return self._encode("AREA_SHARE", "request", {"area_id": region.id, "mem_handle": region.handle,
-                                                      "mem_tag": 0, "page_count": region.pages,
-                                                      "sharing_attrs": attrs.encode()})
+        return self._encode("AREA_SHARE", "request",
+                            self.generation.area_share(region.id, region.handle, region.pages, attrs.encode()))
 
     def unshare_frame(self, region) -> bytes:
         return self._encode("AREA_UNSHARE", "request", {"area_id": region.id})

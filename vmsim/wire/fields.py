@@ -145,9 +145,11 @@ class Array:
     and a given one is checked against it. ``capacity`` makes it a fixed zero-filled slot
     (the fixed-40 frames); ``count=None`` with a capacity means always full. ``optional``
     allows an empty array whatever the count says (SET_CONFIG's optional data echo, S-pr28).
+    ``partial`` lets the count end inside the last element: the array then holds
+    ceil(count / unit) elements (the RFC 2025 FF-A GET_DEVICES asks for 0xFF device bits).
     """
 
-    __slots__ = ("capacity", "count", "elem", "name", "optional", "unit")
+    __slots__ = ("capacity", "count", "elem", "name", "optional", "partial", "unit")
 
     def __init__(
         self,
@@ -158,6 +160,7 @@ class Array:
         unit: int = 1,
         capacity: int | None = None,
         optional: bool = False,
+        partial: bool = False,
     ) -> None:
         if elem not in ("B", "I"):
             raise ValueError(f"array element code must be 'B' or 'I', not {elem!r}")
@@ -167,6 +170,7 @@ class Array:
         self.unit = unit
         self.capacity = capacity
         self.optional = optional
+        self.partial = partial
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ v1 (default)   8       S-pr28 = L-8b = Q-v1: token, reserved words aligning GET/
 draft-6b       6       S-0609 / L-rfc1 / X-xen / O-old: no token, no reserved words
 fixed40        4       S-alpha / L-2024: every frame 40 bytes, zero-filled
 linux-2026     8       L-26@f3796dd7: UUID + feature blocks, 64-bit GET_SHM, vq flags
-ffa-2025       8       v1 + the FF-A bus messages of L-ffa-rfc1 / L-ffa-8b
+ffa-2025       8       v1 + the FF-A bus messages of L-ffa-rfc1 / L-ffa-8b; GET_DEVICES count 0xFF
 ffa-2026       8       v1 + the FF-A bus messages of L-ffa-uapi26 / L-26 protocol.h
 vmsim-share    8       v1 + vmsim's own share / unshare / release messages (vmsim-defined)
 =============  ======  =============================================================
@@ -144,6 +144,22 @@ V1 = V1_TRANSPORT + V1_BUS
 _GET_DEVICES_RULES = {
     ("GET_DEVICES", "request"): (("offset", 8), ("count", 8)),
     ("GET_DEVICES", "response"): (("offset", 8), ("count", 8)),
+}
+
+# The RFC 2025 FF-A driver enumerates with GET_DEVICES(offset 0, count 0xFF), a count that is not a multiple
+# of 8 (L-ffa-rfc1; O-old: "Kernel uses 0xff"): on ffa-2025 the count is any number of device bits, and
+# the bitmap has one byte per 8 started (count 0xFF: 32 bytes, device offset+n still bit n). Offsets stay
+# multiples of 8.
+GET_DEVICES_FFA_2025 = pair(
+    "GET_DEVICES",
+    0x02,
+    (u16("offset"), u16("count")),
+    (u16("offset"), u16("count"), u16("next_offset"), Array("bitmap", "B", "count", unit=8, partial=True)),
+    bus=True,
+)
+_GET_DEVICES_RULES_FFA_2025 = {
+    ("GET_DEVICES", "request"): (("offset", 8),),
+    ("GET_DEVICES", "response"): (("offset", 8),),
 }
 
 # -- draft-6b: S-0609 / L-rfc1 / X-xen / O-old; same IDs, no reserved words (reference §3.1 note) --
@@ -320,7 +336,12 @@ _TABLES = {
     "draft-6b": (HEADER_6, DRAFT_6B, v1_is_event, "S-0609 / L-rfc1: 6-byte header"),
     "fixed40": (HEADER_FIXED40, FIXED40, fixed40_is_event, "S-alpha / L-2024: fixed 40-byte frames"),
     "linux-2026": (HEADER_8, LINUX_2026, v1_is_event, "L-26@f3796dd7: post-pr28"),
-    "ffa-2025": (HEADER_8, V1 + ffa.BUS_2025, v1_is_event, "v1 + FF-A bus, L-ffa-rfc1 / L-ffa-8b"),
+    "ffa-2025": (
+        HEADER_8,
+        replace(V1, GET_DEVICES_FFA_2025) + ffa.BUS_2025,
+        v1_is_event,
+        "v1 + FF-A bus, L-ffa-rfc1 / L-ffa-8b",
+    ),
     "ffa-2026": (HEADER_8, V1 + ffa.BUS_2026, v1_is_event, "v1 + FF-A bus, L-ffa-uapi26 / L-26"),
     "vmsim-share": (HEADER_8, V1 + share.MESSAGES, v1_is_event, "v1 + vmsim-defined share messages"),
 }
@@ -333,9 +354,8 @@ def layout_names() -> tuple[str, ...]:
 @cache
 def _compiled(name: str) -> Layout:
     header, messages, is_event, description = _TABLES[name]
-    return Layout(
-        name, header, messages, is_event=is_event, multiples=_GET_DEVICES_RULES, description=description
-    )
+    multiples = _GET_DEVICES_RULES_FFA_2025 if name == "ffa-2025" else _GET_DEVICES_RULES
+    return Layout(name, header, messages, is_event=is_event, multiples=multiples, description=description)
 
 
 def get_layout(name: str = DEFAULT_LAYOUT) -> Layout:

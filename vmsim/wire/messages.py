@@ -316,7 +316,11 @@ class MessageSpec:
                 raise EncodeError(f"{what}: must have exactly {array.capacity} elements, got {count}")
         elif array.count in values:
             stated = values[array.count]
-            if stated != count * array.unit and not (array.optional and count == 0):
+            if array.partial and type(stated) is int:
+                fits = -(-stated // array.unit) == count  # the count may end inside the last element
+            else:
+                fits = stated == count * array.unit
+            if not fits and not (array.optional and count == 0):
                 raise EncodeError(
                     f"{where}: field {array.count!r} is {stated!r} but {array.name} has {count} elements"
                     + (f" ({count * array.unit} in units of {array.count})" if array.unit != 1 else "")
@@ -396,11 +400,11 @@ class MessageSpec:
                 )
             return items[0][:stated]
         stated = values[self.index[array.count]]
-        if stated % array.unit:
+        if stated % array.unit and not array.partial:
             raise self.fail(
                 array.count, self.offsets[array.count], f"{stated} is not a multiple of {array.unit}"
             )
-        end = start + stated // array.unit * array.elem_size
+        end = start + -(-stated // array.unit) * array.elem_size
         length = len(data)
         if end != length and not (array.optional and start == length):
             problem = "overruns the frame" if end > length else "leaves trailing bytes in the frame"
