@@ -20,6 +20,7 @@ import networkx as nx
 from vmsim.errors import ScenarioError
 from vmsim.scenario.locations import KeyPath, Origin, problem
 from vmsim.scenario.models import Device, Scenario, SideMemory
+from vmsim.wire.ffa import RFC2025_MAX_DEVICES
 
 LAYERS = ("driver", "bus", "device", "workload")  # left to right in `draw`
 COLUMN_TITLES = ("drivers", "buses", "devices", "workloads")
@@ -563,8 +564,6 @@ def _ffa_buses(scenario: Scenario) -> Iterable[Problem]:
 def _ffa_2025_bus(scenario: Scenario, index: int, bus, partition) -> Iterable[Problem]:
     """What the RFC 2025 bus cannot do: no FIFO method and no EVENT_CONFIGURE (device events arrive as
     indirect messages), a method chosen by the partition's properties, at most 16 devices."""
-    from vmsim.sim.ffa import RFC2025_MAX_DEVICES
-
     if bus.method == "fifo":
         yield ("buses", index, "method"), ("an ffa-2025 bus has no FIFO method (FIFO_CONFIGURE came in 2026): "
                                            "use direct or indirect")

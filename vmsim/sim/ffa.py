@@ -46,6 +46,9 @@ from vmsim.wire.ffa import (
     BUS_VERSION_1_0,
     DIRECT_REQ2_BYTES,
     EVENT_POLL,
+    RFC2025_FEATURES,
+    RFC2025_GET_DEVICES,
+    RFC2025_MAX_AREAS,
     BusFeature,
     Cacheability,
     EventMethod,
@@ -77,12 +80,6 @@ FEATURES = {
     "notif": BusFeature.NOTIF_RX | BusFeature.NOTIF_TX,
     "fifo": BusFeature.FIFO,
 }
-
-
-RFC2025_FEATURES = 0xF  # the 2025 VERSION knows DIRECT_RX/TX and INDIRECT_RX/TX only (L-ffa-rfc1)
-RFC2025_MAX_AREAS = 0xFF  # area ids are 8-bit under `area_id << 56` (L-ffa-rfc1)
-RFC2025_GET_DEVICES = 0xFF  # the RFC 2025 driver's GET_DEVICES count (L-ffa-rfc1)
-RFC2025_MAX_DEVICES = 16  # and the devices it supports
 
 
 def partition_features(names) -> int:

@@ -217,6 +217,13 @@ class SharingAttrs:
 
 SHARE_RW_XN_INNER_WB_NORMAL_NS = 0x6F4  # the L-26 default, == SharingAttrs().encode()
 
+# -- the RFC 2025 bus (L-ffa-rfc1) ---------------------------------------------------------------
+
+RFC2025_FEATURES = 0xF  # its VERSION knows DIRECT_RX/TX and INDIRECT_RX/TX only
+RFC2025_MAX_AREAS = 0xFF  # area ids are 8-bit under `area_id << 56`
+RFC2025_GET_DEVICES = 0xFF  # the count its driver asks GET_DEVICES for
+RFC2025_MAX_DEVICES = 16  # and the devices that driver supports
+
 # -- bus addresses ---------------------------------------------------------------------------
 
 AREA_SHIFT = 48  # L-ffa-8b, L-26: 16-bit area id, 48-bit offset (also the 2024 form)
