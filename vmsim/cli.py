@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from vmsim.codec_cli import app as codec_app
@@ -121,11 +120,11 @@ def main(argv: list[str] | None = None) -> None:
         result = command.main(args=argv, prog_name="vmsim", standalone_mode=False)
     except VmsimError as exc:
         fail(str(exc), getattr(exc, "problems", None))
-    except (click.exceptions.Abort, typer.Abort):
+    except typer.Abort:
         print("vmsim: interrupted", file=sys.stderr)
         raise SystemExit(INTERRUPTED) from None
-    except (click.exceptions.ClickException, typer.TyperException) as exc:
-        # typer >= 0.25 vendors click: its usage errors are TyperException, not click's.
+    except typer.TyperException as exc:
+        # typer >= 0.25 vendors click: its usage errors are TyperException, and click is not installed.
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         if not message and hasattr(exc, "show"):  # bare `vmsim`: the help is the answer
             exc.show()
