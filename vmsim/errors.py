@@ -31,3 +31,11 @@ class ScenarioError(VmsimError):
 
     def __str__(self) -> str:
         return "\n".join(self.problems)
+
+
+class OverloadError(VmsimError):
+    """A run whose offered load outgrew what the model carries, past a limit the scenario can raise.
+
+    An open-loop workload offered faster than its device serves piles up requests without bound: the
+    run would take minutes and gigabytes to say only "saturated". It stops early and says so instead.
+    """

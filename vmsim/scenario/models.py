@@ -436,6 +436,17 @@ class Workload(Strict):
     buffers: Buffers | None = None
 
 
+class Limits(Strict):
+    """Guards against runaway runs, each stopping the run with one line when passed (raise them to go on).
+
+    backlog: requests an open-loop workload may have waiting (submitted, not completed). A saturated
+    queue at a p99 target holds hundreds; millions means the load exceeds capacity and the run would only
+    spend minutes and gigabytes to say so.
+    """
+
+    backlog: int = Field(default=100_000, ge=1, lt=2**62)
+
+
 class Scenario(Strict):
     name: Name
     description: str = ""
@@ -449,6 +460,7 @@ class Scenario(Strict):
     buses: list[Bus] = Field(min_length=1)
     devices: list[Device] = Field(min_length=1)
     workloads: list[Workload] = Field(default_factory=list)
+    limits: Limits = Field(default_factory=Limits)
 
     @model_validator(mode="after")
     def _bounded(self):

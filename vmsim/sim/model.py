@@ -103,7 +103,7 @@ class Model:
                 sim, spec.name, driver=self.drivers[bus_spec.driver], bus=self.buses[bus_spec.name],
                 device=self.devices[spec.device], vq=spec.vq, arrivals=arrivals,
                 sizes=sampler(spec.size, sim.rng(f"{spec.name}.size")), requests=spec.requests,
-                start_ns=spec.start, trace=(traces or {}).get(spec.name),
+                start_ns=spec.start, trace=(traces or {}).get(spec.name), max_backlog=scenario.limits.backlog,
                 think=sampler(arrivals.think, sim.rng(f"{spec.name}.think")) if arrivals.kind == "closed" else None))
         self._sharing(scenario)
 
@@ -167,7 +167,9 @@ class Model:
         self._utilisation(stopped)
         return SimOutput(scenario=scenario.name, seed=scenario.seed, sim_time_ns=stopped, warmup_ns=scenario.warmup,
                          events=sim.log, requests=sim.requests, counters=sim.counters, series=sim.series,
-                         init_done_ns=dict(sim.init_done))
+                         init_done_ns=dict(sim.init_done),
+                         workloads={w.name: {"arrivals": w.arrivals.kind, "submitted": w.submitted,
+                                             "completed": w.completed} for w in self.workloads})
 
     def _teardown(self) -> None:
         """Once the run is over, every device's shared regions are given back and reclaimed (in simulated time

@@ -29,6 +29,7 @@ class SimOutput:
     "amp0.doorbell.to_device": {"rung": 400, "coalesced": 12, "delivered": 388}}``.
     `series` maps a dotted name to a step function (queue occupancy over time).
     `init_done_ns` maps each device's dotted name to the time its driver set DRIVER_OK.
+    `workloads` maps each workload to its arrival kind and the requests it submitted and saw completed.
     """
 
     scenario: str
@@ -40,3 +41,4 @@ class SimOutput:
     counters: dict[str, dict[str, float]] = field(default_factory=dict)
     series: dict[str, Series] = field(default_factory=dict)
     init_done_ns: dict[str, int] = field(default_factory=dict)
+    workloads: dict[str, dict] = field(default_factory=dict)

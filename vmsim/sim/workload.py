@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from vmsim.errors import OverloadError
 from vmsim.sim.core import Component, Simulation
 from vmsim.sim.costs import Sampler
 
@@ -32,7 +33,7 @@ class Workload(Component):
 
     def __init__(self, sim: Simulation, name: str, *, driver, bus, device, vq: int, arrivals, sizes: Sampler,
                  requests: int | None, start_ns: int, trace: tuple[list[int], list[int]] | None = None,
-                 think: Sampler | None = None, expected: int | None = None):
+                 think: Sampler | None = None, max_backlog: int | None = None):
         super().__init__(sim, name)
         self.driver = driver
         self.bus = bus
@@ -46,6 +47,7 @@ class Workload(Component):
         self.think = think
         self.submitted = 0
         self.completed = 0
+        self.max_backlog = max_backlog if max_backlog is not None else 2**63
         self.done = sim.env.event()
         self.queue = None
         self._rng = sim.rng(name)
@@ -97,6 +99,12 @@ class Workload(Component):
         if self.limit is not None and self.submitted >= self.limit:
             return False
         self.submitted += 1
+        if self.submitted - self.completed > self.max_backlog:
+            raise OverloadError(
+                f"workload {self.name}: {self.submitted - self.completed:,} requests waiting at "
+                f"{self.env.now / 1e6:.3f} ms of simulated time: offered faster than {self.device.name} completes "
+                f"them (limits.backlog = {self.max_backlog:,}: lower the load, or raise the limit with "
+                f"--set limits.backlog=N)")
         request = Request(self.sim.next_request_id(), self, self.sizes() if size is None else size, self.env.now)
         self.queue.submit(request)
         return True

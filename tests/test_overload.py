@@ -1,0 +1,53 @@
+"""A load the model cannot carry stops the run early with one line, instead of minutes and gigabytes.
+
+An open-loop workload offered faster than its device serves piles requests up without bound. Below
+the scenario's `limits.backlog` the run goes on (a saturated queue is a legitimate study point);
+past it the run stops with an `OverloadError` naming the workload, the backlog, the time and the key
+that raises the limit.
+"""
+
+from __future__ import annotations
+
+import pytest
+from sim_helpers import run, scenario_dict
+
+from vmsim.cli import main
+from vmsim.errors import OverloadError, VmsimError
+
+# 2 us of service per request: the device completes at most 500k requests per second.
+OPEN_LOOP = [{"name": "load", "device": "dev", "arrivals": {"kind": "constant", "rate": "1 MHz"}}]
+
+
+def test_a_backlog_past_the_limit_stops_the_run_with_the_key_that_raises_it():
+    data = scenario_dict(workloads=OPEN_LOOP, duration="1 ms", limits={"backlog": 50})
+    with pytest.raises(OverloadError) as raised:
+        run(data)
+    message = str(raised.value)
+    assert "workload load: 51 requests waiting" in message
+    assert "limits.backlog = 50" in message and "--set limits.backlog=N" in message
+    assert isinstance(raised.value, VmsimError)  # the CLI prints it on one line and exits 2
+
+
+def test_the_same_overload_under_a_raised_limit_runs_to_its_end():
+    """1 ms at over twice the capacity leaves hundreds of requests waiting: a saturated, finite study point."""
+    model, output = run(scenario_dict(workloads=OPEN_LOOP, duration="1 ms", limits={"backlog": 10_000}))
+    load = output.workloads["load"]
+    assert output.sim_time_ns == 1_000_000
+    assert load["arrivals"] == "constant"
+    assert load["submitted"] > 900 and load["submitted"] - load["completed"] > 500  # starts after device init
+
+
+def test_a_closed_loop_never_trips_the_guard_however_small_the_limit():
+    """Its backlog is its `outstanding` count by construction."""
+    _, output = run(scenario_dict(limits={"backlog": 2}))
+    assert output.workloads["load"] == {"arrivals": "closed", "submitted": 50, "completed": 50}
+
+
+def test_the_cli_prints_an_overload_on_one_line_and_exits_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "scenarios/studies/doorbell-or-polling.yaml", "--set", "workloads.io.arrivals.rate=1e9",
+              "--out", str(tmp_path / "out")])
+    assert exited.value.code == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vmsim: error: workload io: 100,001 requests waiting")
+    assert not (tmp_path / "out").exists()
