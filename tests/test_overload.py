@@ -30,7 +30,7 @@ def test_a_backlog_past_the_limit_stops_the_run_with_the_key_that_raises_it():
 
 def test_the_same_overload_under_a_raised_limit_runs_to_its_end():
     """1 ms at over twice the capacity leaves hundreds of requests waiting: a saturated, finite study point."""
-    model, output = run(scenario_dict(workloads=OPEN_LOOP, duration="1 ms", limits={"backlog": 10_000}))
+    _, output = run(scenario_dict(workloads=OPEN_LOOP, duration="1 ms", limits={"backlog": 10_000}))
     load = output.workloads["load"]
     assert output.sim_time_ns == 1_000_000
     assert load["arrivals"] == "constant"
