@@ -8,9 +8,18 @@ silently ignored setting. Unit strings are parsed here, at the edge; everything 
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from vmsim.sim.device import DEVICE_IDS
 from vmsim.units import parse_rate_hz, parse_size_bytes, parse_time_ns
@@ -60,19 +69,30 @@ class UniformTime(Strict):
         return self
 
 
-class EmpiricalTime(Strict):
+class Weighted(Strict):
+    """Empirical draws: each of `values` with probability proportional to its weight (equal without).
+
+    Subclasses declare `values`, then `weights`, so that the weights are checked against the values."""
+
+    @field_validator("weights", check_fields=False)
+    @classmethod
+    def _weights_match(cls, weights: list[float] | None, info: ValidationInfo):
+        if weights is None:
+            return weights
+        values = info.data.get("values")
+        if values is not None and len(weights) != len(values):
+            raise ValueError(f"{len(weights)} weights for {len(values)} values: give one per value")
+        if not all(math.isfinite(w) and w >= 0 for w in weights) or not 0 < sum(weights) < math.inf:
+            raise ValueError("weights must be finite, non-negative and not all zero")
+        return weights
+
+
+class EmpiricalTime(Weighted):
     """Draw from measured samples, with optional weights."""
 
     dist: Literal["empirical"]
     values: list[TimeNs] = Field(min_length=1)
     weights: list[float] | None = None
-
-    @model_validator(mode="after")
-    def _weights_match(self):
-        if self.weights is not None and (len(self.weights) != len(self.values) or min(self.weights) < 0
-                                         or sum(self.weights) <= 0):
-            raise ValueError("weights must be non-negative, one per value, and not all zero")
-        return self
 
 
 TimeDist = Annotated[
@@ -98,12 +118,10 @@ class UniformSize(Strict):
         return self
 
 
-class EmpiricalSize(Strict):
+class EmpiricalSize(Weighted):
     dist: Literal["empirical"]
     values: list[SizeBytes] = Field(min_length=1)
     weights: list[float] | None = None
-
-    _weights_match = EmpiricalTime._weights_match
 
 
 SizeDist = Annotated[ConstantSize | UniformSize | EmpiricalSize, Field(discriminator="dist")]
