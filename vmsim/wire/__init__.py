@@ -15,8 +15,8 @@ FF-A helpers live in `vmsim.wire.ffa`; the shared-memory views (`amp`, `spsc`, `
 """
 
 from vmsim.errors import DecodeError, EncodeError
-from vmsim.wire.layouts import DEFAULT_LAYOUT, get_layout, layout_names
-from vmsim.wire.messages import KINDS, Frame, Layout, MessageSpec
+from vmsim.wire.layouts import DEFAULT_LAYOUT, LayoutError, get_layout, layout_names
+from vmsim.wire.messages import KINDS, Frame, JsonError, Layout, MessageSpec
 
 __all__ = [
     "DEFAULT_LAYOUT",
@@ -24,7 +24,9 @@ __all__ = [
     "DecodeError",
     "EncodeError",
     "Frame",
+    "JsonError",
     "Layout",
+    "LayoutError",
     "MessageSpec",
     "get_layout",
     "layout_names",

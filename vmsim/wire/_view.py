@@ -22,6 +22,46 @@ I32 = struct.Struct("<i")
 U64 = struct.Struct("<Q")
 
 
+def readable_bytes(data, what: str):
+    """`data` as a buffer indexed, sliced and measured in bytes, or `DecodeError` naming `what`.
+
+    bytes and bytearray pass as they are; any other buffer (memoryview, array, mmap) becomes a flat
+    byte view of the same memory, or a copy when it is not C-contiguous. A memoryview counts and
+    iterates elements of its own format (`array('I', view)` reads one element per byte of a byte
+    view), so every decoder reads what it is given through this.
+    """
+    kind = type(data)
+    if kind is bytes or kind is bytearray:
+        return data
+    try:
+        view = memoryview(data)
+    except TypeError:
+        raise DecodeError(f"{what}: expected bytes, got {kind.__name__}") from None
+    except ValueError as exc:  # a released memoryview
+        raise DecodeError(f"{what}: unreadable {kind.__name__} ({exc})") from None
+    if view.ndim == 1 and view.format == "B" and view.c_contiguous:
+        return view
+    try:
+        return view.cast("B")
+    except (TypeError, ValueError):  # not C-contiguous, or a zero in its shape
+        return view.tobytes()
+
+
+def shared_bytes(buf, what: str):
+    """`buf` as a buffer indexed and measured in bytes that still writes through to the caller's memory.
+
+    Like `readable_bytes`, except that a view which is not C-contiguous cannot be written in place
+    and is refused with `DecodeError` (the peers of a shared-memory structure must see each other's stores).
+    """
+    kind = type(buf)
+    if kind is bytearray or kind is bytes:
+        return buf
+    view = readable_bytes(buf, what)
+    if type(view) is bytes:
+        raise DecodeError(f"{what}: a {kind.__name__} that is not C-contiguous cannot be shared memory")
+    return view
+
+
 def check_span(buf, offset: int, size: int, what: str) -> None:
     """Raise DecodeError unless `size` bytes starting at `offset` lie inside `buf`."""
     n = len(buf)

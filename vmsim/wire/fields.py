@@ -30,6 +30,8 @@ def check_uint(value: object, limit: int, where: str, field: str) -> int:
         return int(value)
     if not is_int:
         problem = f"expected an integer, got {type(value).__name__} {value!r}"
+    elif value.bit_length() > 64:  # too long to print in full (Python caps int-to-str at 4300 digits)
+        problem = f"a {value.bit_length()}-bit integer is out of range 0..{limit - 1}"
     else:
         problem = f"{value} is out of range 0..{limit - 1}"
     raise EncodeError(f"{where}: field {field!r}: {problem}")

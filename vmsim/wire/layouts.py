@@ -20,12 +20,20 @@ from __future__ import annotations
 
 from functools import cache
 
-from vmsim.errors import VmsimError
+from vmsim.errors import DecodeError, EncodeError
 from vmsim.wire import ffa, share
 from vmsim.wire.fields import Array, Blob, Split, event, pair, replace, reserved, u16, u32, u64
 from vmsim.wire.messages import HEADER_6, HEADER_8, HEADER_FIXED40, Layout
 
 DEFAULT_LAYOUT = "v1"
+
+
+class LayoutError(DecodeError, EncodeError):
+    """A layout name that names no layout (the empty string included: it does not mean the default).
+
+    Both a `DecodeError` and an `EncodeError`, so the one a caller already catches around its
+    decode or encode also catches a wrong layout name.
+    """
 
 
 def v1_is_event(msg_id: int) -> bool:
@@ -361,5 +369,5 @@ def _compiled(name: str) -> Layout:
 def get_layout(name: str = DEFAULT_LAYOUT) -> Layout:
     """The compiled layout called `name` (compiled on first use, then shared)."""
     if not isinstance(name, str) or name not in _TABLES:
-        raise VmsimError(f"unknown layout {name!r}; choose one of: {', '.join(_TABLES)}")
+        raise LayoutError(f"unknown layout {name!r}; choose one of: {', '.join(_TABLES)}")
     return _compiled(name)

@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from operator import itemgetter
 
 from vmsim.errors import DecodeError, EncodeError
+from vmsim.wire._view import readable_bytes
 from vmsim.wire.fields import Array, Blob, Message, Scalar, check_bytes, check_uint
 
 KINDS = ("request", "response", "event")
@@ -37,14 +38,42 @@ def u32_bytes(elements) -> bytes:
 
 
 def u32_list(data) -> list[int]:
-    """Ints from a little-endian le32 array whose length is a multiple of 4."""
-    words = array(_U32_CODE, data)
+    """Ints from a little-endian le32 array whose length is a multiple of 4.
+
+    ``frombytes`` reads the buffer's bytes; ``array(code, view)`` would iterate a memoryview and
+    make each byte one element.
+    """
+    words = array(_U32_CODE)
+    words.frombytes(data)
     if _SWAP:
         words.byteswap()
     return words.tolist()
 
 
 _MISSING = object()
+
+
+def _first_unknown(keys, known):
+    """The first of `keys`, in the caller's order, that is not in `known`, else `_MISSING`.
+
+    In order rather than sorted: keys of mixed types (``1`` and ``"x"``) do not sort.
+    """
+    return next((key for key in keys if key not in known), _MISSING)
+
+
+class JsonError(EncodeError):
+    """A codec JSON object that is not shaped as `Frame.to_json` prints one.
+
+    The message has one self-contained line per problem (each naming the key's path), also listed
+    in `problems`, so the CLI prints them all at once.
+    """
+
+    def __init__(self, *problems: str):
+        super().__init__(*problems)
+        self.problems = list(problems)
+
+    def __str__(self) -> str:
+        return "\n".join(self.problems)
 
 
 class Header:
@@ -268,11 +297,9 @@ class MessageSpec:
         where = f"encode {self.where}"
         if not isinstance(fields, Mapping):
             raise EncodeError(f"{where}: fields must be a mapping, got {type(fields).__name__}")
-        unknown = sorted(set(fields) - set(self.field_names))
-        if unknown:
-            raise EncodeError(
-                f"{where}: unknown field {unknown[0]!r}; fields are {', '.join(self.field_names)}"
-            )
+        unknown = _first_unknown(fields, self.field_names)
+        if unknown is not _MISSING:
+            raise EncodeError(f"{where}: unknown field {unknown!r}; fields are {', '.join(self.field_names)}")
         check_uint(dev_num, 1 << 16, where, "dev_num")
         if self.header.token_index is not None:
             check_uint(token, 1 << 16, where, "token")
@@ -340,6 +367,8 @@ class MessageSpec:
 
     def decode_checked(self, data) -> Frame:
         """Decode with every check, naming the first field that is wrong and its byte offset."""
+        if type(data) is not bytes:
+            data = readable_bytes(data, f"decode {self.where}")
         length = len(data)
         header = self.header
         if length < header.size:
@@ -548,6 +577,8 @@ def _array_codecs(spec: MessageSpec):
         return spec._pack_checked(dev_num, token, *values)
 
     def decode(data):
+        if type(data) is not bytes:
+            data = readable_bytes(data, f"decode {spec.where}")
         length = len(data)
         if length >= fixed_size:
             values = unpack(data)
@@ -624,10 +655,16 @@ class Layout:
                 kind = kinds[0]
             elif kinds:
                 raise EncodeError(f"{self.name} {name}: say which kind: {', '.join(kinds)}")
-        spec = self._by_key.get((name, kind))
+        spec = self._find(name, kind)
         if spec is None:
             raise EncodeError(self._unknown(name, kind))
         return spec
+
+    def _find(self, name, kind) -> MessageSpec | None:
+        try:
+            return self._by_key.get((name, kind))
+        except TypeError:  # an unhashable name or kind names no message
+            return None
 
     def _unknown(self, name, kind) -> str:
         kinds = [s.kind for s in self.messages if s.name == name]
@@ -641,16 +678,19 @@ class Layout:
 
         ``token`` is ignored by layouts without one (draft-6b, fixed40).
         """
-        spec = self._by_key.get((name, kind))
+        spec = self._find(name, kind)
         if spec is not None:
             return spec.encode(fields, dev_num, token)
         raise EncodeError(self._unknown(name, kind))
 
     def decode(self, data) -> Frame:
-        """Decode one whole frame (bytes, bytearray or memoryview, exactly msg_size long)."""
+        """Decode one whole frame, exactly msg_size long: bytes, bytearray, or any buffer (a memoryview
+        of any format, shape or stride is read as its bytes; see `readable_bytes`)."""
+        if type(data) is not bytes:
+            data = readable_bytes(data, f"decode {self.name}")
         try:
             spec, unpack, size = self._by_head[data[0] << 8 | data[1]]
-        except (KeyError, IndexError, TypeError):
+        except (KeyError, IndexError):
             raise self._head_error(data) from None
         if unpack is not None and len(data) == size:
             values = unpack(data)
@@ -660,8 +700,6 @@ class Layout:
 
     def _head_error(self, data) -> DecodeError:
         where = f"decode {self.name}"
-        if not isinstance(data, bytes | bytearray | memoryview):
-            return DecodeError(f"{where}: expected bytes, got {type(data).__name__}")
         length = len(data)
         if length < self.header.size:
             offset, missing = max((start, n) for n, start in self.header.offsets.items() if start <= length)
@@ -679,37 +717,100 @@ class Layout:
         )
 
     def encode_json(self, obj: Mapping) -> bytes:
-        """Inverse of `Frame.to_json`: ``header.msg_size`` is recomputed, not trusted."""
-        if not isinstance(obj, Mapping):
-            raise EncodeError(f"encode {self.name}: expected a JSON object, got {type(obj).__name__}")
-        unknown = sorted(set(obj) - {"layout", "name", "kind", "header", "fields"})
-        if unknown:
-            raise EncodeError(f"encode {self.name}: unknown key {unknown[0]!r}")
+        """Inverse of `Frame.to_json`: ``header.msg_size`` is recomputed, not trusted.
+
+        Every key and value is type-checked before use: a `JsonError` lists each problem on its own line.
+        """
+        where = f"encode {self.name}"
+        problems = _json_problems(obj, where)
+        if problems:
+            shown = problems[:_MAX_PROBLEMS]
+            if len(problems) > _MAX_PROBLEMS:
+                shown.append(f"{where}: ... and {len(problems) - _MAX_PROBLEMS} more problems")
+            raise JsonError(*shown)
         if obj.get("layout", self.name) != self.name:
-            raise EncodeError(f"encode {self.name}: 'layout' is {obj['layout']!r}, expected {self.name!r}")
-        if "name" not in obj:
-            raise EncodeError(f"encode {self.name}: missing key 'name'")
+            raise EncodeError(f"{where}: 'layout' is {obj['layout']!r}, expected {self.name!r}")
         spec = self.spec(obj["name"], obj.get("kind"))
         header = obj.get("header", {})
-        fields = obj.get("fields", {})
-        for key, value in (("header", header), ("fields", fields)):
-            if not isinstance(value, Mapping):
-                raise EncodeError(f"encode {spec.where}: {key!r} must be an object")
-        unknown = sorted(set(header) - set(spec.header.names))
-        if unknown:
-            raise EncodeError(f"encode {spec.where}: unknown header field {unknown[0]!r}")
+        unknown = _first_unknown(header, spec.header.names)
+        if unknown is not _MISSING:
+            raise EncodeError(
+                f"encode {spec.where}: unknown header field {unknown!r}; "
+                f"the header has {', '.join(spec.header.names)}"
+            )
         for name, expected in (("type", spec.type), ("msg_id", spec.msg_id)):
             if header.get(name, expected) != expected:
                 raise EncodeError(
                     f"encode {spec.where}: header {name} is {header[name]!r}, expected {expected}"
                 )
-        return spec.encode(_fields_from_json(spec, fields), header.get("dev_num", 0), header.get("token", 0))
+        fields = _fields_from_json(spec, obj.get("fields", {}))
+        return spec.encode(fields, header.get("dev_num", 0), header.get("token", 0))
 
     def __iter__(self) -> Iterator[MessageSpec]:
         return iter(self.messages)
 
     def __repr__(self) -> str:
         return f"<Layout {self.name} header={self.header.size} messages={len(self.messages)}>"
+
+
+JSON_KEYS = ("layout", "name", "kind", "header", "fields")
+_MAX_PROBLEMS = 10  # a JSON of 100,000 wrong keys is reported in ten lines, not 100,000
+
+
+def _json_type(value) -> str:
+    """The JSON name of a value's type (what the user wrote), not Python's."""
+    names = {bool: "boolean", int: "integer", float: "number", str: "string", type(None): "null"}
+    if type(value) in names:
+        return names[type(value)]
+    if isinstance(value, Mapping):
+        return "object"
+    return "array" if isinstance(value, list | tuple) else type(value).__name__
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _json_problems(obj, where: str) -> list[str]:
+    """Every key of a codec JSON object whose type is wrong, by path (``fields.features[3]``).
+
+    Types only; ranges, names and counts are the encoder's checks, which word their own errors.
+    """
+    if not isinstance(obj, Mapping):
+        return [f"{where}: expected a JSON object, got {_json_type(obj)}"]
+    problems = [
+        f"{where}: unknown key {key!r}; keys are {', '.join(JSON_KEYS)}" for key in obj if key not in JSON_KEYS
+    ]
+    if "name" not in obj:
+        problems.append(f"{where}: missing key 'name'")
+    for key in ("layout", "name", "kind"):
+        if key in obj and not isinstance(obj[key], str):
+            problems.append(f"{where}: {key!r} must be a string, got {_json_type(obj[key])}")
+    if "kind" in obj and isinstance(obj["kind"], str) and obj["kind"] not in KINDS:
+        problems.append(f"{where}: 'kind' is {obj['kind']!r}, expected one of {', '.join(KINDS)}")
+    for key in ("header", "fields"):
+        if key in obj and not isinstance(obj[key], Mapping):
+            problems.append(f"{where}: {key!r} must be an object, got {_json_type(obj[key])}")
+    header = obj.get("header")
+    if isinstance(header, Mapping):
+        for name, value in header.items():
+            if not _is_int(value):
+                problems.append(f"{where}: header.{name} must be an integer, got {_json_type(value)}")
+    fields = obj.get("fields")
+    if isinstance(fields, Mapping):
+        for name, value in fields.items():
+            if isinstance(value, list | tuple):
+                bad = next((i for i, element in enumerate(value) if not _is_int(element)), None)
+                if bad is not None:
+                    problems.append(
+                        f"{where}: fields.{name}[{bad}] must be an integer, got {_json_type(value[bad])}"
+                    )
+            elif not (_is_int(value) or isinstance(value, str)):
+                problems.append(
+                    f"{where}: fields.{name} must be an integer, a hex string or an array of integers, "
+                    f"got {_json_type(value)}"
+                )
+    return problems
 
 
 def _fields_from_json(spec: MessageSpec, fields: Mapping) -> dict:
