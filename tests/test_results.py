@@ -1,15 +1,19 @@
 """Result folders: summary numbers a user can recompute by hand, lossless tables, atomic writes."""
 
 import json
+import os
+import subprocess
+import sys
 
 import handmade
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
+import vmsim
 from vmsim.analysis import plots
 from vmsim.errors import VmsimError
-from vmsim.results import RunResult, format_summary, summarize
+from vmsim.results import MARKER_FILE, RunResult, check_destination, format_summary, summarize
 from vmsim.sim.output import Series
 
 
@@ -93,7 +97,7 @@ def test_written_summary_is_strict_json_with_the_resolved_config(tmp_path):
     assert summary["trace"] == {"file": "trace.json", "events": 31, "limit": 200_000, "truncated": False}
     assert (folder / "config.resolved.yaml").read_text() == "name: handmade\n"
     assert sorted(path.name for path in folder.iterdir()) == [
-        "config.resolved.yaml", "events.parquet", "requests.parquet", "summary.json", "trace.json"]
+        ".vmsim-result", "config.resolved.yaml", "events.parquet", "requests.parquet", "summary.json", "trace.json"]
 
 
 def test_a_failure_mid_write_leaves_nothing_behind(tmp_path, monkeypatch):
@@ -109,20 +113,30 @@ def test_a_failure_mid_write_leaves_nothing_behind(tmp_path, monkeypatch):
 
 
 def test_an_existing_result_is_replaced_only_on_success(tmp_path, monkeypatch):
-    """The previous result stays intact when the new write fails, and is fully replaced (no
-    stale files) when it succeeds; no hidden temporary or old folders remain either way."""
+    """The previous result stays intact when the new write fails, and is fully replaced when it succeeds:
+    trace.json of the first run is gone after a run without a trace. No hidden temporary or old folders
+    remain either way."""
     folder = tmp_path / "handmade"
-    make_result().write(folder, plots=False, trace=False)
-    (folder / "stale.txt").write_text("from an older run")
+    make_result().write(folder, plots=False, trace=True)
 
     monkeypatch.setattr(plots, "latency_cdf", lambda *args, **kwargs: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         make_result().write(folder, plots=True, trace=False)
-    assert (folder / "stale.txt").exists() and (folder / "summary.json").exists()
+    assert (folder / "trace.json").exists() and (folder / "summary.json").exists()
 
     make_result().write(folder, plots=False, trace=False)
-    assert not (folder / "stale.txt").exists() and (folder / "summary.json").exists()
+    assert not (folder / "trace.json").exists() and (folder / "summary.json").exists()
     assert [path.name for path in tmp_path.iterdir()] == ["handmade"]
+
+
+def test_every_result_carries_a_marker_listing_the_files_vmsim_wrote(tmp_path):
+    """`.vmsim-result` is what makes a folder replaceable by the next run: it names vmsim and its version
+    and lists exactly the other files of the folder."""
+    folder = make_result().write(tmp_path / "out", plots=False, trace=False)
+    marker = json.loads((folder / MARKER_FILE).read_text())
+    assert marker == {"vmsim_result": 1, "vmsim_version": vmsim.__version__,
+                      "files": ["events.parquet", "requests.parquet", "summary.json"]}
+    assert sorted(path.name for path in folder.iterdir()) == [MARKER_FILE, *marker["files"]]
 
 
 def test_refuses_to_replace_a_folder_that_is_not_a_result(tmp_path):
@@ -131,6 +145,169 @@ def test_refuses_to_replace_a_folder_that_is_not_a_result(tmp_path):
     with pytest.raises(VmsimError, match="not a vmsim result folder"):
         make_result().write(tmp_path, plots=False, trace=False)
     assert (tmp_path / "notes.txt").read_text() == "precious"
+
+
+def test_refuses_a_folder_holding_a_summary_next_to_other_files_and_leaves_it_intact(tmp_path):
+    """A summary.json alone does not make a folder vmsim's: a project folder that happens to hold one (next
+    to its sources and notes) is refused, with how to proceed, and every file stays."""
+    project = tmp_path / "p"
+    (project / "src").mkdir(parents=True)
+    (project / "summary.json").write_text("{}\n")
+    (project / "src" / "main.c").write_text("int main(void) { return 0; }\n")
+    (project / "NOTES.md").write_text("notes\n")
+    before = tree(project)
+    with pytest.raises(VmsimError, match="no .vmsim-result marker.*remove it or choose another --out"):
+        make_result().write(project, plots=False, trace=False)
+    assert tree(project) == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["p"]
+
+
+def test_refuses_an_unmarked_result_of_an_older_vmsim(tmp_path):
+    """A result written before the marker existed cannot be told from a folder a user added files to, so it
+    is refused too; the message says to remove it or choose another --out."""
+    folder = make_result().write(tmp_path / "old", plots=False, trace=False)
+    (folder / MARKER_FILE).unlink()
+    with pytest.raises(VmsimError, match="older vmsim.*remove it or choose another --out"):
+        make_result().write(folder, plots=False, trace=False)
+    assert sorted(path.name for path in folder.iterdir()) == ["events.parquet", "requests.parquet", "summary.json"]
+
+
+def test_refuses_a_result_folder_holding_files_vmsim_did_not_write(tmp_path):
+    """A user's notes added to a result folder would be deleted with it: the folder is refused and the
+    message names the file."""
+    folder = make_result().write(tmp_path / "out", plots=False, trace=False)
+    (folder / "analysis.ipynb").write_text("{}")
+    with pytest.raises(VmsimError, match=r"did not write \(analysis.ipynb\)"):
+        make_result().write(folder, plots=False, trace=False)
+    assert (folder / "analysis.ipynb").read_text() == "{}"
+
+
+def test_writes_into_an_empty_folder(tmp_path):
+    """An empty folder holds nothing to lose: the result takes its place."""
+    (tmp_path / "out").mkdir()
+    folder = make_result().write(tmp_path / "out", plots=False, trace=False)
+    assert (folder / "summary.json").is_file()
+    assert [path.name for path in tmp_path.iterdir()] == ["out"]
+
+
+def test_a_symlinked_destination_is_followed_and_stays_a_symlink(tmp_path):
+    """`--out` at a symlink writes into its target, first into an empty folder, then replacing its own result
+    there; the symlink stays a symlink and no hidden folder is left beside either."""
+    (tmp_path / "disk").mkdir()
+    (tmp_path / "disk" / "real").mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "disk" / "real", target_is_directory=True)
+    for trace in (True, False):
+        assert make_result().write(link, plots=False, trace=trace) == link
+        assert link.is_symlink() and (tmp_path / "disk" / "real" / "summary.json").is_file()
+    assert not (tmp_path / "disk" / "real" / "trace.json").exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["disk", "link"]
+    assert [path.name for path in (tmp_path / "disk").iterdir()] == ["real"]
+
+
+def test_a_write_killed_with_sigkill_is_cleaned_up_by_the_next_write(tmp_path):
+    """kill -9 in the middle of the write leaves `.NAME.partial-PID-*`; the next write to the same
+    destination removes it, since its writer is dead, and leaves only the result."""
+    child = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(tmp_path / "out")],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "filling", "the writer never reached its fill"
+        child.kill()
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    leftovers = [path.name for path in tmp_path.iterdir()]
+    assert len(leftovers) == 1 and leftovers[0].startswith(f".out.partial-{child.pid}-"), leftovers
+    make_result().write(tmp_path / "out", plots=False, trace=False)
+    assert [path.name for path in tmp_path.iterdir()] == ["out"]
+
+
+KILLED_WRITER = """\
+import sys, time
+from vmsim.results import write_atomically
+
+def fill(folder):
+    (folder / "events.parquet").write_bytes(b"half")
+    print("filling", flush=True)
+    time.sleep(600)
+
+write_atomically(sys.argv[1], fill)
+"""
+
+
+def test_stale_old_and_empty_partial_folders_of_dead_writers_are_cleaned(tmp_path):
+    """A writer killed between renaming the previous result away and deleting it leaves `.NAME.old-PID-*`, a
+    complete marked result; one killed right after creating its partial folder leaves it empty. Both go."""
+    dead = dead_pid()
+    old = make_result().write(tmp_path / f".out.old-{dead}-0123abcd", plots=False, trace=False)
+    (tmp_path / f".out.partial-{dead}-4567cdef").mkdir()
+    make_result().write(tmp_path / "out", plots=False, trace=False)
+    assert not old.exists()
+    assert [path.name for path in tmp_path.iterdir()] == ["out"]
+
+
+def test_folders_of_live_writers_and_look_alikes_are_left_alone(tmp_path):
+    """Cleaning removes only what is surely vmsim's leftover: not the partial folder of a writer still
+    running, not one of a dead writer holding an unmarked file, not a folder of another name or a symlink."""
+    dead = dead_pid()
+    live = tmp_path / f".out.partial-{os.getppid()}-0123abcd"
+    live.mkdir()
+    (live / "events.parquet").write_bytes(b"being written")
+    unmarked = tmp_path / f".out.partial-{dead}-4567cdef"
+    unmarked.mkdir()
+    (unmarked / "mine.txt").write_text("not vmsim's")
+    other_name = tmp_path / f".outer.partial-{dead}-89abcdef"
+    other_name.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / f".out.old-{dead}-0000aaaa").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    before = tree(tmp_path)
+    make_result().write(tmp_path / "out", plots=False, trace=False)
+    after = tree(tmp_path)
+    assert {path for path in after if not path.startswith("out")} == before
+
+
+def test_a_destination_under_a_file_is_refused_before_writing(tmp_path):
+    """A parent that is a file can never hold a folder: one line naming it, and nothing created."""
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(VmsimError, match="notes.txt is a file, not a folder"):
+        check_destination(tmp_path / "notes.txt" / "run" / "out")
+    assert [path.name for path in tmp_path.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a mode 0555 folder, so it is not read-only for root")
+def test_a_read_only_destination_is_refused(tmp_path):
+    """A folder this user cannot write into is found by the check, not after the run."""
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    try:
+        with pytest.raises(VmsimError, match="read-only"):
+            check_destination(locked / "results" / "out")
+    finally:
+        locked.chmod(0o755)
+
+
+@pytest.mark.parametrize("out", [".", "..", "/"])
+def test_the_working_directory_and_the_folders_holding_it_are_refused(tmp_path, monkeypatch, out):
+    """Replacing `.` (or a folder above it) would pull the ground from under the run and everything beside
+    the result: refused whatever it holds."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(VmsimError, match="working directory"):
+        check_destination(out)
+
+
+def dead_pid() -> int:
+    """The id of a process that has exited (and been reaped), as a killed writer's would be."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def tree(root) -> set[str]:
+    """Every path under `root`, relative, with file contents, so any change shows."""
+    return {f"{path.relative_to(root)}:{path.read_bytes() if path.is_file() and not path.is_symlink() else ''}"
+            for path in root.rglob("*")}
 
 
 def test_init_sequence_lists_the_device_frames_up_to_driver_ok():

@@ -52,14 +52,16 @@ def run(path: str | Path, *, seed: int | None = None, out: str | Path | None = N
     """Run the scenario at `path` and return its `RunResult`.
 
     seed:      replaces the scenario's seed (same as `set={"seed": N}`).
-    out:       result folder (default results/<scenario name>/); replaced atomically.
+    out:       result folder (default results/<scenario name>/), written atomically; an existing one is
+               replaced only when empty or a vmsim result (see `vmsim.results.check_destination`);
+               a symlink is followed.
     write:     False keeps everything in memory (no folder; plots/trace then unused).
     set:       overrides, {"dotted.key": value} or ["dotted.key=value", ...].
     progress:  called now and then with the fraction of the run done, in [0, 1].
     overrides: more overrides as keywords, `__` for each dot.
 
-    Every user error (bad file, override, topology, out folder) is raised as a `VmsimError`
-    before anything is simulated or written.
+    Every user error (bad file, override, topology, an out folder that cannot be written or must not be
+    replaced) is raised as a `VmsimError` before anything is simulated or written.
     """
     from vmsim.scenario import load, read_trace, resolved_dict
     from vmsim.sim import build

@@ -32,7 +32,9 @@ SetOption = Annotated[list[str] | None, typer.Option(
 @app.command()
 def run(
     scenario: ScenarioPath,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Result folder (default: results/<scenario name>).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help=(
+        "Result folder (default: results/<scenario name>); an existing one is replaced only when it is empty "
+        "or a vmsim result."))] = None,
     seed: Annotated[int | None, typer.Option("--seed", min=0, help="Replace the scenario's seed.")] = None,
     set_: SetOption = None,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip the PNG plots.")] = False,
