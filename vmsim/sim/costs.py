@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from vmsim.units import MAX_TIME_NS
+
 
 class MemoryCost:
     """fixed + per started line, for reads and writes; zero bytes cost nothing."""
@@ -68,6 +70,11 @@ class Sampler:
         return value
 
 
+def whole_ns(draws: np.ndarray) -> np.ndarray:
+    """Float draws as int64 ns, a heavy tail capped at `MAX_TIME_NS` so that no draw wraps round int64."""
+    return np.rint(np.minimum(draws, MAX_TIME_NS)).astype(np.int64)
+
+
 def sampler(dist, rng: np.random.Generator) -> Sampler:
     """A sampler of integer ns (or bytes) for one of the scenario's distribution models."""
     kind = dist.dist
@@ -75,11 +82,11 @@ def sampler(dist, rng: np.random.Generator) -> Sampler:
         return Sampler(None, constant=int(dist.value))
     if kind == "exponential":
         mean = dist.mean
-        return Sampler(lambda n: np.rint(rng.exponential(mean, n)).astype(np.int64))
+        return Sampler(lambda n: whole_ns(rng.exponential(mean, n)))
     if kind == "lognormal":
         mu = np.log(dist.mean) - dist.sigma**2 / 2 if dist.mean > 0 else 0.0
         sigma = dist.sigma
-        return Sampler(lambda n: np.rint(rng.lognormal(mu, sigma, n)).astype(np.int64))
+        return Sampler(lambda n: whole_ns(rng.lognormal(mu, sigma, n)))
     if kind == "uniform":
         low, high = dist.low, dist.high
         return Sampler(lambda n: rng.integers(low, high, n, endpoint=True))

@@ -7,11 +7,9 @@ loop needs no process at all: each completion submits the next request from a ca
 
 from __future__ import annotations
 
-import numpy as np
-
 from vmsim.errors import OverloadError
 from vmsim.sim.core import Component, Simulation
-from vmsim.sim.costs import Sampler
+from vmsim.sim.costs import Sampler, whole_ns
 
 
 class Request:
@@ -78,7 +76,7 @@ class Workload(Component):
     def _open_loop(self, kind: str):
         mean_gap = 1e9 / self.arrivals.rate
         if kind == "poisson":
-            gaps = Sampler(lambda n: np.rint(self._rng.exponential(mean_gap, n)).astype(np.int64))
+            gaps = Sampler(lambda n: whole_ns(self._rng.exponential(mean_gap, n)))
         else:
             gaps = Sampler(None, constant=round(mean_gap))
         timeout = self.env.timeout
