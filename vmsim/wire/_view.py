@@ -129,6 +129,7 @@ class View:
             cls.SIZE = max(f.offset + f.size for f in cls.FIELDS)
 
     def __init__(self, buf, offset: int = 0):
+        buf = shared_bytes(buf, self.NAME)
         check_span(buf, offset, self.SIZE, self.NAME)
         self._buf = buf
         self._off = offset

@@ -24,7 +24,7 @@ import struct
 from itertools import pairwise
 
 from vmsim.errors import EncodeError
-from vmsim.wire._view import U16, U64, Field, View, bad_field, check_span
+from vmsim.wire._view import U16, U64, Field, View, bad_field, check_span, shared_bytes
 
 LAYOUT_MAGIC = 0x4C4F
 """`VMAMP_SHMEM_MAGIC_READY` ("LO"), stored last by the creator (L-amp26)."""
@@ -82,6 +82,7 @@ class AmpLayout(View):
     def __init__(self, buf, offset: int = 0, window: int | None = None):
         """`window` is the window size in bytes (default: the rest of the buffer)."""
         super().__init__(buf, offset)
+        buf = self._buf
         if window is None:
             window = len(buf) - offset
         check_span(buf, offset, window, "amp window")
@@ -101,6 +102,7 @@ class AmpLayout(View):
         notification words; with `num_notif > 0` vmsim puts the dev then drv tx,rx[,mask] arrays at 80,
         before the elements (no public code places them). The magic is written last, as the creator must.
         """
+        buf = shared_bytes(buf, cls.NAME)
         if window is None:
             window = len(buf) - offset
         if offset < 0 or window < 0 or offset + window > len(buf):
@@ -248,6 +250,7 @@ class AmpQueue:
 
     def __init__(self, buf, producer_head: int, consumer_head: int, elements: int, n: int, element_size: int):
         """Offsets are absolute in `buf`: the producer's and consumer's queue heads and the element array."""
+        buf = shared_bytes(buf, "amp queue")
         check_span(buf, producer_head, QUEUE_HEAD_SIZE, "amp producer queue head")
         check_span(buf, consumer_head, QUEUE_HEAD_SIZE, "amp consumer queue head")
         check_span(buf, elements, n * element_size, "amp queue elements")
@@ -333,6 +336,7 @@ class AmpNotifier:
 
     def __init__(self, buf, my_notif: int, peer_notif: int, num_notif: int, masked: bool):
         words = num_notif * (3 if masked else 2)
+        buf = shared_bytes(buf, "amp notification words")
         check_span(buf, my_notif, 8 * words, "amp notification words")
         check_span(buf, peer_notif, 8 * words, "amp notification words")
         self._buf = buf
@@ -411,6 +415,7 @@ class AmpQueuePeer:
         """Reads and validates the layout at `offset` (DecodeError if it is not a usable window)."""
         if role not in ("driver", "device"):
             raise EncodeError(f"amp peer: role {role!r} is neither 'driver' nor 'device'")
+        buf = shared_bytes(buf, "amp window")
         layout = AmpLayout(buf, offset, window).validate()
         mine, theirs = ("drv", "dev") if role == "driver" else ("dev", "drv")
         qh = {"drv": offset + layout.drv_queue_head_offset, "dev": offset + layout.dev_queue_head_offset}

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 
 from vmsim.errors import DecodeError, EncodeError
+from vmsim.wire._view import readable_bytes
 from vmsim.wire.fields import Message, event, pair, reserved, u8, u16, u32, u64
 
 # -- bus messages ----------------------------------------------------------------------------
@@ -258,6 +259,7 @@ def pack_direct_req2(frame: bytes) -> bytes:
     """The 112-byte x4..x17 image of `frame`: the frame at byte 0, the rest zero (L-26 xfer_direct.c)."""
     if not isinstance(frame, bytes | bytearray | memoryview):
         raise EncodeError(f"direct_req2: expected frame bytes, got {type(frame).__name__}")
+    frame = bytes(frame)  # a memoryview's len counts elements of its format, not bytes
     length = len(frame)
     if not 8 <= length <= MAX_FRAME:
         raise EncodeError(f"direct_req2: field 'msg_size': a {length}-byte frame is outside 8..{MAX_FRAME}")
@@ -269,8 +271,7 @@ def pack_direct_req2(frame: bytes) -> bytes:
 
 def unpack_direct_req2(image) -> bytes | None:
     """The frame held in a register image, or None for the all-zero "busy" sentinel (L-26)."""
-    if not isinstance(image, bytes | bytearray | memoryview):
-        raise DecodeError(f"direct_req2: expected a 112-byte image, got {type(image).__name__}")
+    image = readable_bytes(image, "direct_req2")
     if len(image) != DIRECT_REQ2_BYTES:
         raise DecodeError(f"direct_req2: image at offset 0: {len(image)} bytes, expected {DIRECT_REQ2_BYTES}")
     if not any(image):
@@ -288,6 +289,7 @@ def unpack_direct_req2(image) -> bytes | None:
 
 def image_to_registers(image: bytes) -> tuple[int, ...]:
     """The image as the 14 little-endian 64-bit registers x4..x17."""
+    image = readable_bytes(image, "direct_req2")
     if len(image) != DIRECT_REQ2_BYTES:
         raise DecodeError(f"direct_req2: image at offset 0: {len(image)} bytes, expected {DIRECT_REQ2_BYTES}")
     return _REGISTERS.unpack(image)

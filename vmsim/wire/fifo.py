@@ -14,7 +14,7 @@ push (it is zero-filled before the copy) or a pop.
 from __future__ import annotations
 
 from vmsim.errors import EncodeError
-from vmsim.wire._view import U16, Field, View, bad_field
+from vmsim.wire._view import U16, Field, View, bad_field, shared_bytes
 
 FIFO_MAGIC = b"VFFAFIFO"
 FIFO_VERSION = 0
@@ -50,6 +50,7 @@ class FifoRing:
 
     def __init__(self, buf, offset: int = 0):
         """Attach to the ring at `offset`; DecodeError naming field and offset if the header is unusable."""
+        buf = shared_bytes(buf, "ffa fifo")
         hdr = FifoHeader(buf, offset)
         checks = (("magic", hdr.magic == FIFO_MAGIC, repr(FIFO_MAGIC)),
                   ("version", hdr.version == FIFO_VERSION, str(FIFO_VERSION)),
@@ -85,6 +86,7 @@ class FifoRing:
         if message_size < MIN_MESSAGE_SIZE or depth < 2:
             raise EncodeError(f"ffa fifo: message_size {message_size} (>= {MIN_MESSAGE_SIZE}) and depth {depth} "
                               "(>= 2) required")
+        buf = shared_bytes(buf, "ffa fifo")
         if offset < 0 or offset + HEADER_SIZE + depth * message_size > len(buf):
             raise EncodeError(f"ffa fifo: {depth} entries of {message_size} bytes at offset {offset} exceed the "
                               f"{len(buf)}-byte buffer")

@@ -22,7 +22,7 @@ from __future__ import annotations
 import struct
 
 from vmsim.errors import DecodeError, EncodeError
-from vmsim.wire._view import U16, bad_field, check_span
+from vmsim.wire._view import U16, bad_field, check_span, shared_bytes
 
 DESC_SIZE = 16
 DESC_F_NEXT = 1
@@ -94,6 +94,7 @@ class SplitRing:
     def __init__(self, buf, qsz: int, desc: int, avail: int, used: int):
         if not (1 <= qsz <= MAX_QUEUE_SIZE and qsz & (qsz - 1) == 0):
             raise DecodeError(f"split ring: queue size {qsz} is not a power of two in 1..{MAX_QUEUE_SIZE}")
+        buf = shared_bytes(buf, "split ring")
         _check_area(buf, "split ring: descriptor table", desc, 16, DESC_SIZE * qsz)
         _check_area(buf, "split ring: avail ring", avail, 2, 6 + 2 * qsz)
         _check_area(buf, "split ring: used ring", used, 4, 6 + 8 * qsz)
@@ -389,6 +390,7 @@ class PackedRing:
     def __init__(self, buf, qsz: int, desc: int, driver_event: int, device_event: int):
         if not 1 <= qsz <= MAX_QUEUE_SIZE:
             raise DecodeError(f"packed ring: queue size {qsz} outside 1..{MAX_QUEUE_SIZE}")
+        buf = shared_bytes(buf, "packed ring")
         _check_area(buf, "packed ring: descriptor ring", desc, 16, DESC_SIZE * qsz)
         _check_area(buf, "packed ring: driver event suppression", driver_event, 4, 4)
         _check_area(buf, "packed ring: device event suppression", device_event, 4, 4)

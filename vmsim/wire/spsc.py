@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import NamedTuple, Protocol
 
 from vmsim.errors import DecodeError, EncodeError
-from vmsim.wire._view import I32, U32, bad_field, check_span
+from vmsim.wire._view import I32, U32, bad_field, check_span, shared_bytes
 from vmsim.wire.amp import RUN, AmpLayout, AmpQueuePeer
 
 HEAD_OFFSET = 0
@@ -72,6 +72,7 @@ class _SpscQueue:
 
     def __init__(self, buf, offset: int = 0, size: int = 4096):
         """Attach to the queue of `size` bytes at `offset`, picking up the indices already there."""
+        buf = shared_bytes(buf, self.FORMAT)
         slots = self.slots_for(size)
         if slots < 2:
             raise DecodeError(f"{self.FORMAT}: queue of {size} bytes at offset {offset} has {slots} slots, "
@@ -91,6 +92,7 @@ class _SpscQueue:
     @classmethod
     def create(cls, buf, offset: int = 0, size: int = 4096) -> _SpscQueue:
         """Creator side: zero both indices (an empty queue) and attach; EncodeError if it does not fit."""
+        buf = shared_bytes(buf, cls.FORMAT)
         slots = cls.slots_for(size)
         if slots < 2 or offset < 0 or offset + PACKETS_OFFSET + slots * SLOT_SIZE > len(buf):
             raise EncodeError(f"{cls.FORMAT}: a queue of {size} bytes at offset {offset} needs >= 2 slots "
@@ -188,6 +190,7 @@ def create_queue_pair(fmt: str, buf, offset: int = 0, size: int | None = None,
     QEMU buses place them (Q-amp24: 4 KiB each; Q-2024 Xen: 1 KiB each; Q-v1 puts the pair after a 4 KiB
     reserved page: pass offset=4096, size=8192).
     """
+    buf = shared_bytes(buf, fmt if isinstance(fmt, str) else "queue pair")
     if size is None:
         size = len(buf) - offset
     if fmt == "amp-2026":

@@ -15,7 +15,7 @@ import struct
 from typing import NamedTuple
 
 from vmsim.errors import EncodeError
-from vmsim.wire._view import U32, bad_field, check_span
+from vmsim.wire._view import U32, bad_field, check_span, readable_bytes
 
 HEADER = struct.Struct("<QQIIIHHIII")
 HEADER_SIZE = 44
@@ -94,6 +94,7 @@ def encode_header(hdr: VsockHeader) -> bytes:
 
 
 def decode_header(buf, offset: int = 0) -> VsockHeader:
+    buf = readable_bytes(buf, "vsock header")
     check_span(buf, offset, HEADER_SIZE, "vsock header")
     return VsockHeader._make(HEADER.unpack_from(buf, offset))
 
@@ -105,6 +106,7 @@ def encode_packet(hdr: VsockHeader, payload: bytes = b"") -> bytes:
 
 def decode_packet(buf, offset: int = 0) -> tuple[VsockHeader, bytes]:
     """(header, payload); DecodeError when `len` overruns the bytes that follow the header."""
+    buf = readable_bytes(buf, "vsock packet")
     hdr = decode_header(buf, offset)
     start = offset + HEADER_SIZE
     if hdr.len > len(buf) - start:
@@ -132,6 +134,7 @@ def encode_shmem_sg(desc: ShmemSgList) -> bytes:
 def decode_shmem_sg(buf, offset: int = 0) -> ShmemSgList:
     """The sg-list descriptor; `len` must be exactly 4 + 12 * nents and fit the bytes."""
     what = "vsock shmem sg"
+    buf = readable_bytes(buf, what)
     subop, typ, length = _shmem_header(buf, offset, what)
     if length < 4:
         raise bad_field(what, "len", offset + 8, length, ">= 4 (the nents field)")
@@ -151,6 +154,7 @@ def encode_shmem_dma(desc: ShmemDmaBuf) -> bytes:
 def decode_shmem_dma(buf, offset: int = 0) -> ShmemDmaBuf:
     """The dma-heap descriptor; `len` must be 16."""
     what = "vsock shmem dma"
+    buf = readable_bytes(buf, what)
     subop, typ, length = _shmem_header(buf, offset, what)
     if length != DMA_PAYLOAD_SIZE:
         raise bad_field(what, "len", offset + 8, length, str(DMA_PAYLOAD_SIZE))
