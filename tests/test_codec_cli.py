@@ -106,12 +106,47 @@ def test_list_shows_names_ids_and_sizes(capsys):
         (["codec", "encode", "{not json"], "JSON:"),
         (["codec", "encode", '{"name": "EVENT_USED", "fields": {}}'], "vq_index"),
         (["codec", "list", "--layout", "nope"], "choose one of"),
+        (["codec", "encode", '{"name": ["PING"]}'], "'name' must be a string, got array"),
+        (["codec", "encode", '{"name": "PING", "kind": {}}'], "'kind' must be a string, got object"),
+        (["codec", "encode", '{"name": "PING", "kind": "request", "fields": {"x": 1, "data": 1}}'], "'x'"),
+        (["codec", "encode", '{"name": "PING", "fields": {"data": 1' + "0" * 5000 + "}}"], "digits"),
+        (["codec", "encode", "[" * 9 + "]" * 9], "nested deeper than 8 levels at line 1 column 9"),
+        (["codec", "encode", '"' + "x" * (1 << 20) + '"'], "more than the 1,048,576"),
+        (["codec", "decode", "00" * (1 << 19) + "0"], "more than the 1,048,576"),
+        (["codec", "decode", "--layout", "", "0002010034120800"], "unknown layout ''"),
+        (["codec", "encode", "--layout", "", '{"name": "PING", "kind": "request"}'], "unknown layout ''"),
+        (["codec", "encode", '{"layout": "", "name": "PING", "kind": "request"}'], "unknown layout ''"),
+        (["codec", "list", "--layout", ""], "unknown layout ''"),
     ],
 )
 def test_bad_input_is_one_line_on_stderr_and_exit_2(capsys, argv, says):
     status, out, err = run(capsys, *argv)
     assert status == 2 and out == ""
     assert err.count("\n") == 1 and says in err and "Traceback" not in err, err
+
+
+def test_a_json_array_nested_a_thousand_deep_on_stdin_is_one_line(capsys, monkeypatch):
+    """Refused before parsing: the JSON parser would recurse past Python's limit."""
+    monkeypatch.setattr(sys, "stdin", io.StringIO("[" * 1000 + "]" * 1000))
+    status, out, err = run(capsys, "codec", "encode", "-")
+    assert (status, out) == (2, "")
+    assert err == "vmsim: error: JSON: nested deeper than 8 levels at line 1 column 9\n"
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting(capsys):
+    message = {"name": "PING", "kind": "request", "header": {"dev_num": 1}, "fields": {"data": 2}, "[[[[": 0}
+    status, _, err = run(capsys, "codec", "encode", json.dumps(message).replace('"[[[[": 0', '"[[[[[[[[[[": 0'))
+    assert status == 2 and err.startswith("vmsim: error: encode v1: unknown key '[[[[[[[[[['"), err
+
+
+def test_every_problem_of_a_codec_json_is_its_own_line(capsys):
+    message = {"name": "PING", "kind": "request", "header": {"dev_num": "1", "token": None}, "fields": {"data": []}}
+    status, out, err = run(capsys, "codec", "encode", json.dumps(message))
+    assert (status, out) == (2, "")
+    assert err.splitlines() == [
+        "vmsim: error: encode v1: header.dev_num must be an integer, got string",
+        "vmsim: error: encode v1: header.token must be an integer, got null",
+    ]
 
 
 def test_the_installed_command_line_decodes(tmp_path):
