@@ -21,6 +21,8 @@ A run is a pure function of its task, so every executor gives the same numbers.
 
 from __future__ import annotations
 
+import asyncio
+import ctypes
 import difflib
 import hashlib
 import itertools
@@ -30,6 +32,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 import types
 import uuid
@@ -66,6 +69,15 @@ DEFAULT_METRICS = ["throughput_rps", "latency_mean_ns", "latency_p99_ns"]
 KEPT_UP = 0.98  # throughput / offered load at or above which the system keeps up (see `knee`)
 _LENGTH_KEY = re.compile(r"len\((.+)\)")
 _MAX_PROBLEMS = 10
+SCHEDULER_TIMEOUT_S = 20.0  # a Dask scheduler that has not answered by then is reported, not waited for
+_SCHEDULER_ADDRESS = re.compile(
+    r"(?:(?:tcp|tls|ws|wss|ucx)://)?"
+    r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*)"
+    r":(?P<port>[0-9]{1,5})")
+RECORD_FIELDS = frozenset({"point", "replication", "seed", "key", "parameters", "status", "error", "metrics",
+                           "wall_seconds", "checksum"})
+MAX_RECORD_BYTES = 16 * 2**20  # far above any record (a few kB); a larger file is not one
+STALE = "stale"  # what `record_problem` says of a sound record of another scenario or seed
 
 
 # --- the sweep file -----------------------------------------------------------------------------
@@ -399,11 +411,68 @@ def run_point(task: Task) -> dict:
 
 
 def _record(task: Task, metrics: dict, error: str | None, wall_seconds: float | None) -> dict:
-    """What `points/<point>-<replication>.json` holds; strict JSON (NaN written as null)."""
-    return json_ready({"point": task.point, "replication": task.replication, "seed": task.seed, "key": task.key,
-                       "parameters": task.parameters, "status": "ok" if error is None else "error",
-                       "error": error, "metrics": metrics,
-                       "wall_seconds": None if wall_seconds is None else round(wall_seconds, 4)})
+    """What `points/<point>-<replication>.json` holds; strict JSON (NaN written as null).
+
+    A record names the run it stands for (point, replication, seed and the key of its resolved scenario)
+    and carries a checksum of all that and its results, so a resumed sweep trusts only what it wrote.
+    """
+    record = json_ready({"point": task.point, "replication": task.replication, "seed": task.seed, "key": task.key,
+                         "parameters": task.parameters, "status": "ok" if error is None else "error",
+                         "error": error, "metrics": metrics,
+                         "wall_seconds": None if wall_seconds is None else round(wall_seconds, 4)})
+    return {**record, "checksum": record_checksum(record)}
+
+
+def record_checksum(record: Mapping) -> str:
+    """sha256 of the record's canonical JSON (sorted keys, no spaces), its checksum left out."""
+    content = {key: value for key, value in record.items() if key != "checksum"}
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def record_problem(record: object, task: Task) -> str | None:
+    """Why a record read back from disk cannot stand for `task`'s run, or None when it can.
+
+    The shape is checked first (so nothing below trips over a list or a missing field), then the checksum
+    (an edited metric is caught), then that the record is the run its file name says. A record of
+    another scenario or seed (the sweep changed since) is `STALE`: expected, not damage.
+    """
+    if not isinstance(record, dict):
+        return f"holds a JSON {type(record).__name__}, not a record"
+    if set(record) != RECORD_FIELDS:
+        missing, unknown = sorted(RECORD_FIELDS - set(record)), sorted(set(record) - RECORD_FIELDS)
+        return "; ".join([*([f"lacks {', '.join(missing)}"] if missing else []),
+                          *([f"has unknown fields {', '.join(unknown)}"] if unknown else [])])
+    if record["checksum"] != record_checksum(record):
+        return "its checksum does not match its content (edited or damaged)"
+    shape = _shape_problem(record)
+    if shape is not None:
+        return shape
+    if (record["point"], record["replication"]) != (task.point, task.replication):
+        return (f"holds point {record['point']} replication {record['replication']}, "
+                f"not point {task.point} replication {task.replication} as its name says")
+    if (record["key"], record["seed"]) != (task.key, task.seed):
+        return STALE
+    return None
+
+
+def _shape_problem(record: dict) -> str | None:
+    def integer(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    def number(value) -> bool:
+        return value is None or isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    if not (integer(record["point"]) and integer(record["replication"]) and integer(record["seed"])):
+        return "point, replication and seed must be integers"
+    if not isinstance(record["key"], str) or record["status"] not in ("ok", "error"):
+        return "key must be a string and status ok or error"
+    if not (record["error"] is None or isinstance(record["error"], str)) or not number(record["wall_seconds"]):
+        return "error must be a string or null and wall_seconds a number"
+    metrics = record["metrics"]
+    if not isinstance(metrics, dict) or not all(number(value) for value in metrics.values()):
+        return "metrics must map names to numbers"
+    return None
 
 
 def _simulate(scenario_data: dict) -> dict:
@@ -452,6 +521,8 @@ def _executor(name: str, workers: int | None, scheduler: str | None) -> Callable
         raise VmsimError(f"--scheduler needs --executor dask, not {name}")
     if workers is not None and workers < 1:
         raise VmsimError(f"--workers must be at least 1, not {workers}")
+    if scheduler is not None:
+        check_scheduler_address(scheduler)
     count = workers or os.cpu_count() or 1
     if name == "inline":
         return lambda tasks: map(run_point, tasks)
@@ -460,16 +531,57 @@ def _executor(name: str, workers: int | None, scheduler: str | None) -> Callable
     return lambda tasks: _on_dask(tasks, count, scheduler)
 
 
-def _ignore_interrupts() -> None:
-    """Workers leave Ctrl-C to the parent, which stops them; otherwise each prints its own traceback."""
+def check_scheduler_address(address: str) -> None:
+    """A Dask scheduler address is `[tcp|tls|ws|wss|ucx://]HOST:PORT`; anything else is refused up front."""
+    match = _SCHEDULER_ADDRESS.fullmatch(address)
+    if match is None or not 1 <= int(match["port"]) <= 65535:
+        raise VmsimError(f"--scheduler {address!r} is not a Dask scheduler address "
+                         "(write tcp://HOST:PORT, e.g. tcp://10.0.0.5:8786)")
+
+
+def _start_worker(parent_pid: int) -> None:
+    """A pool worker leaves Ctrl-C to the sweep, which stops it (else each prints its own traceback), and
+    dies with the sweep: a sweep killed with -9 cannot stop its workers, which would sleep on forever."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(parent_pid)
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent_pid: int, poll_seconds: float = 0.2) -> None:
+    """End this process when the process `parent_pid` that started it ends, however it ends.
+
+    On Linux the kernel sends SIGKILL at the parent's death (prctl PR_SET_PDEATHSIG); everywhere a daemon
+    thread also watches for this process being handed to another parent, and exits. A parent that died
+    before this call is noticed at once. With the `forkserver` start method the parent is the fork
+    server, which itself ends with the sweep.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # no prctl (an unusual libc): the watching thread alone ends the worker
+    import multiprocessing
+
+    if multiprocessing.get_start_method() == "forkserver":
+        parent_pid = os.getppid()
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_seconds)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="vmsim-watch-parent", daemon=True).start()
 
 
 def _on_process_pool(tasks: list[Task], workers: int) -> Iterator[dict]:
     from concurrent.futures import ProcessPoolExecutor
 
     # Started before the caller opens its progress bar, whose monitor thread a forked worker need not copy.
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=_ignore_interrupts)
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_start_worker, initargs=(os.getpid(),))
     return _pool_results(pool, [pool.submit(run_point, task) for task in tasks])
 
 
@@ -501,17 +613,43 @@ def _on_dask(tasks: list[Task], workers: int, scheduler: str | None) -> Iterator
         raise VmsimError("--executor dask needs Dask: pip install 'vmsim[dask]'") from None
     import logging
 
-    cluster = None
-    if scheduler is None:
+    if scheduler is not None:
+        client, cluster = connect_scheduler(scheduler), None
+    else:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                dashboard_address=None, silence_logs=logging.ERROR)
-    try:
-        client = Client(scheduler or cluster, timeout="20s")
-    except (OSError, TimeoutError) as exc:
-        if cluster is not None:
-            cluster.close()
-        raise VmsimError(f"cannot reach the Dask scheduler at {scheduler}: {_one_line(exc)}") from None
+        client = Client(cluster, timeout=SCHEDULER_TIMEOUT_S)
     return _dask_results(client, cluster, {client.submit(run_point, task, pure=False): task for task in tasks})
+
+
+def connect_scheduler(address: str, timeout_s: float | None = None):
+    """A Dask client of the scheduler at `address`, or a one-line `VmsimError` once `timeout_s` seconds
+    (default `SCHEDULER_TIMEOUT_S`) have passed without a Dask answer.
+
+    Dask bounds the TCP connect but not the handshake after it, so a port that accepts and never speaks
+    (not a scheduler, or a hung one) would hold `Client()` for good: the handshake is tried first, in a
+    thread of its own (a notebook's event loop may be running in this one) and under a deadline.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from distributed import Client
+    from distributed.comm import connect
+
+    timeout_s = SCHEDULER_TIMEOUT_S if timeout_s is None else timeout_s
+
+    async def handshake() -> None:
+        comm = await asyncio.wait_for(connect(address, timeout=timeout_s), timeout_s)
+        await comm.close()
+
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="vmsim-scheduler-handshake") as probe:
+            probe.submit(asyncio.run, handshake()).result()
+        return Client(address, timeout=timeout_s)
+    except TimeoutError:
+        raise VmsimError(f"the Dask scheduler at {address} did not answer within {timeout_s:g} s "
+                         "(is a Dask scheduler listening there?)") from None
+    except Exception as exc:  # noqa: BLE001 - whatever a wrong address gives back, it is the user's to fix
+        raise VmsimError(f"cannot reach the Dask scheduler at {address}: {_one_line(exc)}") from None
 
 
 def _dask_results(client, cluster, futures: dict) -> Iterator[dict]:
@@ -554,13 +692,17 @@ class SweepFolder:
     """`<out>/`: the marker `sweep.json`, one record file per finished run, and the tables built from them."""
 
     def __init__(self, folder: Path):
-        """Refuse, before anything runs, a folder that holds something other than a sweep."""
+        """Refuse, before anything runs, a folder that holds something other than a sweep, and a sweep
+        whose `points` is not a folder: vmsim deletes nothing it did not write."""
         if folder.exists() and (not folder.is_dir() or (any(folder.iterdir())
                                                         and not (folder / MARKER_FILE).is_file())):
             raise VmsimError(f"{folder}: exists and is not a vmsim sweep folder (no {MARKER_FILE}); "
                              "choose another --out or remove it")
         self.folder = folder
         self.points = folder / POINTS_FOLDER
+        if os.path.lexists(self.points) and not self.points.is_dir():
+            raise VmsimError(f"{self.points}: is not a folder, where the sweep keeps one record per run; "
+                             "move it away or choose another --out")
 
     def open(self, sweep: Sweep) -> None:
         """Create the folder (once the executor is up, so a failed start writes nothing) and its marker."""
@@ -570,23 +712,61 @@ class SweepFolder:
         self.write_json(self.folder / MARKER_FILE, sweep.describe())
 
     def finished(self, tasks: list[Task]) -> dict[tuple[int, int], dict]:
-        """Records of runs already done: same file, same key (so the same scenario and seed), no error."""
-        done = {}
+        """Records of runs already done, each checked (`record_problem`): same run, same scenario and seed,
+        checksum intact, no error. A damaged record is named in a warning and its run done again; records
+        of an earlier version of the sweep are counted in one line."""
+        done, stale = {}, 0
         for task in tasks:
-            try:
-                record = json.loads((self.points / task.file_name).read_text())
-            except (OSError, ValueError):
+            path = self.points / task.file_name
+            if not os.path.lexists(path):
                 continue
-            if record.get("key") == task.key and record.get("status") == "ok":
+            if not path.is_file():
+                raise VmsimError(f"{path}: is not a regular file, where the sweep keeps a run's record; "
+                                 "move it away")
+            record, problem = _read_record(path, task)
+            if problem == STALE:
+                stale += 1
+            elif problem is not None:
+                _warn(f"{path}: {problem}; not trusted: the run is done again")
+            elif record["status"] == "ok":
                 done[task.point, task.replication] = record
+        if stale:
+            _warn(f"{stale} records in {self.points} are of another scenario or seed (the sweep or vmsim "
+                  "changed): running them again")
         return done
 
     def save(self, record: dict) -> None:
+        """Write a run's record as it finishes (temporary file, fsync, rename)."""
         self.write_json(self.points / record_file_name(record["point"], record["replication"]), record)
 
     @staticmethod
     def write_json(path: Path, data: dict) -> None:
         write_file_atomically(path, lambda temporary: temporary.write_text(json.dumps(data, indent=1) + "\n"))
+
+
+def _read_record(path: Path, task: Task) -> tuple[dict | None, str | None]:
+    """The record at `path` and why it cannot stand for `task`'s run (None when it can)."""
+    try:
+        with open(path, "rb") as stream:
+            data = stream.read(MAX_RECORD_BYTES + 1)
+    except OSError as exc:
+        return None, f"unreadable ({exc.strerror or exc})"
+    if len(data) > MAX_RECORD_BYTES:
+        return None, f"larger than any record (over {MAX_RECORD_BYTES // 2**20} MiB)"
+    try:
+        record = json.loads(data, parse_constant=_not_json)
+        return record, record_problem(record, task)
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep to read or to hash
+        return None, f"not a JSON record ({_one_line(exc)})"
+
+
+def _not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not strict JSON")
+
+
+def _warn(message: str) -> None:
+    """A problem vmsim works around, on one line of stderr."""
+    print(f"vmsim: warning: {' '.join(message.split())}", file=sys.stderr)
 
 
 # --- tables -------------------------------------------------------------------------------------
