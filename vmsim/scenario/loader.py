@@ -27,6 +27,7 @@ from vmsim.scenario.overrides import Override, locate, parse_override
 from vmsim.scenario.platform import fill_default_provenance, resolve_platform, strip_citations
 from vmsim.scenario.trace import read_trace
 
+MAX_PROBLEMS = 50  # lines of one ScenarioError; the rest are counted
 _BRANCH_MISMATCH = {
     "string_type",
     "model_type",
@@ -64,9 +65,8 @@ def load_platform(reference: str | Path) -> Platform:
     try:
         platform = Platform.model_validate(data)
     except ValidationError as exc:
-        raise ScenarioError(
-            *_schema_problems(exc, {"platform": data}, locations, loc_prefix=("platform",))
-        ) from None
+        found, left_out = _schema_problems(exc, {"platform": data}, locations, loc_prefix=("platform",))
+        raise ScenarioError(*_at_most(found, locations, left_out)) from None
     fill_default_provenance(platform)
     return platform
 
@@ -99,8 +99,8 @@ def _assemble(data: object, locations: Locations, base_dir: Path, arguments: Seq
     if isinstance(data.get("platform"), str):
         data["platform"] = {"profile": data["platform"]}
     _apply(data, early, locations, problems)
-    platform_ok = "platform" in data
-    if platform_ok:
+    platform_ok = True  # False once the platform's own problems are reported: the schema's would repeat them
+    if "platform" in data:
         try:
             data["platform"] = resolve_platform(
                 data["platform"], base_dir, locations, str(locations.default.source)
@@ -112,16 +112,16 @@ def _assemble(data: object, locations: Locations, base_dir: Path, arguments: Seq
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        problems.extend(_schema_problems(exc, data, locations, skip_platform=not platform_ok))
-        raise ScenarioError(*problems) from None
+        found, left_out = _schema_problems(exc, data, locations, skip_platform=not platform_ok)
+        raise ScenarioError(*_at_most(problems + found, locations, left_out)) from None
     if problems:
-        raise ScenarioError(*problems)
+        raise ScenarioError(*_at_most(problems, locations))
     fill_default_provenance(scenario.platform)
     graph = topology.build_graph(scenario)
     problems = locations.problems(topology.problems(scenario, graph))
     problems.extend(_load_traces(scenario, base_dir, locations))
     if problems:
-        raise ScenarioError(*problems)
+        raise ScenarioError(*_at_most(problems, locations))
     return scenario
 
 
@@ -162,7 +162,7 @@ def _load_traces(scenario: Scenario, base_dir: Path, locations: Locations) -> li
             continue
         path = (base_dir / workload.arrivals.file).expanduser().resolve()
         key = ("workloads", index, "arrivals", "file")
-        if not path.is_file():
+        if not path.exists():
             problems.append(
                 locations.problem(key, f"trace file {workload.arrivals.file!r} not found (looked for {path})")
             )
@@ -185,30 +185,48 @@ def _schema_problems(
     locations: Locations,
     skip_platform: bool = False,
     loc_prefix: tuple = (),
-) -> list[str]:
-    """One line per problem; union branches that merely failed to match are folded away.
+) -> tuple[list[str], int]:
+    """One line per problem, and how many more were left out; union branches that merely failed to
+    match are folded away.
 
+    Only the first `MAX_PROBLEMS` in file order get a message (a suggestion costs a fuzzy match),
+    then one line counts the rest: 200,000 unknown keys are reported in a second, not in minutes.
     `loc_prefix` places errors of a model validated on its own (a Platform) within the scenario."""
-    entries: list[tuple[KeyPath, str, bool, str]] = []
-    for error in exc.errors():
+    entries: list[tuple[KeyPath, dict, bool]] = []
+    for error in exc.errors(include_url=False):
         error["loc"] = loc_prefix + error["loc"]
         path, branch = _user_path(error["loc"], data)
         if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
             path += (error["ctx"]["discriminator"].strip("'"),)  # point at the `kind:`/`dist:` line
         if skip_platform and path[:1] == ("platform",):
             continue
-        entries.append((path, _message(error), branch and error["type"] in _BRANCH_MISMATCH, _given(error)))
+        entries.append((path, error, branch and error["type"] in _BRANCH_MISMATCH))
     deeper = {path[:end] for path, *_ in entries for end in range(len(path))}
-    lines: dict[KeyPath, list[str]] = {}
-    given: dict[KeyPath, str] = {}
-    for path, message, branch, shown in entries:
+    errors: dict[KeyPath, list[dict]] = {}
+    for path, error, branch in entries:
         if branch and path in deeper:
             continue  # another branch of the union got further: its error is the useful one
-        lines.setdefault(path, []).append(message)
-        given[path] = shown
-    return locations.problems(
-        [(path, "; or ".join(dict.fromkeys(messages)) + given[path]) for path, messages in lines.items()]
-    )
+        errors.setdefault(path, []).append(error)
+    in_file_order = sorted(errors, key=lambda path: _file_order(locations.origin(path)))
+    shown = locations.problems([
+        (path, "; or ".join(dict.fromkeys(_message(error) for error in errors[path])) + _given(errors[path][-1]))
+        for path in in_file_order[:MAX_PROBLEMS]
+    ])
+    return shown, max(0, len(in_file_order) - MAX_PROBLEMS)
+
+
+def _file_order(origin: Origin) -> tuple[str, int]:
+    return origin.source, origin.line or 0
+
+
+def _more(origin: Origin, hidden: int) -> str:
+    return f"{origin.source}: ... and {hidden:,} more problems (the first {MAX_PROBLEMS} are shown)"
+
+
+def _at_most(problems: list[str], locations: Locations, left_out: int = 0) -> list[str]:
+    """The first `MAX_PROBLEMS` problems and a count of the rest, so that an error stays readable."""
+    hidden = max(0, len(problems) - MAX_PROBLEMS) + left_out
+    return problems[:MAX_PROBLEMS] + ([_more(locations.default, hidden)] if hidden else [])
 
 
 def _user_path(loc: tuple, data: object) -> tuple[KeyPath, bool]:

@@ -3,10 +3,17 @@
 A scenario is assembled from several sources (the scenario file, a platform profile, `--set`
 arguments). `Locations` maps a key path such as `("buses", 0, "queue_elements")` to its origin;
 YAML is read with a loader that records the line of every mapping key and sequence item.
+
+Every input file is bounded before it is parsed: a regular file (not a FIFO, a device or a
+directory), at most `MAX_YAML_BYTES` (4 MiB) of YAML, nested at most `MAX_YAML_DEPTH` deep and at
+most `MAX_YAML_NODES` values once aliases are expanded, so neither `/dev/zero` nor an alias bomb
+can exhaust memory, and a deep nest cannot overflow the parser's stack.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +23,12 @@ from vmsim.errors import ScenarioError
 
 KeyPath = tuple[str | int, ...]
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built in: ~5x faster, same marks
+
+MAX_YAML_BYTES = 4 * 1024 * 1024
+MAX_YAML_DEPTH = 64
+MAX_YAML_NODES = 1_000_000
+_KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device",
+          stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +107,10 @@ def read_yaml(path: Path, shown: str) -> tuple[object, Locations]:
     `ScenarioError`; duplicate keys (which PyYAML would silently collapse) are reported too.
     """
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError(f"{shown}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError(f"{shown}: cannot read: {exc}") from None
+        text = read_bounded(path, shown, MAX_YAML_BYTES).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{shown}: cannot read: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    _check_shape(text, shown)
     loader = _SafeLoader(text)
     try:
         node = loader.get_single_node()
@@ -119,6 +131,77 @@ def read_yaml(path: Path, shown: str) -> tuple[object, Locations]:
     if duplicates:
         raise ScenarioError(*duplicates)
     return data, locations
+
+
+def read_bounded(path: Path, shown: str, limit: int) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes; anything else is a `ScenarioError`.
+
+    Opened without blocking and checked on the open descriptor, so a FIFO cannot hang the read and a
+    file swapped after a check is still caught; a file that grows while read stops at the limit."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise ScenarioError(f"{shown}: file not found") from None
+    except OSError as exc:
+        raise ScenarioError(f"{shown}: cannot read: {exc.strerror or exc}") from None
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if not stat.S_ISREG(mode):
+            kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+            raise ScenarioError(f"{shown}: cannot read: {kind}, not a regular file")
+        chunks, remaining = [], limit + 1
+        while remaining and (chunk := os.read(descriptor, min(remaining, 1 << 20))):
+            chunks.append(chunk)
+            remaining -= len(chunk)
+    except OSError as exc:
+        raise ScenarioError(f"{shown}: cannot read: {exc.strerror or exc}") from None
+    finally:
+        os.close(descriptor)
+    data = b"".join(chunks)
+    if len(data) > limit:
+        raise ScenarioError(f"{shown}: file is larger than the limit of {limit // (1024 * 1024)} MiB")
+    return data
+
+
+def _check_shape(text: str, shown: str) -> None:
+    """Walk the YAML events (no objects built) for nesting depth and for size with aliases expanded.
+
+    Each anchor's expanded size is remembered, so `[*a, *a, *a]` nested ten deep counts what it would
+    become, not the few bytes it is written in."""
+    loader = _SafeLoader(text)
+    open_sizes: list[list] = []  # [anchor, values so far] per open mapping or sequence
+    anchored: dict[str, int] = {}
+    expanded = 0
+    try:
+        while (event := loader.get_event()) is not None:
+            if isinstance(event, yaml.CollectionStartEvent):
+                if len(open_sizes) >= MAX_YAML_DEPTH:
+                    raise ScenarioError(f"{shown}:{event.start_mark.line + 1}: nested more than "
+                                        f"{MAX_YAML_DEPTH} levels deep")
+                open_sizes.append([event.anchor, 1])
+                expanded += 1
+                continue
+            if isinstance(event, yaml.CollectionEndEvent):
+                anchor, size = open_sizes.pop()
+            elif isinstance(event, yaml.ScalarEvent):
+                anchor, size = event.anchor, 1
+                expanded += 1
+            elif isinstance(event, yaml.AliasEvent):
+                anchor, size = None, anchored.get(event.anchor, 1)
+                expanded += size
+            else:
+                continue
+            if anchor is not None:
+                anchored[anchor] = size
+            if open_sizes:
+                open_sizes[-1][1] += size
+            if expanded > MAX_YAML_NODES:
+                raise ScenarioError(f"{shown}:{event.start_mark.line + 1}: more than {MAX_YAML_NODES:,} values "
+                                    "once aliases are expanded")
+    except yaml.YAMLError:
+        return  # the parse proper reports it, with its line
+    finally:
+        loader.dispose()
 
 
 def _record(node: yaml.Node, path: KeyPath, locations: Locations, shown: str, duplicates: list[str]) -> None:
