@@ -5,11 +5,14 @@ scenario (2 ms simulated per run)."""
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
 
 import pandas as pd
+import psutil
 import pytest
 from distributed import Client
 
@@ -220,6 +223,113 @@ def test_a_dask_cluster_started_elsewhere_runs_the_sweep_given_its_address(workd
             if process is not None:
                 process.terminate()
                 process.wait(timeout=30)
+
+
+@pytest.mark.parametrize("address", ["garbage!!", "tcp://host", "tcp://host:99999", "http://host:8786",
+                                     "tcp://host:８７８６", "tcp://host:8786\nmore"])
+def test_a_scheduler_address_that_is_not_one_is_one_line_and_nothing_runs(workdir, capsys, address):
+    code, _, err = run_cli(capsys, "sweep", "load.yaml", "--scheduler", address)
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "is not a Dask scheduler address (write tcp://HOST:PORT" in err
+    assert not (workdir / "results").exists()
+
+
+def test_a_scheduler_that_accepts_but_never_answers_is_one_line_after_the_timeout(workdir, capsys, monkeypatch):
+    """A port that accepts TCP but where no Dask scheduler speaks: Dask would wait on its handshake for
+    good; vmsim gives up after its timeout (20 s, shortened here) with one line, having written nothing."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # the kernel accepts connections; nobody speaks
+        address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+        with pytest.raises(VmsimError, match=f"scheduler at {address} did not answer within 0.5 s"):
+            sweep_module.connect_scheduler(address, timeout_s=0.5)
+        monkeypatch.setattr(sweep_module, "SCHEDULER_TIMEOUT_S", 0.5)
+        code, _, err = run_cli(capsys, "sweep", "load.yaml", "--scheduler", address)
+    assert code == 2 and len(err.splitlines()) == 1 and "did not answer within 0.5 s" in err, err
+    assert not (workdir / "results").exists()
+
+
+SLEEPING_SWEEP = """\
+import os, time
+import vmsim.sweep as sweep_module
+
+def sleeps(scenario):
+    open(os.path.join("started", str(os.getpid())), "w").close()
+    time.sleep(3600)
+
+sweep_module._simulate = sleeps
+sweep_module.sweep("load.yaml", executor="process", workers=2, plots=False, progress=False)
+"""
+
+WATCHING_ONLY = """\
+import os, sys, time
+from vmsim.sweep import die_with_parent
+sys.platform = "darwin"  # no prctl: the watching thread alone must end this process
+die_with_parent(os.getppid())
+print(os.getpid(), flush=True)
+time.sleep(3600)
+"""
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie waiting for whoever adopted it to reap it."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def wait_until_gone(pids: list[int], seconds: float = 10) -> list[int]:
+    """The pids still alive after `seconds` (a bound for a loaded machine, not a measured time)."""
+    deadline = time.monotonic() + seconds
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [pid for pid in pids if alive(pid)]
+
+
+def test_pool_workers_die_with_a_sweep_killed_with_sigkill(workdir):
+    """kill -9 gives the sweep no chance to stop its pool: each worker, asleep in a run, must see its
+    parent gone and exit on its own instead of sleeping on."""
+    (workdir / "started").mkdir()
+    sweep = subprocess.Popen([sys.executable, "-c", SLEEPING_SWEEP], cwd=workdir, stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(workers) < 2:
+            assert time.monotonic() < deadline and sweep.poll() is None, "the sweep's workers did not start"
+            time.sleep(0.05)
+            workers = [int(path.name) for path in (workdir / "started").iterdir()]
+        assert all(psutil.Process(pid).ppid() == sweep.pid for pid in workers)
+        os.kill(sweep.pid, signal.SIGKILL)
+        sweep.wait()
+        assert wait_until_gone(workers) == []
+    finally:
+        for pid in workers:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        if sweep.poll() is None:
+            sweep.kill()
+            sweep.wait()
+
+
+def test_a_worker_without_prctl_still_dies_with_its_parent(tmp_path):
+    """Where the kernel offers no death signal, the watching thread sees the process handed to another
+    parent and ends it: a parent starts a watcher, prints its pid, and is killed with -9."""
+    parent_code = ("import subprocess, sys, time\n"
+                   f"subprocess.Popen([sys.executable, '-c', {WATCHING_ONLY!r}])\n"
+                   "time.sleep(3600)\n")
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], stdout=subprocess.PIPE, text=True, cwd=tmp_path)
+    watcher = None
+    try:
+        watcher = int(parent.stdout.readline())
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        assert wait_until_gone([watcher]) == []
+    finally:
+        if watcher is not None and alive(watcher):
+            os.kill(watcher, signal.SIGKILL)
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        parent.stdout.close()
 
 
 def test_a_changed_sweep_reruns_only_what_changed(workdir, monkeypatch):

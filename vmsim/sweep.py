@@ -6,8 +6,9 @@ summarise. Every (point, replication) is one run of the usual pipeline, in memor
 flattened to one row of metrics and written to `<out>/points/<point>-<replication>.json` the moment
 it finishes (temporary file, fsync, rename), by the process that drives the sweep. Killing the
 sweep loses at most the runs in flight: the same command run again skips every run whose record is
-there and whose fully resolved scenario (seed included) is unchanged. A run that raises is recorded
-with its error while the others go on, and is tried again by the next invocation.
+there, intact (its checksum holds) and of an unchanged fully resolved scenario (seed included); a
+damaged record is reported and its run done again. A run that raises is recorded with its error while
+the others go on, and is tried again by the next invocation.
 
 Seeds: replication r of every point runs with the same seed, derived from (base seed, r), and each
 component draws from its own stream seeded from that seed and its dotted name. So all points share
@@ -15,8 +16,9 @@ common random numbers and differences between points are not drowned in sampling
 `common_random_numbers: false` the point's parameters enter the seed as well.
 
 Executors: `inline` (this process, for debugging), `process` (a local pool, one worker per core,
-the default) and `dask` (a local Dask cluster, or an existing one given its scheduler address).
-A run is a pure function of its task, so every executor gives the same numbers.
+the default; its workers die with the sweep, even one killed with -9) and `dask` (a local Dask
+cluster, or an existing one given its scheduler address). A run is a pure function of its task, so every
+executor gives the same numbers.
 """
 
 from __future__ import annotations
