@@ -109,11 +109,12 @@ def metrics_as_list_with_valid_checksum(text: str) -> str:
     (drop_metrics, "lacks metrics"),
     (metrics_as_list_with_valid_checksum, "metrics must map names to numbers"),
     (lambda text: "[1, 2]", "holds a JSON list, not a record"),
+    (lambda text: "null", "holds a JSON null, not a record"),
     (lambda text: text[: len(text) // 2], "not a JSON record"),
     (lambda text: "", "not a JSON record"),
     (lambda text: text.replace("null", "NaN", 1), "NaN is not strict JSON"),
     (lambda text: "[" * 100_000, "not a JSON record"),
-], ids=["edited-metric", "no-metrics", "forged-shape", "json-list", "truncated", "empty", "nan", "deep-nesting"])
+], ids=["edited-metric", "no-metrics", "forged-shape", "json-list", "json-null", "truncated", "empty", "nan", "deep-nesting"])
 def test_a_damaged_record_is_named_and_its_run_done_again(finished, monkeypatch, capsys, damage, reason):
     """One damaged record: one warning line naming its file and why, that one run redone, and a table
     equal to the undamaged one (an edited metric is never read into it)."""
@@ -163,7 +164,23 @@ def test_records_of_an_earlier_version_of_the_sweep_are_redone_with_one_note(fin
     vmsim.sweep("pair.yaml", executor="inline", plots=False, progress=False)
     warned = warnings_in(capsys.readouterr().err)
     assert len(calls) == 4
-    assert len(warned) == 1 and "4 records in" in warned[0] and "another scenario or seed" in warned[0]
+    assert len(warned) == 1 and "4 records in" in warned[0] and "another scenario, seed" in warned[0]
+
+
+def test_a_record_from_before_checksums_is_redone_as_stale_not_as_damaged(finished, monkeypatch, capsys):
+    """Records written before records carried a checksum cannot be checked, so their runs are done again,
+    counted in the one line for stale records rather than warned about one by one."""
+    points, table = finished
+    for path in points.iterdir():
+        record = json.loads(path.read_text())
+        del record["checksum"]
+        path.write_text(json.dumps(record))
+    capsys.readouterr()
+    calls = count_runs(monkeypatch)
+    again = vmsim.sweep("pair.yaml", executor="inline", plots=False, progress=False)
+    warned = warnings_in(capsys.readouterr().err)
+    assert len(calls) == 4 and len(warned) == 1 and warned[0].startswith("vmsim: warning: 4 records in")
+    pd.testing.assert_frame_equal(again, table)
 
 
 def test_points_replaced_by_a_file_is_one_line_and_the_file_is_kept(finished, capsys):

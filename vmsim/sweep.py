@@ -79,7 +79,7 @@ _SCHEDULER_ADDRESS = re.compile(
 RECORD_FIELDS = frozenset({"point", "replication", "seed", "key", "parameters", "status", "error", "metrics",
                            "wall_seconds", "checksum"})
 MAX_RECORD_BYTES = 16 * 2**20  # far above any record (a few kB); a larger file is not one
-STALE = "stale"  # what `record_problem` says of a sound record of another scenario or seed
+STALE = "stale"  # what `record_problem` says of a record of another scenario, seed or vmsim
 
 
 # --- the sweep file -----------------------------------------------------------------------------
@@ -437,10 +437,14 @@ def record_problem(record: object, task: Task) -> str | None:
 
     The shape is checked first (so nothing below trips over a list or a missing field), then the checksum
     (an edited metric is caught), then that the record is the run its file name says. A record of
-    another scenario or seed (the sweep changed since) is `STALE`: expected, not damage.
+    another scenario or seed (the sweep changed since), or from before records had a checksum, is
+    `STALE`: expected, not damage.
     """
     if not isinstance(record, dict):
-        return f"holds a JSON {type(record).__name__}, not a record"
+        kind = {list: "list", str: "string", bool: "boolean", type(None): "null"}.get(type(record), "number")
+        return f"holds a JSON {kind}, not a record"
+    if set(record) == RECORD_FIELDS - {"checksum"}:
+        return STALE  # written before records carried checksums: run again, as after an upgrade
     if set(record) != RECORD_FIELDS:
         missing, unknown = sorted(RECORD_FIELDS - set(record)), sorted(set(record) - RECORD_FIELDS)
         return "; ".join([*([f"lacks {', '.join(missing)}"] if missing else []),
@@ -620,7 +624,11 @@ def _on_dask(tasks: list[Task], workers: int, scheduler: str | None) -> Iterator
     else:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                dashboard_address=None, silence_logs=logging.ERROR)
-        client = Client(cluster, timeout=SCHEDULER_TIMEOUT_S)
+        try:
+            client = Client(cluster, timeout=SCHEDULER_TIMEOUT_S)
+        except BaseException:
+            cluster.close()
+            raise
     return _dask_results(client, cluster, {client.submit(run_point, task, pure=False): task for task in tasks})
 
 
@@ -733,8 +741,8 @@ class SweepFolder:
             elif record["status"] == "ok":
                 done[task.point, task.replication] = record
         if stale:
-            _warn(f"{stale} records in {self.points} are of another scenario or seed (the sweep or vmsim "
-                  "changed): running them again")
+            _warn(f"{stale} record{'s' if stale > 1 else ''} in {self.points} written for another scenario, "
+                  "seed or vmsim version: running them again")
         return done
 
     def save(self, record: dict) -> None:
