@@ -1,10 +1,18 @@
 """`vmsim run` / `vmsim validate` and `vmsim.run`: one-line user errors that write nothing, and a
 complete, reproducible result folder when all is well. Runs the real simulator on a tiny scenario."""
 
+import errno
+import fcntl
 import json
+import os
+import pty
+import re
+import select
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 
 import pandas as pd
@@ -118,6 +126,47 @@ def test_run_refuses_to_overwrite_a_folder_that_is_not_a_result(workdir, capsys)
     assert [path.name for path in (workdir / "notes").iterdir()] == ["keep.txt"]
 
 
+def test_run_refuses_a_folder_holding_a_summary_next_to_other_files_and_leaves_it_intact(workdir, capsys):
+    """A project folder with a summary.json beside its sources is not a result: exit 2, one line saying how
+    to proceed, every file kept (this once deleted the whole folder)."""
+    project = workdir / "p"
+    (project / "src").mkdir(parents=True)
+    (project / "summary.json").write_text("{}\n")
+    (project / "src" / "main.c").write_text("int main(void) { return 0; }\n")
+    (project / "NOTES.md").write_text("notes\n")
+    code, out, err = cli(capsys, "run", "tiny.yaml", "--out", "p")
+    assert_one_line_error(code, err, "p: has a summary.json but no .vmsim-result marker",
+                          "remove it or choose another --out")
+    assert out == ""
+    assert sorted(str(path.relative_to(project)) for path in project.rglob("*")) == [
+        "NOTES.md", "src", "src/main.c", "summary.json"]
+    assert (project / "summary.json").read_text() == "{}\n" and (project / "NOTES.md").read_text() == "notes\n"
+
+
+def test_a_second_run_replaces_the_first_ones_result(workdir, capsys):
+    """The folder a run wrote is marked as its own, so running again with the same --out replaces it."""
+    assert cli(capsys, "run", "tiny.yaml", "--out", "same", "--no-plots", "--seed", "1")[0] == 0
+    assert cli(capsys, "run", "tiny.yaml", "--out", "same", "--no-plots", "--no-trace", "--seed", "2")[0] == 0
+    assert json.loads((workdir / "same" / "summary.json").read_text())["seed"] == 2
+    assert not (workdir / "same" / "trace.json").exists()
+    assert sorted(path.name for path in workdir.iterdir()) == ["same", "tiny.yaml"]
+
+
+@pytest.mark.parametrize("out, fragment", [
+    ("tiny.yaml/result", "tiny.yaml is a file, not a folder"),
+    (".", "working directory"),
+    ("..", "working directory"),
+])
+def test_an_unwritable_destination_is_found_before_simulating(workdir, capsys, monkeypatch, out, fragment):
+    """A destination that can never be written is one line and exit 2 before the model is even built, not a
+    traceback after the whole simulation; nothing is created."""
+    monkeypatch.setattr("vmsim.sim.build", lambda *args, **kwargs: pytest.fail("simulated before checking --out"))
+    code, out_text, err = cli(capsys, "run", "tiny.yaml", "--out", out)
+    assert_one_line_error(code, err, fragment)
+    assert out_text == "" and "Traceback" not in err
+    assert [path.name for path in workdir.iterdir()] == ["tiny.yaml"]
+
+
 def test_run_writes_a_complete_result_folder(workdir, capsys):
     """The default folder is results/<scenario name>/ with tables, summary, config, plots and
     trace; stdout shows the one-screen summary; the tables agree with the summary's counts."""
@@ -125,8 +174,8 @@ def test_run_writes_a_complete_result_folder(workdir, capsys):
     assert code == 0
     folder = workdir / "results" / "tiny"
     assert sorted(path.name for path in folder.iterdir()) == [
-        "config.resolved.yaml", "events.parquet", "latency_cdf.png", "occupancy.png", "requests.parquet",
-        "summary.json", "throughput.png", "topology.png", "trace.json"]
+        ".vmsim-result", "config.resolved.yaml", "events.parquet", "latency_cdf.png", "occupancy.png",
+        "requests.parquet", "summary.json", "throughput.png", "topology.png", "trace.json"]
     assert [path.name for path in (workdir / "results").iterdir()] == ["tiny"]
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["seed"] == 9 and summary["scenario"] == "tiny"
@@ -142,7 +191,7 @@ def test_run_without_plots_and_trace(workdir, capsys):
     code, _, _ = cli(capsys, "run", "tiny.yaml", "--out", "quick", "--no-plots", "--no-trace")
     assert code == 0
     names = sorted(path.name for path in (workdir / "quick").iterdir())
-    assert names == ["config.resolved.yaml", "events.parquet", "requests.parquet", "summary.json"]
+    assert names == [".vmsim-result", "config.resolved.yaml", "events.parquet", "requests.parquet", "summary.json"]
     assert json.loads((workdir / "quick" / "summary.json").read_text())["trace"] is None
 
 
@@ -173,14 +222,65 @@ def test_override_arguments_keep_values_exactly():
 
 def test_ctrl_c_stops_a_run_with_one_line_and_leaves_no_half_result(workdir):
     """Ctrl-C during a long run: `vmsim: interrupted`, exit status 130, no traceback, and neither the result
-    folder, nor a hidden partial one, nor the parents it would have created."""
-    long_run = TINY.replace("duration: 1 ms", "duration: 10 s")
-    (workdir / "long.yaml").write_text(long_run)
-    run = subprocess.Popen([sys.executable, "-m", "vmsim", "run", "long.yaml", "--out", "deep/er/result"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(3)  # well into the simulation
-    run.send_signal(signal.SIGINT)
-    _, err = run.communicate(timeout=60)
-    assert run.returncode == 130
-    assert err.strip().splitlines()[-1] == "vmsim: interrupted" and "Traceback" not in err
+    folder, nor a hidden partial one, nor the parents it would have created.
+
+    The run's stderr is a terminal, so it shows its progress bar as a user would see it; the signal is sent
+    once the bar shows the simulation under way (below 100 %), never before it starts or after it ends.
+    The child gets Python's SIGINT handler back (`pytest &` from a script starts pytest with SIGINT
+    ignored, and children inherit that) and is killed if it outlives the test."""
+    (workdir / "long.yaml").write_text(TINY.replace("duration: 1 ms", "duration: 100 s").replace(
+        "rate: 50 kHz}}", "rate: 50 kHz}, requests: 500000}"))  # a count of requests: the bar knows its total
+    terminal, child_end = pty.openpty()
+    fcntl.ioctl(child_end, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # a terminal 80 columns wide
+    run = subprocess.Popen([sys.executable, "-c", PYTHON_M_VMSIM_WITH_SIGINT, "run", "long.yaml",
+                            "--out", "deep/er/result"],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=child_end)
+    os.close(child_end)
+    try:
+        shown = read_terminal(terminal, until=re.compile(r"(?<!\d)\d{1,2}%\|"))
+        assert re.search(r"(?<!\d)\d{1,2}%\|", shown), f"no progress bar below 100 % before the run ended: {shown!r}"
+        run.send_signal(signal.SIGINT)
+        err = shown + read_terminal(terminal)
+        assert run.wait(timeout=TERMINAL_TIMEOUT_S) == 130
+    finally:
+        os.close(terminal)
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    lines = [line.strip() for line in re.split(r"[\r\n]+", err) if line.strip()]
+    assert lines[-1] == "vmsim: interrupted" and "Traceback" not in err, err
     assert sorted(path.name for path in workdir.iterdir()) == ["long.yaml", "tiny.yaml"]
+
+
+TERMINAL_TIMEOUT_S = 120  # a bound on a hung child, far above the few seconds the test takes
+
+
+# `python -m vmsim ARGS` with Python's own SIGINT handler installed, which Python skips at start-up when the
+# signal arrives ignored.
+PYTHON_M_VMSIM_WITH_SIGINT = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv[0] = 'vmsim'; runpy.run_module('vmsim', run_name='__main__', alter_sys=True)")
+
+
+def read_terminal(terminal: int, until: re.Pattern | None = None) -> str:
+    """What the child wrote to its terminal, up to a match of `until` or the child closing it.
+
+    Bounded by TERMINAL_TIMEOUT_S so a child that hangs fails the test instead of hanging it."""
+    text = ""
+    deadline = time.monotonic() + TERMINAL_TIMEOUT_S
+    while until is None or not until.search(text):
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"the child wrote nothing expected within {TERMINAL_TIMEOUT_S} s: {text!r}"
+        ready, _, _ = select.select([terminal], [], [], remaining)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(terminal, 4096)
+        except OSError as exc:  # EIO: every holder of the child's end has closed it
+            if exc.errno != errno.EIO:
+                raise
+            break
+        if not chunk:
+            break
+        text += chunk.decode(errors="replace")
+    return text

@@ -55,8 +55,12 @@ def run(
         def progress(fraction: float) -> None:
             bar.update(max(0, min(100, round(fraction * 100)) - bar.n))
 
-        result = run_scenario(scenario, seed=seed, out=out, set=set_ or [], plots=not no_plots,
-                              trace=not no_trace, progress=progress)
+        try:
+            result = run_scenario(scenario, seed=seed, out=out, set=set_ or [], plots=not no_plots,
+                                  trace=not no_trace, progress=progress)
+        except KeyboardInterrupt:
+            bar.clear()  # Ctrl-C inside a bar update leaves tqdm believing it never drew: erase the bar here
+            raise
     print(format_summary(result.summary, result.path))
     if result.summary["check"]["status"] != "ok":
         raise SystemExit(1)  # a safety check failed: the result folder is written, the violations printed
