@@ -248,8 +248,10 @@ def test_a_scheduler_that_accepts_but_never_answers_is_one_line_after_the_timeou
 
 
 SLEEPING_SWEEP = """\
-import os, time
+import multiprocessing, os, time
 import vmsim.sweep as sweep_module
+
+multiprocessing.set_start_method("fork")  # so the workers run the sleeping simulation patched in below
 
 def sleeps(scenario):
     open(os.path.join("started", str(os.getpid())), "w").close()
