@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import socket
+import tempfile
 import uuid
 from functools import cached_property
 from pathlib import Path
@@ -291,14 +292,20 @@ def _marked_files(folder: Path) -> set[str] | None:
 
 
 def _check_writable(folder: Path, parent: Path) -> None:
-    """The nearest existing ancestor of the result's parent must be a folder this process can write."""
+    """The nearest existing ancestor of the result's parent must be a folder this process can create in.
+
+    Tried, not inferred from permission bits: an empty folder is made there and removed at once, so a
+    read-only mount, an ACL or a pseudo file system is found before the run, not after it.
+    """
     existing = parent
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
         raise VmsimError(f"{folder}: cannot be created, {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise VmsimError(f"{folder}: cannot be written, {existing} is read-only for this user")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".vmsim-probe-", dir=existing))
+    except OSError as exc:
+        raise VmsimError(f"{folder}: cannot be written, {existing}: {exc.strerror or exc}") from None
 
 
 def write_atomically(folder: Path, fill) -> Path:
