@@ -248,7 +248,7 @@ def _reachability(scenario: Scenario, graph: nx.DiGraph) -> Iterable[Problem]:
         if not graph.has_edge(bus.driver, bus.name):
             yield ("buses", index, "driver"), f"no driver named {bus.driver!r}{_hint(bus.driver, drivers)}"
     for index, device in enumerate(scenario.devices):
-        if not graph.has_edge(device.bus, device.name):
+        if not (_is(graph, device.bus, "bus") and graph.has_edge(device.bus, device.name)):  # not a workload's edge
             yield ("devices", index, "bus"), f"no bus named {device.bus!r}{_hint(device.bus, buses)}"
 
 

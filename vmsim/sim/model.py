@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 from contextlib import contextmanager
 
-from vmsim.errors import ScenarioError
+from vmsim.errors import OverloadError, ScenarioError
 from vmsim.sim.amp import AmpBus
 from vmsim.sim.core import Simulation, SimulationError
 from vmsim.sim.costs import FREE_MEMORY, MemoryCost, sampler
@@ -25,6 +25,7 @@ from vmsim.sim.xen import XenBus
 BUS_KINDS = {"amp": AmpBus, "xen": XenBus, "ffa": FfaBus}
 TEARDOWN_LIMIT = 10_000_000_000
 """Simulated time the regions still shared when the run ends get to be given back (then they count as leaked)."""
+CLOCK_LIMIT_NS = 2**62  # simulated time a run may reach: later times would not fit the int64 logs
 
 
 class BusContext:
@@ -151,6 +152,7 @@ class Model:
                 lambda _event: stop.succeed() if not stop.triggered else None)
         elif not self.workloads and scenario.duration is None:
             raise ScenarioError(f"{scenario.name}: no workloads and no duration: nothing says when to stop")
+        env.timeout(CLOCK_LIMIT_NS).callbacks.append(self._clock_limit)
         try:
             with _model_frozen():
                 env.run(until=stop)
@@ -170,6 +172,11 @@ class Model:
                          init_done_ns=dict(sim.init_done),
                          workloads={w.name: {"arrivals": w.arrivals.kind, "submitted": w.submitted,
                                              "completed": w.completed} for w in self.workloads})
+
+    def _clock_limit(self, _event) -> None:
+        raise OverloadError(
+            f"{self.scenario.name}: simulated time reached 2**62 ns (about 146 years) with {self.sim.completed:,} "
+            "requests completed: the run would outgrow int64 nanoseconds; give `duration`, or shorter times")
 
     def _teardown(self) -> None:
         """Once the run is over, every device's shared regions are given back and reclaimed (in simulated time
