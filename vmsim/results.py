@@ -89,7 +89,32 @@ def summarize(output: SimOutput, *, wall_seconds: float, version: str) -> dict:
         "events_logged": len(output.events),
         "trace": None,
         "check": check_events(output.events),
+        "workloads": output.workloads,
+        "warnings": run_warnings(output, int(latency.size)),
     })
+
+
+SATURATED = 0.9
+"""An open-loop workload that completes less than this share of what it offered is past capacity."""
+
+
+def run_warnings(output: SimOutput, measured: int) -> list[str]:
+    """What a user must not miss in the numbers: a load the model did not carry, nothing measured.
+
+    A closed loop always has its `outstanding` requests in flight at the end, so only open-loop
+    workloads (Poisson, constant, trace) are held to what they offered.
+    """
+    warnings = []
+    for name, counts in output.workloads.items():
+        submitted, completed = counts["submitted"], counts["completed"]
+        if counts["arrivals"] != "closed" and submitted and completed < SATURATED * submitted:
+            warnings.append(f"workload {name} completed {completed:,} of the {submitted:,} requests it offered "
+                            f"({completed / submitted:.0%}): the load exceeds what the model carries, so "
+                            "latency grows with the run's length")
+    if output.workloads and measured == 0:
+        warnings.append(f"no request submitted after the warm-up ({format_ns(output.warmup_ns)}) completed: "
+                        "latency and throughput are empty")
+    return warnings
 
 
 def group_counters(output: SimOutput) -> dict:
@@ -165,6 +190,7 @@ def format_summary(summary: dict, folder: Path | None = None) -> str:
     ]
     lines += _bus_lines(summary["buses"])
     lines += format_check(summary["check"])
+    lines += [f"warning    {warning}" for warning in summary.get("warnings", [])]
     trace = summary.get("trace")
     if trace and trace.get("truncated"):
         lines.append(f"trace      truncated to the first {trace['limit']} events")

@@ -144,6 +144,8 @@ class Model:
         expected = self.expected_requests()
         if progress is not None and expected:
             sim.report_progress(progress, expected)
+        elif progress is not None and scenario.duration:
+            env.process(_report_time(env, progress, scenario.duration))
         stop = env.event()
         if scenario.duration is not None:
             env.timeout(scenario.duration).callbacks.append(lambda _event: stop.succeed() if not stop.triggered else None)
@@ -211,6 +213,14 @@ def _model_frozen():
         yield
     finally:
         gc.unfreeze()
+
+
+def _report_time(env, progress, duration: int, steps: int = 100):
+    """Progress of a run that ends at `duration`: the share of simulated time done, `steps` times."""
+    step = max(1, duration // steps)
+    while env.now + step < duration:
+        yield env.timeout(step)
+        progress(env.now / duration)
 
 
 def build(scenario, traces: dict | None = None) -> Model:
