@@ -11,7 +11,9 @@ Hot path: ``spec = layout.spec("EVENT_AVAIL", "event")`` once, then ``spec.pack(
 token, *values)`` or ``spec.encode(fields, dev_num, token)``; ``frame[name]`` reads one field.
 
 FF-A helpers live in `vmsim.wire.ffa`; the shared-memory views (`amp`, `spsc`, `fifo`,
-`rings`, `vsock`) are submodules imported by name.
+`rings`, `vsock`) are submodules imported by name, and so are the protocol constants the
+scenario schema and the simulator share: `virtio` (status and feature bits, device ids) and
+`memory` (the 4 KiB page).
 """
 
 from vmsim.errors import DecodeError, EncodeError
