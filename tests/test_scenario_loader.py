@@ -4,13 +4,16 @@ The base scenario below is valid; each test edits one line (keeping line numbers
 lines, so the expected `file:line` in each message can be read straight off the text.
 """
 
+import os
 import pickle
 
 import pytest
 import yaml
 
-from vmsim.errors import ScenarioError
+from vmsim.errors import OverloadError, ScenarioError
 from vmsim.scenario import load, load_dict, read_trace, resolved_dict
+from vmsim.scenario.locations import MAX_YAML_BYTES
+from vmsim.sim import build
 
 BASE = """\
 name: demo
@@ -571,3 +574,107 @@ def test_replacing_a_whole_platform_entry_drops_its_old_citations(tmp_path):
         "override: --set platform.doorbells.ideal={kind: ipi, latency: 1us}"
     )
     assert provenance["doorbells.ideal.ring"] == "default: schema default, no source"
+
+
+# --- values that fit, distributions that can be drawn (issue 11) --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("weights", "says"),
+    [
+        ("[0.5, 0.5]", "2 weights for 3 values: give one per value"),
+        ("[1, -1, 1]", "weights must be finite, non-negative and not all zero"),
+        ("[0, 0, 0]", "weights must be finite, non-negative and not all zero"),
+        ("[.nan, 1, 1]", "weights must be finite, non-negative and not all zero"),
+        ("[1e308, 1e308, 1]", "weights must be finite, non-negative and not all zero"),
+    ],
+)
+def test_empirical_size_weights_are_checked_like_time_weights(tmp_path, weights, says):
+    """A request size drawn from measured values: weights that numpy cannot draw from are refused at
+    load time, at their `--set`, rather than crashing the run."""
+    path = write(tmp_path, edited("    device: i2c0\n", "    device: i2c0\n"
+                                  "    size: {dist: empirical, values: [64 B, 576 B, 1500 B]}\n"))
+    override = f"workloads[0].size.weights={weights}"
+    assert problems(path, [override]) == [f"--set {override}: workloads[0].size.weights: {says}"]
+
+
+@pytest.mark.parametrize(
+    ("override", "says"),
+    [
+        ("duration=1e300 s", "duration: duration '1e300 s' is not finite"),
+        ("duration=1e12 s", "duration: duration '1e12 s' is longer than the limit of 2**60 ns (about 36 years)"),
+        ("workloads.load.arrivals.rate=1e-30 Hz", "rate '1e-30 Hz' is below the limit of 8.67e-10 Hz"),
+        ("workloads.load.size={dist: empirical, values: [1180591620717411303424]}",
+         "workloads[0].size.values[0]: size 1180591620717411303424 is larger than the limit of 2**40 bytes"),
+        ("devices.i2c0.service={dist: exponential, mean: ５ us}", "cannot read '５ us' as a duration"),
+    ],
+)
+def test_values_beyond_int64_time_and_size_are_refused_after_their_unit(tmp_path, override, says):
+    """Limits apply to the converted value ("1e300 s" is finite until it becomes ns), so that every
+    draw fits int64 nanoseconds and bytes; only ASCII digits make a number."""
+    found = problems(write(tmp_path, BASE), [override])
+    assert len(found) == 1 and found[0].startswith(f"--set {override}: ") and says in found[0]
+
+
+def test_a_run_that_would_outgrow_int64_nanoseconds_stops_with_one_line(tmp_path):
+    """The slowest rate allowed, with requests but no duration: each gap fits, their sum would not.
+    The run stops when simulated time reaches 2**62 ns instead of overflowing the int64 logs."""
+    text = edited("duration: 10 ms\n", "", edited("rate: 10 kHz}", "rate: 1e-9 Hz}\n    requests: 20"))
+    with pytest.raises(OverloadError, match=r"simulated time reached 2\*\*62 ns .* with 5 requests completed"):
+        build(load(write(tmp_path, text))).run()
+
+
+def test_a_scenario_without_a_platform_is_told_so(tmp_path):
+    """Without `platform:` the error once printed nothing after `vmsim: error:`."""
+    path = write(tmp_path, edited("platform: ideal\n", "\n"))
+    assert problems(path) == [f"{path}:1: platform: missing required key"]
+
+
+# --- inputs that are not small regular files --------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "kind"), [("/dev/zero", "a character device"), (".", "a directory")])
+def test_only_regular_files_are_read(tmp_path, name, kind):
+    """`/dev/zero` once filled memory; a directory is no scenario either."""
+    path = tmp_path if name == "." else name
+    assert problems(path) == [f"{path}: cannot read: {kind}, not a regular file"]
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    """Opening a FIFO for reading blocks until someone writes: the file is opened without blocking
+    and refused, so `vmsim validate` of a pipe returns at once."""
+    fifo = tmp_path / "scenario.yaml"
+    os.mkfifo(fifo)
+    assert problems(fifo) == [f"{fifo}: cannot read: a FIFO, not a regular file"]
+
+
+def test_a_file_over_the_size_limit_is_refused_unread(tmp_path):
+    path = write(tmp_path, BASE + "#" * MAX_YAML_BYTES)
+    assert problems(path) == [f"{path}: file is larger than the limit of 4 MiB"]
+
+
+def test_deep_nesting_and_alias_bombs_are_refused_before_they_are_built(tmp_path):
+    """A small file can describe a huge or deep document: a 100,000-deep list overflowed the parser's
+    stack, and nested aliases expand to billions of values. Both are counted from the parser's events."""
+    deep = write(tmp_path, BASE + "description: " + "[" * 100_000 + "]" * 100_000 + "\n", "deep.yaml")
+    assert problems(deep) == [f"{deep}:21: nested more than 64 levels deep"]
+    bomb = "".join(f"l{level}: &l{level} [{', '.join([f'*l{level - 1}'] * 10)}]\n" for level in range(1, 9))
+    bombed = write(tmp_path, BASE + "l0: &l0 [1, 2]\n" + bomb, "bomb.yaml")
+    assert problems(bombed) == [f"{bombed}:27: more than 1,000,000 values once aliases are expanded"]
+
+
+def test_a_trace_must_be_a_regular_file_too(tmp_path):
+    fifo = tmp_path / "trace.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(ScenarioError, match="a FIFO, not a regular file"):
+        read_trace(fifo)
+
+
+def test_thousands_of_unknown_keys_give_fifty_lines_and_a_count(tmp_path):
+    """Each unknown key gets a suggestion (a fuzzy match); 200,000 of them once took 30 s to say so.
+    Only the first 50 in file order are described, the rest counted."""
+    path = write(tmp_path, BASE + "".join(f"k{index}: 1\n" for index in range(20_000)))
+    found = problems(path)
+    assert len(found) == 51
+    assert found[0] == f"{path}:21: k0: unknown key 'k0'"
+    assert found[-1] == f"{path}: ... and 19,950 more problems (the first 50 are shown)"

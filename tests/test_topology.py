@@ -125,6 +125,16 @@ def test_an_unreachable_device_is_reported_once_at_the_cause():
     assert caught.value.problems == ["<dict>: buses[0].driver: no driver named 'drv9' (did you mean 'drv0'?)"]
 
 
+def test_a_device_whose_bus_names_a_workload_has_no_bus():
+    """The workload's edge points into the device, but it is no bus: a device on it once passed the
+    checks and crashed the run."""
+    data = scenario_dict(devices_per_bus=1)
+    data["devices"][0]["bus"] = "bus0_dev0_load"
+    with pytest.raises(ScenarioError) as caught:
+        load_dict(data)
+    assert caught.value.problems == ["<dict>: devices[0].bus: no bus named 'bus0_dev0_load'"]
+
+
 def test_duplicate_names_are_reported_alone():
     """With two components of one name the graph is ambiguous, so other checks would mislead."""
     data = scenario_dict()

@@ -1,8 +1,19 @@
 """Unit strings are parsed at the edge into integers (ns, bytes) or floats (Hz, B/s)."""
 
+import re
+
 import pytest
 
-from vmsim.units import format_ns, parse_bandwidth, parse_rate_hz, parse_size_bytes, parse_time_ns
+from vmsim.units import (
+    MAX_SIZE_BYTES,
+    MAX_TIME_NS,
+    MIN_RATE_HZ,
+    format_ns,
+    parse_bandwidth,
+    parse_rate_hz,
+    parse_size_bytes,
+    parse_time_ns,
+)
 
 
 @pytest.mark.parametrize(
@@ -82,3 +93,42 @@ def test_format_ns_picks_a_readable_unit():
     assert format_ns(20) == "20 ns"
     assert format_ns(3_000_000) == "3.00 ms"
     assert format_ns(2e9) == "2.00 s"
+
+
+@pytest.mark.parametrize(
+    ("parse", "text", "says"),
+    [
+        (parse_time_ns, "1e300 s", "duration '1e300 s' is not finite"),
+        (parse_time_ns, "1e10 s", "longer than the limit of 2**60 ns"),
+        (parse_time_ns, 2**70, "longer than the limit of 2**60 ns"),
+        (parse_time_ns, 10**400, "duration <a 1329-bit integer> is out of range"),
+        (parse_size_bytes, 2**70, "larger than the limit of 2**40 bytes (1 TiB)"),
+        (parse_size_bytes, "1025 GiB", "larger than the limit of 2**40 bytes"),
+        (parse_rate_hz, "1e-30 Hz", "below the limit of 8.67e-10 Hz"),
+        (parse_bandwidth, "1e300 GB/s", "not finite"),
+    ],
+)
+def test_limits_apply_after_the_unit_is_applied(parse, text, says):
+    """A number is finite and in range only once it is in ns or bytes: "1e300 s" is a float, its ns are
+    not. Times stop at 2**60 ns and sizes at 2**40 bytes so that sums of them stay inside int64."""
+    with pytest.raises(ValueError, match=re.escape(says)):
+        parse(text)
+
+
+def test_the_limits_themselves_are_accepted():
+    assert parse_time_ns(f"{MAX_TIME_NS} ns") == MAX_TIME_NS
+    assert parse_size_bytes(MAX_SIZE_BYTES) == MAX_SIZE_BYTES
+    assert parse_rate_hz(MIN_RATE_HZ) == MIN_RATE_HZ
+
+
+@pytest.mark.parametrize("text", ["５ us", "1.５ us", "٣ ms", "１０ B", "5\u2009us"])
+def test_only_ascii_digits_make_a_number(text):
+    """Python's float() reads full-width and Arabic-Indic digits; a scenario should not."""
+    with pytest.raises(ValueError, match="cannot read"):
+        parse_size_bytes(text) if text.endswith("B") else parse_time_ns(text)
+
+
+@pytest.mark.parametrize("value", [[1], {"a": 1}, None])
+def test_a_value_of_another_type_is_a_value_error(value):
+    with pytest.raises(ValueError, match="expected a duration"):
+        parse_time_ns(value)
