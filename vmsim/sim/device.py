@@ -11,14 +11,16 @@ from __future__ import annotations
 from vmsim.sim.core import Component, Simulation
 from vmsim.sim.costs import Sampler
 from vmsim.sim.virtqueue import DeviceQueue
+from vmsim.wire.virtio import (
+    DEVICE_IDS,  # noqa: F401  (scenario/models.py still imports it from here)
+    DRIVER_OK,
+    F_RING_EVENT_IDX,
+    F_VERSION_1,
+    FEATURES_OK,
+)
 
-ACKNOWLEDGE, DRIVER, DRIVER_OK, FEATURES_OK = 1, 2, 4, 8
-F_RING_EVENT_IDX = 29
-F_VERSION_1 = 32
 VENDOR_ID = 0x4D534D56  # "VMSM" little-endian: the simulated vendor
 CONFIG_REJECTED = 0
-DEVICE_IDS = {"net": 1, "block": 2, "console": 3, "rng": 4, "vsock": 19, "i2c": 34, "gpio": 41, "generic": 0x3F}
-"""Virtio device IDs (virtio 1.2 §5); "generic" is vmsim's own placeholder for a device of no given type."""
 
 
 class Device(Component):

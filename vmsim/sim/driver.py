@@ -8,8 +8,8 @@ specs require, and then moves I/O through split virtqueues whose rings live in r
 from __future__ import annotations
 
 from vmsim.sim.core import Component, Simulation, SimulationError
-from vmsim.sim.device import ACKNOWLEDGE, DRIVER, DRIVER_OK, F_RING_EVENT_IDX, F_VERSION_1, FEATURES_OK
 from vmsim.sim.virtqueue import DriverQueue
+from vmsim.wire.virtio import ACKNOWLEDGE, DRIVER, DRIVER_OK, F_RING_EVENT_IDX, F_VERSION_1, FEATURES_OK
 
 GET_DEVICES_WINDOW = 32  # device numbers asked per GET_DEVICES (VMA_MAX_DEVS in L-amp26)
 CONFIG_RESPONSE_OVERHEAD = 12  # generation, offset, length before data[] in GET_CONFIG's response

@@ -62,9 +62,9 @@ from vmsim.wire.ffa import (
     unpack_direct_req2,
 )
 from vmsim.wire.fifo import HEADER_SIZE, MIN_MESSAGE_SIZE, create_fifo_pair, open_fifo_pair
+from vmsim.wire.memory import PAGE, pages
 from vmsim.wire.share import MemType
 
-PAGE = 4096  # FF-A memory granule
 RXTX_BUFFER = 4096  # Linux arm_ffa maps one page each for RX and TX
 MSG_SEND2_HEADER = struct.Struct("<6I")  # FF-A v1.2 partition message header (flags, -, offset, ids, size, -)
 DRIVER_ENDPOINT, PARTITION_ENDPOINT = 0x0001, 0x8001  # a normal-world VM id and a secure partition id
@@ -871,7 +871,7 @@ class FfaBus(Bus):
     def share_buffer(self, dev_num: int, vq: int, request):
         if self._pool is not None:
             return bus_address(self._pool, 0, self._shift)
-        area = yield from self._share_area(max(1, -(-request.size // PAGE)), (dev_num, vq))
+        area = yield from self._share_area(pages(request.size), (dev_num, vq))
         self._buffer_area[request] = area
         return bus_address(area, 0, self._shift)
 

@@ -14,13 +14,14 @@ from vmsim.errors import OverloadError, ScenarioError
 from vmsim.sim.amp import AmpBus
 from vmsim.sim.core import Simulation, SimulationError
 from vmsim.sim.costs import FREE_MEMORY, MemoryCost, sampler
-from vmsim.sim.device import DEVICE_IDS, Device
+from vmsim.sim.device import Device
 from vmsim.sim.driver import Driver
 from vmsim.sim.ffa import FfaBus
 from vmsim.sim.output import SimOutput
 from vmsim.sim.sharing import ShareDriver, largest_size
 from vmsim.sim.workload import Workload
 from vmsim.sim.xen import XenBus
+from vmsim.wire.virtio import DEVICE_IDS
 
 BUS_KINDS = {"amp": AmpBus, "xen": XenBus, "ffa": FfaBus}
 TEARDOWN_LIMIT = 10_000_000_000

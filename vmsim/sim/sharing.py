@@ -34,18 +34,13 @@ from collections import deque
 
 from vmsim.sim.core import Component, Simulation
 from vmsim.sim.costs import sampler
+from vmsim.wire.memory import PAGE, pages
 from vmsim.wire.share import MemType, Result
 
-PAGE = 4096
 MEMORY_TYPES = {"normal": MemType.NORMAL, "non-cacheable": MemType.NON_CACHEABLE, "device": MemType.DEVICE}
 DRIVER_EVENTS = ("share.request", "share.done", "share.timeout", "release.request", "release.done",
                  "release.timeout", "reclaim")
 DEVICE_EVENTS = ("share.ack", "share.access", "release.request", "release.ack")
-
-
-def pages(nbytes: int) -> int:
-    """4 KiB pages that `nbytes` span (at least one)."""
-    return max(1, -(-nbytes // PAGE))
 
 
 def largest_size(size) -> int:

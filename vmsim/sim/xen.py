@@ -41,10 +41,9 @@ import simpy
 from vmsim.sim.channel import Channel, QueuePairBus
 from vmsim.sim.core import Component, Simulation, SimulationError
 from vmsim.sim.costs import MemoryCost
+from vmsim.wire.memory import PAGE, PAGE_SHIFT, pages
 from vmsim.wire.spsc import create_queue_pair
 
-PAGE = 4096
-PAGE_SHIFT = 12
 XEN = "xen"
 """As a bus's `frontend`: the hypervisor itself is the driver side (the vmp proxy)."""
 GREF_FIRST = 8  # grant references below 8 are reserved (GNTTAB_NR_RESERVED_ENTRIES)
@@ -56,11 +55,6 @@ BUS_EVENTS = ("evtchn.bind", "grant.grant", "grant.map", "grant.unmap", "grant.c
               "foreign.map", "tlb.shootdown", "gfn2mfn")
 """What a Xen bus logs besides frames (the event channels log evtchn.send/upcall/mask/unmask); each is
 also a counter of the bus."""
-
-
-def pages(nbytes: int) -> int:
-    """4 KiB pages a buffer of `nbytes` spans (at least one)."""
-    return max(1, -(-nbytes // PAGE))
 
 
 class EvtchnCost(NamedTuple):
