@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import vmsim
-from vmsim.sweep import run_point
+from vmsim.sweeps import run_point
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "scenarios" / "bench" / "amp-closed-loop.yaml"
@@ -33,7 +33,7 @@ BENCH = ROOT / "scenarios" / "bench" / "amp-closed-loop.yaml"
 
 def calibrated_requests(seconds: float) -> int:
     """The request count that makes one run of the bench scenario take about `seconds` here."""
-    from vmsim.sweep import load_sweep
+    from vmsim.sweeps import load_sweep
 
     probe = 5_000
     for _ in range(2):
@@ -69,7 +69,7 @@ def measure_on_running_dask(requests: int, runs: int, workers: int) -> dict:
 
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         with Client(cluster) as client:
-            client.run(lambda: __import__("vmsim.sweep"))
+            client.run(lambda: __import__("vmsim.sweeps"))
         return measure(requests, runs, "dask", workers, scheduler=cluster.scheduler_address)
 
 

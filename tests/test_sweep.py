@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 
 import pandas as pd
 import psutil
@@ -17,12 +18,14 @@ import pytest
 from distributed import Client
 
 import vmsim
-import vmsim.sweep as sweep_module
+import vmsim.sweeps
+import vmsim.sweeps.executors as executors_module
+import vmsim.sweeps.simulate as simulate_module
 from vmsim.cli import main
 from vmsim.errors import ScenarioError, VmsimError
-from vmsim.sweep import Axes, Target, capacity, derive_seed, knee, load_sweep, summary_table
+from vmsim.sweeps import Axes, Target, capacity, derive_seed, knee, load_sweep, summary_table
 
-SIMULATE = sweep_module._simulate  # the real one, whatever a test patched in
+SIMULATE = simulate_module._simulate  # the real one, whatever a test patched in
 
 TINY = """\
 name: tiny
@@ -91,7 +94,7 @@ def count_runs(monkeypatch, fail_when=lambda scenario: False) -> list:
             raise RuntimeError("the model fell over")
         return SIMULATE(scenario)
 
-    monkeypatch.setattr(sweep_module, "_simulate", counted)
+    monkeypatch.setattr(simulate_module, "_simulate", counted)
     return calls
 
 
@@ -134,7 +137,7 @@ def test_an_interrupted_sweep_resumes_and_ends_with_the_same_table(workdir, refe
         calls.append(scenario["seed"])
         return SIMULATE(scenario)
 
-    monkeypatch.setattr(sweep_module, "_simulate", interrupted)
+    monkeypatch.setattr(simulate_module, "_simulate", interrupted)
     with pytest.raises(KeyboardInterrupt):
         vmsim.sweep("load.yaml", executor="inline", plots=False)
     assert len(list((workdir / "results" / "load" / "points").glob("*.json"))) == 3
@@ -159,7 +162,7 @@ def test_a_killed_worker_stops_the_sweep_and_the_next_run_resumes(workdir, refer
             return SIMULATE(scenario)
         os._exit(9)
 
-    monkeypatch.setattr(sweep_module, "_simulate", dies_once)
+    monkeypatch.setattr(simulate_module, "_simulate", dies_once)
     with pytest.raises(VmsimError, match="worker process died.*run the same command again"):
         vmsim.sweep("load.yaml", executor="process", workers=2, plots=False)
     points = vmsim.sweep("load.yaml", executor="process", workers=2, plots=False)
@@ -240,8 +243,8 @@ def test_a_scheduler_that_accepts_but_never_answers_is_one_line_after_the_timeou
     with socket.create_server(("127.0.0.1", 0)) as silent:  # the kernel accepts connections; nobody speaks
         address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
         with pytest.raises(VmsimError, match=f"scheduler at {address} did not answer within 0.5 s"):
-            sweep_module.connect_scheduler(address, timeout_s=0.5)
-        monkeypatch.setattr(sweep_module, "SCHEDULER_TIMEOUT_S", 0.5)
+            executors_module.connect_scheduler(address, timeout_s=0.5)
+        monkeypatch.setattr(executors_module, "SCHEDULER_TIMEOUT_S", 0.5)
         code, _, err = run_cli(capsys, "sweep", "load.yaml", "--scheduler", address)
     assert code == 2 and len(err.splitlines()) == 1 and "did not answer within 0.5 s" in err, err
     assert not (workdir / "results").exists()
@@ -249,7 +252,8 @@ def test_a_scheduler_that_accepts_but_never_answers_is_one_line_after_the_timeou
 
 SLEEPING_SWEEP = """\
 import multiprocessing, os, time
-import vmsim.sweep as sweep_module
+import vmsim
+import vmsim.sweeps.simulate as simulate_module
 
 multiprocessing.set_start_method("fork")  # so the workers run the sleeping simulation patched in below
 
@@ -257,13 +261,13 @@ def sleeps(scenario):
     open(os.path.join("started", str(os.getpid())), "w").close()
     time.sleep(3600)
 
-sweep_module._simulate = sleeps
-sweep_module.sweep("load.yaml", executor="process", workers=2, plots=False, progress=False)
+simulate_module._simulate = sleeps
+vmsim.sweep("load.yaml", executor="process", workers=2, plots=False, progress=False)
 """
 
 WATCHING_ONLY = """\
 import os, sys, time
-from vmsim.sweep import die_with_parent
+from vmsim.sweeps import die_with_parent
 sys.platform = "darwin"  # no prctl: the watching thread alone must end this process
 die_with_parent(os.getppid())
 print(os.getpid(), flush=True)
@@ -363,10 +367,10 @@ def test_the_cli_writes_the_summary_and_plots_and_prints_the_report(workdir, cap
     assert {"latency_p99_ns_mean", "latency_p99_ns_low", "latency_p99_ns_high"} <= set(summary.columns)
 
 
-def test_vmsim_sweep_is_callable_even_after_importing_the_module(workdir):
-    """`vmsim.sweep` names the function; importing the module `vmsim.sweep` (as this file does) makes
-    the package attribute the module, which runs a sweep when called all the same."""
-    assert vmsim.sweep is sweep_module
+def test_vmsim_sweep_is_the_function_even_after_importing_the_sweeps_package(workdir):
+    """`vmsim.sweep` names the function; its code lives in the package `vmsim.sweeps` (imported by this
+    file), whose name differs, so importing it hides nothing and `vmsim.sweep` runs a sweep."""
+    assert vmsim.sweep is vmsim.sweeps.sweep and isinstance(vmsim.sweep, types.FunctionType)
     points = vmsim.sweep("load.yaml", executor="inline", write=False, progress=False)
     assert len(points) == 8 and not (workdir / "results").exists()
 

@@ -12,11 +12,12 @@ import pandas as pd
 import pytest
 
 import vmsim
-import vmsim.sweep as sweep_module
+import vmsim.sweeps.records as records_module
+import vmsim.sweeps.simulate as simulate_module
 from vmsim.cli import main
-from vmsim.sweep import record_checksum
+from vmsim.sweeps import record_checksum
 
-SIMULATE = sweep_module._simulate  # the real one, whatever a test patched in
+SIMULATE = simulate_module._simulate  # the real one, whatever a test patched in
 
 TINY = """\
 name: tiny
@@ -66,7 +67,7 @@ def count_runs(monkeypatch) -> list:
         calls.append(scenario["seed"])
         return SIMULATE(scenario)
 
-    monkeypatch.setattr(sweep_module, "_simulate", counted)
+    monkeypatch.setattr(simulate_module, "_simulate", counted)
     return calls
 
 
@@ -133,7 +134,7 @@ def test_a_damaged_record_is_named_and_its_run_done_again(finished, monkeypatch,
 def test_a_record_file_larger_than_any_record_is_not_trusted(finished, monkeypatch, capsys):
     """Read at most MAX_RECORD_BYTES (lowered here below every record): a bigger file is no record."""
     _, table = finished
-    monkeypatch.setattr(sweep_module, "MAX_RECORD_BYTES", 100)
+    monkeypatch.setattr(records_module, "MAX_RECORD_BYTES", 100)
     again = vmsim.sweep("pair.yaml", executor="inline", plots=False, progress=False)
     warned = warnings_in(capsys.readouterr().err)
     assert len(warned) == 4 and all("larger than any record" in line for line in warned)

@@ -4,9 +4,8 @@ The top-level names are imported lazily so that `import vmsim.wire` stays as lig
 standard library and the command line starts fast.
 """
 
+from vmsim._version import __version__
 from vmsim.errors import DecodeError, EncodeError, ScenarioError, VmsimError
-
-__version__ = "0.1.0"
 
 __all__ = ["DecodeError", "EncodeError", "ScenarioError", "VmsimError", "__version__", "run", "sweep"]
 
@@ -17,7 +16,7 @@ def __getattr__(name):
 
         return run
     if name == "sweep":
-        from vmsim.sweep import sweep
+        from vmsim.sweeps import sweep
 
         return sweep
     raise AttributeError(f"module 'vmsim' has no attribute {name!r}")

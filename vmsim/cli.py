@@ -92,8 +92,8 @@ def sweep(
     fresh: Annotated[bool, typer.Option("--fresh", help="Redo every run instead of resuming.")] = False,
 ) -> None:
     """Run a parameter sweep with replications; re-running the same command resumes an interrupted one."""
-    from vmsim.sweep import format_report, load_sweep
-    from vmsim.sweep import sweep as run_sweep
+    from vmsim.sweeps import format_report, load_sweep
+    from vmsim.sweeps import sweep as run_sweep
 
     plan = load_sweep(sweep_file)
     folder = out or Path("results") / plan.name

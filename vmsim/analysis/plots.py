@@ -23,7 +23,8 @@ PLOT_FILES = {
 _MAX_LEGEND_ENTRIES = 12
 
 
-def _axes(ax):
+def axes_or_new(ax):
+    """The `Axes` to draw into: the one given, else a new pyplot figure's (inline in Jupyter)."""
     if ax is not None:
         return ax
     import matplotlib.pyplot as plt
@@ -41,7 +42,7 @@ def time_unit(span_ns: float) -> tuple[float, str]:
 
 def latency_cdf(requests, ax=None, warmup_ns: int = 0):
     """Empirical CDF of request latency (requests submitted after warm-up), p50/p99 marked."""
-    ax = _axes(ax)
+    ax = axes_or_new(ax)
     latency = np.sort(requests.loc[requests["submit_ns"] >= warmup_ns, "latency_ns"].to_numpy())
     ax.set_title("Request latency CDF")
     ax.set_ylabel("fraction of requests")
@@ -66,7 +67,7 @@ def throughput(requests, ax=None, *, sim_time_ns: int, warmup_ns: int = 0, bins:
 
     By default about 20 completions per slice (10 to 100 slices), so a short run is not all noise.
     """
-    ax = _axes(ax)
+    ax = axes_or_new(ax)
     if bins is None:
         bins = int(np.clip(len(requests) // 20, 10, 100))
     ax.set_title("Throughput over time")
@@ -89,7 +90,7 @@ def occupancy(series: dict, ax=None, *, sim_time_ns: int):
 
     Only the `*.occupancy` series: a run also records others (the bytes a device has shared). With more
     queues than a legend holds, only the busiest (highest time average) are drawn, and the title says so."""
-    ax = _axes(ax)
+    ax = axes_or_new(ax)
     ax.set_title("Queue occupancy")
     ax.set_ylabel("elements in queue")
     steps_of = {name: (np.append(np.frombuffer(steps.time, dtype=np.int64), sim_time_ns),
@@ -118,7 +119,7 @@ def topology(graph, ax=None):
     """The topology graph, drawn by `vmsim.topology.draw`."""
     from vmsim.topology import draw
 
-    ax = _axes(ax)
+    ax = axes_or_new(ax)
     draw(graph, ax)
     return ax
 

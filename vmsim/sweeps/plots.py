@@ -2,8 +2,8 @@
 utilisation, each against offered load (or the first parameter that varies when no open-loop
 workload sets a load), one line per series, error bars the 95% confidence intervals.
 
-Like `plots.save_plots`, files are drawn on bare `Figure` objects so writing them never touches the
-user's pyplot backend; the functions also draw into any given `Axes` for notebooks.
+Like `vmsim.analysis.plots.save_plots`, files are drawn on bare `Figure` objects so writing them never
+touches the user's pyplot backend; the functions also draw into any given `Axes` for notebooks.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vmsim.analysis.plots import _axes, time_unit
+from vmsim.analysis.plots import axes_or_new, time_unit
+from vmsim.sweeps.records import write_file_atomically
+from vmsim.sweeps.tables import Axes, knee, summary_table
 
 LATENCY_LINES = {"latency_p50_ns": ("p50", ":"), "latency_p99_ns": ("p99", "-"), "latency_p999_ns": ("p99.9", "--")}
 RESOURCE_LIMIT = 6  # the busiest resources only: a legend of 40 queues helps nobody
@@ -41,7 +43,7 @@ def _bars(rows, metric: str, scale: float):
 
 def latency_vs_load(summary, axes, ax=None, target=None):
     """p50, p99 and p99.9 latency against load, per series; the target drawn when it is a latency."""
-    ax = _axes(ax)
+    ax = axes_or_new(ax)
     x_scale, prefix = _load_scale(summary["offered_rps"]) if axes.x == "offered_rps" else (1.0, "")
     top = np.nanmax(summary[[f"{m}_mean" for m in LATENCY_LINES]].to_numpy(dtype=float), initial=0.0)
     scale, unit = time_unit(top)
@@ -65,9 +67,7 @@ def latency_vs_load(summary, axes, ax=None, target=None):
 
 def throughput_vs_load(summary, axes, ax=None):
     """Throughput against offered load with the line where they are equal and each series' knee."""
-    from vmsim.sweep import knee
-
-    ax = _axes(ax)
+    ax = axes_or_new(ax)
     x_scale, prefix = _load_scale(summary["offered_rps"]) if axes.x == "offered_rps" else (1.0, "")
     by_load = axes.x == "offered_rps"
     if by_load:
@@ -99,7 +99,7 @@ def busiest_resources(points, limit: int = RESOURCE_LIMIT) -> list[str]:
 
 def utilisation_vs_load(summary, axes, resources: list[str], ax=None):
     """Utilisation of the busiest queues and devices against load: the first to reach 100% is the bottleneck."""
-    ax = _axes(ax)
+    ax = axes_or_new(ax)
     x_scale, prefix = _load_scale(summary["offered_rps"]) if axes.x == "offered_rps" else (1.0, "")
     for series, (label, rows) in enumerate(axes.groups(summary)):
         for index, resource in enumerate(resources):
@@ -119,8 +119,6 @@ def utilisation_vs_load(summary, axes, resources: list[str], ax=None):
 def save_sweep_plots(sweep, points, folder: Path) -> list[str]:
     """Write the three plots as PNG into `folder` (each replaced atomically); returns their file names."""
     from matplotlib.figure import Figure
-
-    from vmsim.sweep import Axes, summary_table, write_file_atomically
 
     resources = busiest_resources(points)
     metrics = [*LATENCY_LINES, "throughput_rps", *resources]

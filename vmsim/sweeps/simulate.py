@@ -1,0 +1,59 @@
+"""One run of a sweep: a task in, its record out, wherever an executor runs it.
+
+Every (point, replication) is one run of the usual pipeline, in memory (no result folder, plots or
+trace); its summary is flattened to one row of metrics. A run that raises is recorded with its error
+while the others go on.
+"""
+
+from __future__ import annotations
+
+import time
+
+from vmsim._version import __version__
+from vmsim.results import summarize
+from vmsim.scenario import load_dict, read_trace
+from vmsim.sim import build
+from vmsim.sweeps.records import one_line, run_record
+from vmsim.sweeps.spec import LATENCY_STATISTICS, Task, offered_rps
+
+
+def run_point(task: Task) -> dict:
+    """Run one (point, replication) and return its record; a failing run returns its error instead.
+
+    Top-level and free of open resources so process pools and Dask can ship it to a worker.
+    """
+    started = time.perf_counter()
+    try:
+        metrics, error = _simulate(task.scenario), None
+    except Exception as exc:  # noqa: BLE001 - a point's failure is its result; the sweep goes on
+        metrics, error = {}, one_line(exc)
+    return run_record(task, metrics, error, time.perf_counter() - started)
+
+
+def _simulate(scenario_data: dict) -> dict:
+    """The `vmsim.run` pipeline in memory (no folder, plots or trace), flattened to metrics."""
+    scenario = load_dict(scenario_data, source=f"scenario {scenario_data.get('name')}")
+    traces = {w.name: read_trace(w.arrivals.file) for w in scenario.workloads if w.arrivals.kind == "trace"}
+    started = time.perf_counter()
+    output = build(scenario, traces=traces).run()
+    summary = summarize(output, wall_seconds=time.perf_counter() - started, version=__version__)
+    return flat_metrics(summary, offered_rps(scenario))
+
+
+def flat_metrics(summary: dict, offered: float) -> dict[str, float]:
+    """A run summary as one flat row: run metrics, then `<component>.<counter>` for every numeric counter."""
+    latency = summary["latency_ns"]
+    metrics = {"offered_rps": offered, "throughput_rps": summary["throughput_rps"],
+               "requests_total": summary["requests_total"], "requests_completed": summary["requests_completed"],
+               **{f"latency_{statistic}_ns": latency[statistic] for statistic in LATENCY_STATISTICS}}
+    counters = dict(summary["other_counters"])
+    for bus, entry in summary["buses"].items():
+        counters[bus] = {**entry["counters"], "frames": entry["frames"], "bytes": entry["bytes"],
+                         "utilisation_max": entry["utilisation_max"]}
+        for group in ("queues", "doorbells", "devices"):
+            counters.update(entry[group])
+    for component, counts in sorted(counters.items()):
+        for counter, value in counts.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                metrics[f"{component}.{counter}"] = value
+    return metrics
