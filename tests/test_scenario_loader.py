@@ -678,3 +678,19 @@ def test_thousands_of_unknown_keys_give_fifty_lines_and_a_count(tmp_path):
     assert len(found) == 51
     assert found[0] == f"{path}:21: k0: unknown key 'k0'"
     assert found[-1] == f"{path}: ... and 19,950 more problems (the first 50 are shown)"
+
+
+def test_a_structure_that_contains_itself_is_refused_in_a_file_and_in_a_set(tmp_path):
+    """`&p {memory: {x: *p}}` is legal YAML for a cycle; every walk over the platform recursed forever."""
+    path = write(tmp_path, edited("platform: ideal\n", "platform: &p {profile: ideal, memory: {x: *p}}\n"))
+    assert problems(path) == [f"{path}:3: alias *p is inside its own anchor: a structure cannot contain itself"]
+    assert problems(write(tmp_path, BASE, "other.yaml"), ["platform.memory=&a {x: *a}"]) == [
+        ("--set platform.memory=&a {x: *a}: the value: alias *a is inside its own anchor: "
+         "a structure cannot contain itself")]
+
+
+def test_a_deep_set_value_is_refused_and_quoted_short(tmp_path):
+    """A 5,000-deep `--set` value overflowed the YAML reader; the message quotes the argument cut short."""
+    override = "description=" + "[" * 5000 + "]" * 5000
+    (found,) = problems(write(tmp_path, BASE), [override])
+    assert found == f"--set {override[:97]}...: the value: nested more than 64 levels deep"

@@ -6,8 +6,9 @@ YAML is read with a loader that records the line of every mapping key and sequen
 
 Every input file is bounded before it is parsed: a regular file (not a FIFO, a device or a
 directory), at most `MAX_YAML_BYTES` (4 MiB) of YAML, nested at most `MAX_YAML_DEPTH` deep and at
-most `MAX_YAML_NODES` values once aliases are expanded, so neither `/dev/zero` nor an alias bomb
-can exhaust memory, and a deep nest cannot overflow the parser's stack.
+most `MAX_YAML_NODES` values once aliases are expanded, without cycles, so neither `/dev/zero` nor
+an alias bomb can exhaust memory, and neither a deep nest nor a self-containing alias can overflow a
+stack.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import yaml
 from vmsim.errors import ScenarioError
 
 KeyPath = tuple[str | int, ...]
-_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built in: ~5x faster, same marks
+SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built in: ~5x faster, same marks
 
 MAX_YAML_BYTES = 4 * 1024 * 1024
 MAX_YAML_DEPTH = 64
@@ -110,8 +111,10 @@ def read_yaml(path: Path, shown: str) -> tuple[object, Locations]:
         text = read_bounded(path, shown, MAX_YAML_BYTES).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ScenarioError(f"{shown}: cannot read: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    _check_shape(text, shown)
-    loader = _SafeLoader(text)
+    found = shape_problem(text)
+    if found:
+        raise ScenarioError(f"{shown}:{found[0]}: {found[1]}")
+    loader = SafeLoader(text)
     try:
         node = loader.get_single_node()
         data = None if node is None else loader.construct_document(node)
@@ -163,45 +166,49 @@ def read_bounded(path: Path, shown: str, limit: int) -> bytes:
     return data
 
 
-def _check_shape(text: str, shown: str) -> None:
-    """Walk the YAML events (no objects built) for nesting depth and for size with aliases expanded.
+def shape_problem(text: str) -> tuple[int, str] | None:
+    """(line, message) when a YAML text is too deep, too large once aliases are expanded, or recursive.
 
-    Each anchor's expanded size is remembered, so `[*a, *a, *a]` nested ten deep counts what it would
-    become, not the few bytes it is written in."""
-    loader = _SafeLoader(text)
-    open_sizes: list[list] = []  # [anchor, values so far] per open mapping or sequence
+    Walks the parser's events (no objects built). Each anchor's expanded size is remembered, so
+    `[*a, *a, *a]` nested ten deep counts what it would become, not the few bytes it is written in;
+    an alias to a node still open is a cycle, which no scenario needs and every tree walk chokes on.
+    Syntax errors are left to the parse proper, which reports them with their line."""
+    loader = SafeLoader(text)
+    open_nodes: list[list] = []  # [anchor, values so far] per open mapping or sequence
     anchored: dict[str, int] = {}
     expanded = 0
     try:
         while (event := loader.get_event()) is not None:
+            line = event.start_mark.line + 1
             if isinstance(event, yaml.CollectionStartEvent):
-                if len(open_sizes) >= MAX_YAML_DEPTH:
-                    raise ScenarioError(f"{shown}:{event.start_mark.line + 1}: nested more than "
-                                        f"{MAX_YAML_DEPTH} levels deep")
-                open_sizes.append([event.anchor, 1])
+                if len(open_nodes) >= MAX_YAML_DEPTH:
+                    return line, f"nested more than {MAX_YAML_DEPTH} levels deep"
+                open_nodes.append([event.anchor, 1])
                 expanded += 1
                 continue
             if isinstance(event, yaml.CollectionEndEvent):
-                anchor, size = open_sizes.pop()
+                anchor, size = open_nodes.pop()
             elif isinstance(event, yaml.ScalarEvent):
                 anchor, size = event.anchor, 1
                 expanded += 1
             elif isinstance(event, yaml.AliasEvent):
+                if any(node[0] == event.anchor for node in open_nodes):
+                    return line, f"alias *{event.anchor} is inside its own anchor: a structure cannot contain itself"
                 anchor, size = None, anchored.get(event.anchor, 1)
                 expanded += size
             else:
                 continue
             if anchor is not None:
                 anchored[anchor] = size
-            if open_sizes:
-                open_sizes[-1][1] += size
+            if open_nodes:
+                open_nodes[-1][1] += size
             if expanded > MAX_YAML_NODES:
-                raise ScenarioError(f"{shown}:{event.start_mark.line + 1}: more than {MAX_YAML_NODES:,} values "
-                                    "once aliases are expanded")
+                return line, f"more than {MAX_YAML_NODES:,} values once aliases are expanded"
     except yaml.YAMLError:
-        return  # the parse proper reports it, with its line
+        return None
     finally:
         loader.dispose()
+    return None
 
 
 def _record(node: yaml.Node, path: KeyPath, locations: Locations, shown: str, duplicates: list[str]) -> None:

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import yaml
 
 from vmsim.errors import ScenarioError
-from vmsim.scenario.locations import KeyPath, format_path
+from vmsim.scenario.locations import KeyPath, SafeLoader, format_path, shape_problem
 
+MAX_SHOWN = 100  # characters of a --set argument quoted in a message
 _KEY = re.compile(r"[^.\[\]]+(?:\[\d+\])*(?:\.[^.\[\]]+(?:\[\d+\])*)*")
 _SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
@@ -29,7 +30,7 @@ class Override:
 
     @property
     def label(self) -> str:
-        return f"--set {self.argument}"
+        return _label(self.argument)
 
 
 def parse_override(argument: str) -> Override:
@@ -37,20 +38,28 @@ def parse_override(argument: str) -> Override:
     key, equals, text = argument.partition("=")
     key = key.strip()
     if not equals or not key:
-        raise ScenarioError(f"--set {argument}: expected KEY=VALUE, e.g. buses.amp0.queue_elements=16")
+        raise ScenarioError(f"{_label(argument)}: expected KEY=VALUE, e.g. buses.amp0.queue_elements=16")
     if not _KEY.fullmatch(key):
-        raise ScenarioError(f"--set {argument}: cannot read key {key!r} (use dotted.names and [index])")
+        raise ScenarioError(f"{_label(argument)}: cannot read key {key!r} (use dotted.names and [index])")
     keys = tuple(
         int(index) if index else int(name) if name.isdigit() else name
         for name, index in _SEGMENT.findall(key)
     )
+    found = shape_problem(text)
+    if found:
+        raise ScenarioError(f"{_label(argument)}: the value: {found[1]}")
     try:
-        value = yaml.safe_load(text)
+        value = yaml.load(text, Loader=SafeLoader)
     except yaml.YAMLError as exc:
         raise ScenarioError(
-            f"--set {argument}: cannot read the value as YAML: {' '.join(str(exc).split())}"
+            f"{_label(argument)}: cannot read the value as YAML: {' '.join(str(exc).split())}"
         ) from None
     return Override(argument, keys, value)
+
+
+def _label(argument: str) -> str:
+    """How an argument is named in messages: whole when short, cut when it would drown the message."""
+    return f"--set {argument}" if len(argument) <= MAX_SHOWN else f"--set {argument[:MAX_SHOWN - 3]}..."
 
 
 def locate(data: dict, override: Override) -> tuple[dict | list, str | int, KeyPath]:
