@@ -694,3 +694,9 @@ def test_a_deep_set_value_is_refused_and_quoted_short(tmp_path):
     override = "description=" + "[" * 5000 + "]" * 5000
     (found,) = problems(write(tmp_path, BASE), [override])
     assert found == f"--set {override[:97]}...: the value: nested more than 64 levels deep"
+
+
+def test_a_missing_kind_lists_the_kinds_and_nothing_else(tmp_path):
+    """The hint once listed every literal of every bus field (`busy-response`, `copy`, ...)."""
+    assert problems(write(tmp_path, BASE), ["buses[0]={name: amp0}"]) == [
+        "--set buses[0]={name: amp0}: buses[0].kind: missing required key (one of amp, ffa, xen)"]

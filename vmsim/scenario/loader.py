@@ -265,7 +265,8 @@ def _message(error: dict) -> str:
     if kind == "missing":
         return "missing required key"
     if kind == "union_tag_not_found":
-        return f"missing required key (one of {', '.join(sorted(_tags(_annotation_at(loc))))})"
+        field = error["ctx"]["discriminator"].strip("'")
+        return f"missing required key (one of {', '.join(sorted(_tags(_annotation_at(loc), field)))})"
     if kind == "union_tag_invalid":
         context = error["ctx"]
         return f"unknown value {context['tag']!r} (use one of {context['expected_tags']})"
@@ -323,16 +324,17 @@ def _bare(annotation: object) -> object:
     return annotation
 
 
-def _tags(annotation: object) -> set:
-    """Literal values that pick a union member: of one model, or of every member of a union."""
+def _tags(annotation: object, only: str | None = None) -> set:
+    """Literal values that pick a union member: of one model, or of every member of a union; `only`
+    keeps those of one field (the discriminator)."""
     if get_origin(annotation) in (Union, types.UnionType):
-        return set().union(*(_tags(_bare(member)) for member in get_args(annotation)))
+        return set().union(*(_tags(_bare(member), only) for member in get_args(annotation)))
     if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
         return set()
     return {
         value
-        for field in annotation.model_fields.values()
-        if get_origin(field.annotation) is Literal
+        for name, field in annotation.model_fields.items()
+        if get_origin(field.annotation) is Literal and only in (None, name)
         for value in get_args(field.annotation)
     }
 
