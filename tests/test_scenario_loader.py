@@ -700,3 +700,11 @@ def test_a_missing_kind_lists_the_kinds_and_nothing_else(tmp_path):
     """The hint once listed every literal of every bus field (`busy-response`, `copy`, ...)."""
     assert problems(write(tmp_path, BASE), ["buses[0]={name: amp0}"]) == [
         "--set buses[0]={name: amp0}: buses[0].kind: missing required key (one of amp, ffa, xen)"]
+
+
+def test_a_lognormal_needs_a_positive_mean(tmp_path):
+    """Its mean set the draws' scale; at 0 the draws once fell back to a unit lognormal (mean e^(sigma²/2)
+    ns, 268 us at sigma 5) instead of the zero asked for."""
+    override = "devices.i2c0.service={dist: lognormal, mean: 0 ns, sigma: 5}"
+    assert problems(write(tmp_path, BASE), [override]) == [
+        f"--set {override}: devices[0].service.mean: Input should be greater than 0 (got 0)"]

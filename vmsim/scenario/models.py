@@ -50,10 +50,11 @@ class ExponentialTime(Strict):
 
 
 class LognormalTime(Strict):
-    """Lognormal with the given mean; `sigma` is the shape (std-dev of the underlying normal)."""
+    """Lognormal with the given mean; `sigma` is the shape (std-dev of the underlying normal). The mean is
+    positive: a lognormal cannot have mean 0 (that is `constant`)."""
 
     dist: Literal["lognormal"]
-    mean: TimeNs
+    mean: TimeNs = Field(gt=0)
     sigma: float = Field(gt=0, le=5)
 
 
