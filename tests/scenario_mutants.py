@@ -4,8 +4,9 @@ A mutant is a shipped scenario changed in one to three places, chosen by a seede
 deleted, a value of another type, an extreme number, a bad unit, unusual text, a reference to a
 component that does not exist, an emptied list, a duplicated item, an unknown key, another
 `kind:`/`dist:`/`layout:`. Half of the mutants carry their platform profile inline, so that the
-profile's numbers are mutated too. Every tenth mutant is also written to a file and given to
-`vmsim validate`, with its text damaged (cut, a byte changed, a line doubled or dropped).
+profile's numbers are mutated too; one in ten replays a trace file of damaged CSV. Every tenth mutant
+is written to a file and given to `vmsim validate` instead, its text damaged (cut, a byte changed, a
+line doubled or dropped, a cycle, a deep nest, an alias bomb).
 
 vmsim's promise is that each mutant either runs or is refused with a `VmsimError` (exit status 2 on
 the command line); anything else is a bug. Shared by tests/test_scenario_fuzz.py (a few hundred
@@ -30,7 +31,7 @@ import yaml
 
 from vmsim.cli import main as cli_main
 from vmsim.errors import VmsimError
-from vmsim.scenario import load_dict
+from vmsim.scenario import load_dict, read_trace
 from vmsim.scenario.locations import Locations, Origin, read_yaml
 from vmsim.scenario.platform import resolve_platform
 from vmsim.sim import build
@@ -84,6 +85,7 @@ class Mutant:
     changes: list[str] = field(default_factory=list)
     text: str | None = None  # set for a mutant given to `vmsim validate` as a file
     by_requests: bool = False  # run to 20 requests per workload rather than for 5 ms
+    trace: str | None = None  # CSV text of the trace file that a workload's `file: TRACE` stands for
 
     def __str__(self) -> str:
         return f"{self.path.relative_to(ROOT)}: {'; '.join(self.changes)}"
@@ -110,8 +112,11 @@ def mutants(seed: int, count: int, scenarios: list[Path] = SCENARIOS) -> Iterato
         if rng.random() < 0.5:
             data["platform"] = _inline_platform(data["platform"], path)
             mutant.changes.append("platform inline")
-        for _ in range(rng.choice((1, 1, 1, 2, 3))):
-            mutant.changes.append(_mutate(data, rng))
+        if rng.random() < 0.1:
+            _replay_a_trace(mutant, rng, damaged=rng.random() < 0.5)
+        else:
+            for _ in range(rng.choice((1, 1, 1, 2, 3))):
+                mutant.changes.append(_mutate(data, rng))
         if index % 10 == 9:
             mutant.text = _damage(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), rng, mutant.changes)
         yield mutant
@@ -121,13 +126,20 @@ def outcome(mutant: Mutant) -> Outcome:
     """Load the mutant and, when it loads, run it briefly: `ok`, `user error`, `slow`, or `traceback`."""
     previous = signal.signal(signal.SIGALRM, _alarm)
     signal.setitimer(signal.ITIMER_REAL, WALL_SECONDS)
+    folder = tempfile.TemporaryDirectory()
     try:
+        if mutant.trace is not None:
+            trace = Path(folder.name) / "trace.csv"
+            trace.write_text(mutant.trace, encoding="utf-8")
+            mutant = Mutant(mutant.path, _with_trace(mutant.data, str(trace)), mutant.changes, mutant.text,
+                            mutant.by_requests)
         if mutant.text is not None:
             return _validate_file(mutant)
         load_dict(mutant.data, source=str(mutant.path), base_dir=mutant.path.parent)
         capped, overrides = _capped(mutant)
         scenario = load_dict(capped, source=str(mutant.path), base_dir=mutant.path.parent, overrides=overrides)
-        build(scenario).run()
+        traces = {w.name: read_trace(w.arrivals.file) for w in scenario.workloads if w.arrivals.kind == "trace"}
+        build(scenario, traces).run()  # as vmsim.api.run does
         return Outcome("ok")
     except VmsimError as exc:
         return Outcome("user error", str(exc).splitlines()[0] if str(exc) else "")
@@ -138,6 +150,7 @@ def outcome(mutant: Mutant) -> Outcome:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        folder.cleanup()
 
 
 def _capped(mutant: Mutant) -> tuple[dict, list[str]]:
@@ -302,10 +315,42 @@ def _names(data: dict) -> list[str]:
     return names
 
 
+def _replay_a_trace(mutant: Mutant, rng: random.Random, damaged: bool) -> None:
+    """One workload replays a trace file: a valid one, or one with its own kinds of damage."""
+    workloads = mutant.data.get("workloads")
+    if not (isinstance(workloads, list) and workloads and all(isinstance(w, dict) for w in workloads)):
+        return
+    rng.choice(workloads)["arrivals"] = {"kind": "trace", "file": "TRACE"}
+    header = rng.choice(("time,size", "time"))
+    if damaged:
+        header = rng.choice(("time,size", "time", "size,time", "tim", "", "time,size,extra", "\ufefftime"))
+    rows = []
+    at = 0
+    for _ in range(rng.randrange(0, 30)):
+        at += rng.choice((0, 1, 1000, 10**6, 10**9, 2**58))
+        time, size = rng.choice((str(at), f"{at} ns", f"{at / 1000} us")), rng.choice(("64", "1 KiB", "0", "4 GiB"))
+        if damaged and rng.random() < 0.2:
+            time = rng.choice(("", "５ us", "1e300 s", "nan", "x", "-5", "0"))
+            size = rng.choice(("", "-1", "1099511627777", "1.5", "1 us"))
+        rows.append(f"{time},{size}" if "size" in header else time)
+        if damaged and rng.random() < 0.1:
+            rows[-1] = rng.choice(("", f"{time},{size},1", f'"{time}",{size}', "\x00"))
+    mutant.trace = "\n".join([header, *rows]) + (rng.choice(("\n", "", "\n\n", '"')) if damaged else "\n")
+    mutant.changes.append(f"{'damaged ' if damaged else ''}trace: {header!r}, {len(rows)} rows")
+
+
+def _with_trace(data: object, path: str) -> object:
+    data = copy.deepcopy(data)
+    for workload in data.get("workloads") or []:
+        if isinstance(workload, dict) and workload.get("arrivals") == {"kind": "trace", "file": "TRACE"}:
+            workload["arrivals"]["file"] = path
+    return data
+
+
 def _damage(text: str, rng: random.Random, changes: list[str]) -> str:
     """The mutant's YAML text, damaged once more the way files get damaged."""
     lines = text.splitlines(keepends=True)
-    how = rng.choice(("cut", "byte", "double", "drop", "tab", "digits", "none"))
+    how = rng.choice(("cut", "byte", "double", "drop", "tab", "digits", "cycle", "deep", "bomb", "none"))
     if how == "cut":
         text = text[: rng.randrange(len(text) + 1)]
     elif how == "byte":
@@ -319,6 +364,12 @@ def _damage(text: str, rng: random.Random, changes: list[str]) -> str:
         text = "".join(lines[:at] + lines[at + 1:])
     elif how == "tab":
         text = text.replace("  ", "\t", 1)
+    elif how == "cycle":
+        text += "description: &cycle [1, *cycle]\n"
+    elif how == "deep":
+        text += "description: " + "[" * 100 + "]" * 100 + "\n"
+    elif how == "bomb":
+        text += "".join(f"b{n}: &b{n} [{', '.join([f'*b{n - 1}'] * 9)}]\n" for n in range(1, 8)).replace("*b0", "0")
     elif how == "digits":
         text = text.translate(str.maketrans("0123456789", "０１２３４５６７８９"))
     changes.append(f"text: {how}")
