@@ -20,6 +20,7 @@ import networkx as nx
 from vmsim.errors import ScenarioError
 from vmsim.scenario.locations import KeyPath, Origin, problem
 from vmsim.scenario.models import Device, Scenario, SideMemory
+from vmsim.scenario.trace import read_trace
 from vmsim.wire.ffa import RFC2025_MAX_DEVICES
 
 LAYERS = ("driver", "bus", "device", "workload")  # left to right in `draw`
@@ -400,7 +401,6 @@ def _xen(scenario: Scenario) -> Iterable[Problem]:
     """Xen domains and buses: domains exist and are unique, the shared page holds both queues, the
     notifications are event channels, a foreign mapping has a privileged device model, and a buffer
     fits the grant directory."""
-    from vmsim.sim.sharing import largest_size
     from vmsim.sim.xen import PAGE, XEN, pages
     from vmsim.wire.spsc import Spsc2024Queue, Spsc2025Queue
 
@@ -448,7 +448,7 @@ def _xen(scenario: Scenario) -> Iterable[Problem]:
     on_bus = {device.name: device.bus for device in scenario.devices}
     for index, workload in enumerate(scenario.workloads):
         limit = directory_pages.get(on_bus.get(workload.device))
-        largest = largest_size(workload.size)
+        largest = largest_request(workload)
         if limit is not None and pages(largest) > limit:
             message = (f"a {largest}-byte buffer spans {pages(largest)} pages, more than the {limit} of its "
                        "bus's grant directory (directory_pages)")
@@ -459,7 +459,7 @@ def _sharing(scenario: Scenario) -> Iterable[Problem]:
     """Memory shared under a policy: the bus can carry the share messages, the policy's options fit together,
     the heap holds what the policy asks of it, `buffers:` go with a device that shares, and a device is reset
     or removed only once it is there."""
-    from vmsim.sim.sharing import PAGE, largest_size, pages
+    from vmsim.sim.sharing import PAGE, pages
 
     buses = {bus.name: bus for bus in scenario.buses}
     devices = {device.name: (index, device) for index, device in enumerate(scenario.devices)}
@@ -469,7 +469,7 @@ def _sharing(scenario: Scenario) -> Iterable[Problem]:
         if found is None:
             continue
         device = found[1]
-        sizes.setdefault(device.name, []).append(largest_size(workload.size))
+        sizes.setdefault(device.name, []).append(largest_request(workload))
         if workload.buffers is None:
             continue
         if device.sharing is None:
@@ -509,6 +509,21 @@ def _sharing(scenario: Scenario) -> Iterable[Problem]:
             what = f"a pool of {count}" if sharing.policy == "pool" else f"a batch of {count}"
             yield (*where, "heap"), (f"{sharing.heap} bytes do not hold {what} buffers of {largest} bytes "
                                      f"({needed} bytes in whole pages)")
+
+
+def largest_request(workload) -> int:
+    """The largest request a workload makes: the largest size of the trace it replays, when the trace has
+    sizes, else the largest its size distribution draws."""
+    from vmsim.sim.sharing import largest_size
+
+    if workload.arrivals.kind == "trace":
+        try:
+            sizes = read_trace(workload.arrivals.file).sizes
+        except ScenarioError:  # the loader reports it at the workload's `file:`
+            sizes = None
+        if sizes:
+            return max(sizes)
+    return largest_size(workload.size)
 
 
 def _declare(key: str) -> str:

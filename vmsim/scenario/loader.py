@@ -117,9 +117,9 @@ def _assemble(data: object, locations: Locations, base_dir: Path, arguments: Seq
     if problems:
         raise ScenarioError(*_at_most(problems, locations))
     fill_default_provenance(scenario.platform)
+    trace_problems = _load_traces(scenario, base_dir, locations)  # first: the checks read the traces' sizes
     graph = topology.build_graph(scenario)
-    problems = locations.problems(topology.problems(scenario, graph))
-    problems.extend(_load_traces(scenario, base_dir, locations))
+    problems = locations.problems(topology.problems(scenario, graph)) + trace_problems
     if problems:
         raise ScenarioError(*_at_most(problems, locations))
     return scenario
