@@ -1,10 +1,12 @@
 """The topology graph: who drives which bus, which devices sit on it, what loads them."""
 
+from pathlib import Path
+
 import pytest
 
 from vmsim import topology
 from vmsim.errors import ScenarioError
-from vmsim.scenario import load_dict
+from vmsim.scenario import load, load_dict, resolved_dict
 from vmsim.scenario.models import Scenario
 
 
@@ -133,6 +135,18 @@ def test_a_device_whose_bus_names_a_workload_has_no_bus():
     with pytest.raises(ScenarioError) as caught:
         load_dict(data)
     assert caught.value.problems == ["<dict>: devices[0].bus: no bus named 'bus0_dev0_load'"]
+
+
+def test_a_replayed_trace_is_checked_with_its_largest_size(tmp_path):
+    """A trace's sizes are requests like any other: a 4 GiB row on a bus whose grant directory holds 256
+    pages once passed the checks (the size distribution was the default 64 B) and crashed the run."""
+    (tmp_path / "trace.csv").write_text("time,size\n0,64\n1 us,4 GiB\n")
+    data = resolved_dict(load(Path(__file__).parents[1] / "scenarios" / "xen-proxy-block.yaml"))
+    data["workloads"][0]["arrivals"] = {"kind": "trace", "file": str(tmp_path / "trace.csv")}
+    with pytest.raises(ScenarioError) as caught:
+        load_dict(data)
+    assert caught.value.problems == [("<dict>: workloads[0].arrivals.file: a 4294967296-byte buffer spans 1048576 "
+                                     "pages, more than the 256 of its bus's grant directory (directory_pages)")]
 
 
 def test_duplicate_names_are_reported_alone():

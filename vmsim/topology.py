@@ -448,11 +448,11 @@ def _xen(scenario: Scenario) -> Iterable[Problem]:
     on_bus = {device.name: device.bus for device in scenario.devices}
     for index, workload in enumerate(scenario.workloads):
         limit = directory_pages.get(on_bus.get(workload.device))
-        largest = largest_request(workload)
+        largest, key = largest_request(workload)
         if limit is not None and pages(largest) > limit:
             message = (f"a {largest}-byte buffer spans {pages(largest)} pages, more than the {limit} of its "
                        "bus's grant directory (directory_pages)")
-            yield ("workloads", index, "size"), message
+            yield ("workloads", index, *key), message
 
 
 def _sharing(scenario: Scenario) -> Iterable[Problem]:
@@ -469,7 +469,7 @@ def _sharing(scenario: Scenario) -> Iterable[Problem]:
         if found is None:
             continue
         device = found[1]
-        sizes.setdefault(device.name, []).append(largest_request(workload))
+        sizes.setdefault(device.name, []).append(largest_request(workload)[0])
         if workload.buffers is None:
             continue
         if device.sharing is None:
@@ -511,9 +511,9 @@ def _sharing(scenario: Scenario) -> Iterable[Problem]:
                                      f"({needed} bytes in whole pages)")
 
 
-def largest_request(workload) -> int:
-    """The largest request a workload makes: the largest size of the trace it replays, when the trace has
-    sizes, else the largest its size distribution draws."""
+def largest_request(workload) -> tuple[int, tuple[str, ...]]:
+    """The largest request a workload makes, and the key that sets it: the largest size of the trace it
+    replays (`arrivals.file`) when the trace has sizes, else the largest its size distribution draws."""
     from vmsim.sim.sharing import largest_size
 
     if workload.arrivals.kind == "trace":
@@ -522,8 +522,8 @@ def largest_request(workload) -> int:
         except ScenarioError:  # the loader reports it at the workload's `file:`
             sizes = None
         if sizes:
-            return max(sizes)
-    return largest_size(workload.size)
+            return max(sizes), ("arrivals", "file")
+    return largest_size(workload.size), ("size",)
 
 
 def _declare(key: str) -> str:
