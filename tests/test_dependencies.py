@@ -43,7 +43,7 @@ EXTRAS = {extra: declared(reqs) for extra, reqs in PROJECT["optional-dependencie
 def third_party_imports(folder: Path) -> dict[str, list[tuple[Path, int, bool]]]:
     """Top-level module name -> where it is imported (file, line, at module level?)."""
     found: dict[str, list[tuple[Path, int, bool]]] = {}
-    local = {"vmsim"} | {path.stem for path in folder.rglob("*.py")}  # the tests' helper modules
+    local = {"vmsim"} | {path.stem for top in ("tests", "benchmarks") for path in (ROOT / top).rglob("*.py")}
     for path in sorted(folder.rglob("*.py")):
         tree = ast.parse(path.read_text(), filename=str(path))
         top_level = {id(node) for node in tree.body}
