@@ -98,14 +98,14 @@ def test_format_ns_picks_a_readable_unit():
 @pytest.mark.parametrize(
     ("parse", "text", "says"),
     [
-        (parse_time_ns, "1e300 s", "duration '1e300 s' is not finite"),
+        (parse_time_ns, "1e300 s", "duration '1e300 s' is out of range"),
         (parse_time_ns, "1e10 s", "longer than the limit of 2**60 ns"),
         (parse_time_ns, 2**70, "longer than the limit of 2**60 ns"),
         (parse_time_ns, 10**400, "duration <a 1329-bit integer> is out of range"),
         (parse_size_bytes, 2**70, "larger than the limit of 2**40 bytes (1 TiB)"),
         (parse_size_bytes, "1025 GiB", "larger than the limit of 2**40 bytes"),
         (parse_rate_hz, "1e-30 Hz", "below the limit of 8.67e-10 Hz"),
-        (parse_bandwidth, "1e300 GB/s", "not finite"),
+        (parse_bandwidth, "1e300 GB/s", "out of range"),
     ],
 )
 def test_limits_apply_after_the_unit_is_applied(parse, text, says):

@@ -72,8 +72,10 @@ def _scaled(text, kind: str, units: dict, bare_allowed: bool) -> float:
     else:
         raise ValueError(f"unknown {kind} unit {unit!r} in {_shown(text)} (use one of {', '.join(u for u in units if u)})")
     scaled = value * scale
-    if not math.isfinite(scaled):
+    if not math.isfinite(value):
         raise ValueError(f"{kind} {_shown(text)} is not finite")
+    if not math.isfinite(scaled):
+        raise ValueError(f"{kind} {_shown(text)} is out of range")
     return scaled
 
 
