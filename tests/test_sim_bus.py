@@ -6,6 +6,7 @@ import pytest
 from sim_helpers import frames, run, scenario, scenario_dict
 
 from vmsim.sim import build
+from vmsim.sim.core import SimulationError
 from vmsim.wire import get_layout
 
 
@@ -176,3 +177,12 @@ def test_frames_that_cannot_be_used_are_discarded_and_counted(side, data):
     assert work is None
     assert bus.counts == before | {"discarded": before["discarded"] + 1}
     assert len(output.events) == rows
+
+
+def test_a_model_left_with_nothing_to_do_before_its_end_says_it_stalled():
+    """A device unplugged before the workload's last request leaves the run waiting for completions that
+    cannot come; the run says where it stopped instead of ending as if it had finished."""
+    stalled = scenario_dict()
+    stalled["devices"][0]["removed_at"] = "1 us"
+    with pytest.raises(SimulationError, match="the model stalled with 0 requests completed and nothing left"):
+        run(stalled)

@@ -67,18 +67,16 @@ def test_the_graph_has_one_node_per_component_and_edges_along_references():
     assert graph.edges["bus0", "bus0_dev1"]["dev_num"] == 1
 
 
-def test_check_on_a_scenario_built_in_code_names_the_scenario():
-    """Without a file, problems are placed at the scenario's name and the key path."""
+def test_problems_of_a_scenario_built_in_code_come_as_key_paths():
+    """Without a file, each problem is its key path and message; the loader places them at file:line."""
     data = scenario_dict()
     data["platform"] = {"name": "bare", "memory": {"ideal": {}}, "doorbells": {"ideal": {"kind": "ideal"}}}
     data["devices"][1]["dev_num"] = 0
     data["buses"][0]["driver"] = "nobody"
     scenario = Scenario.model_validate(data)
-    with pytest.raises(ScenarioError) as caught:
-        topology.check(scenario)
-    assert caught.value.problems == [
-        "scenario gen: buses[0].driver: no driver named 'nobody'",
-        "scenario gen: devices[1].dev_num: dev_num 0 is already used on bus 'bus0' by device 'bus0_dev0'",
+    assert topology.problems(scenario, topology.build_graph(scenario)) == [
+        (("buses", 0, "driver"), "no driver named 'nobody'"),
+        (("devices", 1, "dev_num"), "dev_num 0 is already used on bus 'bus0' by device 'bus0_dev0'"),
     ]
 
 
@@ -241,7 +239,8 @@ def test_a_thousand_devices_on_a_hundred_buses_build_and_check_in_one_pass():
     """Large topologies are a use case (how many devices can a queue pair carry?): every check is
     a dictionary lookup per component, never a comparison of all pairs."""
     scenario = load_dict(scenario_dict(buses=100, devices_per_bus=10))
-    graph = topology.check(scenario)
+    graph = topology.build_graph(scenario)
+    assert topology.problems(scenario, graph) == []
     assert graph.number_of_nodes() == 10 + 100 + 1000 + 1000
     assert graph.number_of_edges() == 100 + 1000 + 1000
 

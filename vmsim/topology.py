@@ -1,6 +1,6 @@
 """The scenario as a graph (drivers -> buses -> devices <- workloads) and the checks that need it.
 
-Nodes are component names (unique across drivers, buses, devices and workloads, which `check`
+Nodes are component names (unique across drivers, buses, devices and workloads, which `problems`
 enforces) with attributes `kind`, `name`, `index` (position in its scenario list) and `config`
 (the pydantic model), plus a few per kind for plotting and summaries. An edge exists only where a
 reference resolves, so "every device is reachable from its driver over a bus" is read off the graph.
@@ -18,10 +18,11 @@ from functools import lru_cache
 import networkx as nx
 
 from vmsim.errors import ScenarioError
-from vmsim.scenario.locations import KeyPath, Origin, problem
+from vmsim.scenario.locations import KeyPath
 from vmsim.scenario.models import Device, Scenario, SideMemory
 from vmsim.scenario.trace import read_trace
 from vmsim.wire.ffa import RFC2025_MAX_DEVICES
+from vmsim.wire.memory import PAGE, pages
 
 LAYERS = ("driver", "bus", "device", "workload")  # left to right in `draw`
 COLUMN_TITLES = ("drivers", "buses", "devices", "workloads")
@@ -77,16 +78,6 @@ def build_graph(scenario: Scenario) -> nx.DiGraph:
         )
         if _is(graph, workload.device, "device"):
             graph.add_edge(workload.name, workload.device, vq=workload.vq)
-    return graph
-
-
-def check(scenario: Scenario, graph: nx.DiGraph | None = None) -> nx.DiGraph:
-    """Raise `ScenarioError` listing every topology problem; return the graph when there is none."""
-    graph = build_graph(scenario) if graph is None else graph
-    found = problems(scenario, graph)
-    if found:
-        origin = Origin(f"scenario {scenario.name}")
-        raise ScenarioError(*(problem(origin, path, message) for path, message in found))
     return graph
 
 
@@ -401,7 +392,7 @@ def _xen(scenario: Scenario) -> Iterable[Problem]:
     """Xen domains and buses: domains exist and are unique, the shared page holds both queues, the
     notifications are event channels, a foreign mapping has a privileged device model, and a buffer
     fits the grant directory."""
-    from vmsim.sim.xen import PAGE, XEN, pages
+    from vmsim.sim.xen import XEN
     from vmsim.wire.spsc import Spsc2024Queue, Spsc2025Queue
 
     domains: dict[str, object] = {}
@@ -459,7 +450,6 @@ def _sharing(scenario: Scenario) -> Iterable[Problem]:
     """Memory shared under a policy: the bus can carry the share messages, the policy's options fit together,
     the heap holds what the policy asks of it, `buffers:` go with a device that shares, and a device is reset
     or removed only once it is there."""
-    from vmsim.sim.sharing import PAGE, pages
 
     buses = {bus.name: bus for bus in scenario.buses}
     devices = {device.name: (index, device) for index, device in enumerate(scenario.devices)}

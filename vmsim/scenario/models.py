@@ -21,9 +21,9 @@ from pydantic import (
     model_validator,
 )
 
-from vmsim.sim.device import DEVICE_IDS
 from vmsim.units import parse_rate_hz, parse_size_bytes, parse_time_ns
 from vmsim.wire.spsc import SLOT_SIZE
+from vmsim.wire.virtio import DEVICE_IDS
 
 TimeNs = Annotated[int, BeforeValidator(parse_time_ns)]
 SizeBytes = Annotated[int, BeforeValidator(parse_size_bytes)]

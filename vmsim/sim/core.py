@@ -33,7 +33,6 @@ class Simulation:
         self.addresses = AddressSpace()
         self.inflight: dict[int, dict] = {}  # ring address -> {descriptor head: request}
         self.init_done: dict[str, int] = {}
-        self.workloads: list = []
         self.completed = 0
         self._next_request_id = 0
         self._progress = None

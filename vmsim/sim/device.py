@@ -12,7 +12,6 @@ from vmsim.sim.core import Component, Simulation
 from vmsim.sim.costs import Sampler
 from vmsim.sim.virtqueue import DeviceQueue
 from vmsim.wire.virtio import (
-    DEVICE_IDS,  # noqa: F401  (scenario/models.py still imports it from here)
     DRIVER_OK,
     F_RING_EVENT_IDX,
     F_VERSION_1,

@@ -8,7 +8,10 @@ does not import `vmsim.scenario`), so anything shaped like a scenario can be sim
 from __future__ import annotations
 
 import gc
+import math
 from contextlib import contextmanager
+
+from simpy.core import StopSimulation
 
 from vmsim.errors import OverloadError, ScenarioError
 from vmsim.sim.amp import AmpBus
@@ -156,15 +159,13 @@ class Model:
         elif not self.workloads and scenario.duration is None:
             raise ScenarioError(f"{scenario.name}: no workloads and no duration: nothing says when to stop")
         env.timeout(CLOCK_LIMIT_NS).callbacks.append(self._clock_limit)
-        try:
-            with _model_frozen():
-                env.run(until=stop)
-        except RuntimeError as exc:
-            if "No scheduled events left" not in str(exc):
-                raise
+        stop.callbacks.append(StopSimulation.callback)
+        with _model_frozen():
+            env.run()  # returns once `stop` is processed, or when the clock limit found nothing else to do
+        if not stop.triggered:
             raise SimulationError(
-                f"{scenario.name}: the model stalled at {env.now} ns with {sim.completed} requests completed "
-                f"(devices ready: {len(sim.init_done)} of {len(self.devices)})") from None
+                f"{scenario.name}: the model stalled with {sim.completed} requests completed and nothing left "
+                f"to happen (devices ready: {len(sim.init_done)} of {len(self.devices)})")
         stopped = env.now
         self._teardown()
         if progress is not None:
@@ -177,6 +178,10 @@ class Model:
                                              "completed": w.completed} for w in self.workloads})
 
     def _clock_limit(self, _event) -> None:
+        """The int64 guard: reached with nothing else scheduled, the model has stalled (the run ends and
+        `run` says so); reached while events remain, the run has outgrown the logs' nanoseconds."""
+        if self.sim.env.peek() == math.inf:
+            raise StopSimulation(None)
         raise OverloadError(
             f"{self.scenario.name}: simulated time reached 2**62 ns (about 146 years) with {self.sim.completed:,} "
             "requests completed: the run would outgrow int64 nanoseconds; give `duration`, or shorter times")

@@ -51,7 +51,6 @@ class Workload(Component):
         self._rng = sim.rng(name)
         self._device_log = sim.requests.devices(device.name)
         self._driver_log = sim.requests.drivers(driver.name)
-        sim.workloads.append(self)
 
     def start(self) -> None:
         self.env.process(self._run())
