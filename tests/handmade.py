@@ -5,7 +5,8 @@ The story: driver `drv0` asks device 1 on bus `amp0` for its status (request on
 its doorbell rings once. Five I/O requests complete, the first two during the 1 us warm-up.
 """
 
-from vmsim.scenario.models import AmpBus, Device, DoorbellKind, Driver, MemoryKind, Platform, Scenario
+from vmsim.buses.amp.spec import AmpBusSpec
+from vmsim.scenario.models import DeviceSpec, DoorbellKind, DriverSpec, MemoryKind, Platform, Scenario
 from vmsim.sim.log import EventLog, RequestLog
 from vmsim.sim.output import Series, SimOutput
 from vmsim.wire import get_layout
@@ -26,9 +27,9 @@ def scenario() -> Scenario:
     return Scenario(
         name="handmade",
         platform=Platform(name="bench", memory={"ddr": MemoryKind()}, doorbells={"ipi": DoorbellKind(kind="ipi")}),
-        drivers=[Driver(name="drv0")],
-        buses=[AmpBus(kind="amp", name="amp0", driver="drv0", memory="ddr", doorbell="ipi")],
-        devices=[Device(name="dev1", bus="amp0", dev_num=1)],
+        drivers=[DriverSpec(name="drv0")],
+        buses=[AmpBusSpec(kind="amp", name="amp0", driver="drv0", memory="ddr", doorbell="ipi")],
+        devices=[DeviceSpec(name="dev1", bus="amp0", dev_num=1)],
     )
 
 

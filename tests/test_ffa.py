@@ -7,7 +7,7 @@ import pytest
 from ffa_helpers import BIG, LEG, LITTLE, ffa_dict, one_request, rows
 from sim_helpers import MAILBOX, run
 
-from vmsim.sim.ffa import FEATURES, bootstrap_method, negotiate, partition_features
+from vmsim.buses.ffa.protocol import FEATURES, bootstrap_method, negotiate, partition_features
 from vmsim.wire import get_layout
 from vmsim.wire.ffa import EventMethod, image_to_registers, pack_direct_req2
 

@@ -9,11 +9,11 @@ from ffa_helpers import ffa_dict, one_request, rows
 from test_ffa_scenarios import BASE
 from test_shipped_scenarios import INIT_ORDER
 
+from vmsim.buses.ffa.bus import rfc2025_method
 from vmsim.errors import ScenarioError
 from vmsim.scenario import Scenario, load, load_dict, resolved_dict
 from vmsim.sim import build
 from vmsim.sim.core import SimulationError
-from vmsim.sim.ffa import rfc2025_method
 from vmsim.wire import get_layout
 from vmsim.wire.ffa import AREA_SHIFT_RFC2025, BusFeature
 

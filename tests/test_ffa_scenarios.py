@@ -9,10 +9,10 @@ import yaml
 from ffa_helpers import ffa_dict
 
 import vmsim
+from vmsim.buses.ffa.partition import FfaPath
 from vmsim.cli import main
 from vmsim.errors import ScenarioError
 from vmsim.scenario import load, load_dict, load_platform, resolved_dict
-from vmsim.sim.ffa import FfaPath
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
 BASE = """\

@@ -9,10 +9,10 @@ import copy
 
 import pytest
 
+from vmsim.buses.xen.host import Domain, EventChannel, EvtchnCost
 from vmsim.scenario.models import Scenario
 from vmsim.sim import build
 from vmsim.sim.core import Simulation
-from vmsim.sim.xen import Domain, EventChannel, EvtchnCost
 from vmsim.wire import get_layout
 
 EVTCHN = {"kind": "evtchn", "ring": 100, "latency": 1000, "ack": 50}

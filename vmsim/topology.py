@@ -10,25 +10,23 @@ milliseconds.
 
 from __future__ import annotations
 
-import difflib
 import itertools
 from collections.abc import Iterable
 from functools import lru_cache
 
 import networkx as nx
 
+from vmsim.buses.problems import hint, unknown
 from vmsim.errors import ScenarioError
 from vmsim.scenario.locations import KeyPath
-from vmsim.scenario.models import Device, Scenario, SideMemory
+from vmsim.scenario.models import KINDS, DeviceSpec, Scenario
 from vmsim.scenario.trace import read_trace
-from vmsim.wire.ffa import RFC2025_MAX_DEVICES
+from vmsim.schema import SideMemory
 from vmsim.wire.memory import PAGE, pages
 
 LAYERS = ("driver", "bus", "device", "workload")  # left to right in `draw`
 COLUMN_TITLES = ("drivers", "buses", "devices", "workloads")
 FEATURE_MESSAGES = ("GET_DEVICE_FEATURES", "SET_DRIVER_FEATURES")
-MAX_NOTIFY_BITS_PER_DEVICE = 16  # amp-2026 num_vq_notif_per_device: a power of two, 1..16
-MAX_NOTIFY_BITS = 64 * 64  # at most 64 notification words of 64 bits
 
 Problem = tuple[KeyPath, str]
 
@@ -96,9 +94,8 @@ def problems(scenario: Scenario, graph: nx.DiGraph) -> list[Problem]:
         *_one_device_cpu_per_bus(scenario),
         *_workload_targets(scenario, graph),
         *_frames_fit(scenario),
-        *_queue_formats(scenario),
-        *_xen(scenario),
-        *_ffa_buses(scenario),
+        *(problem for kind in KINDS.values() if kind.checks is not None
+          for problem in kind.checks(scenario, largest_request)),
         *_sharing(scenario),
     ]
 
@@ -212,7 +209,7 @@ def _platform_references(scenario: Scenario) -> Iterable[Problem]:
     for section in ("drivers", "devices"):
         for index, item in enumerate(getattr(scenario, section)):
             if item.cpu is not None and item.cpu not in platform.cpus:
-                yield (section, index, "cpu"), _unknown("cpu kind", item.cpu, platform.cpus, platform.name)
+                yield (section, index, "cpu"), unknown("cpu kind", item.cpu, platform.cpus, platform.name)
     for index, bus in enumerate(scenario.buses):
         memories = (
             [("memory", "driver"), ("memory", "device")]
@@ -222,13 +219,13 @@ def _platform_references(scenario: Scenario) -> Iterable[Problem]:
         for key in memories:
             name = bus.memory if len(key) == 1 else getattr(bus.memory, key[1])
             if name not in platform.memory:
-                yield ("buses", index, *key), _unknown("memory kind", name, platform.memory, platform.name)
-        for key in ("doorbell", "doorbell_to_driver", "notification"):
+                yield ("buses", index, *key), unknown("memory kind", name, platform.memory, platform.name)
+        for key in KINDS[bus.kind].notifiers:
             name = getattr(bus, key, None)
             if name is not None and name not in platform.doorbells:
                 yield (
                     ("buses", index, key),
-                    _unknown("doorbell kind", name, platform.doorbells, platform.name),
+                    unknown("doorbell kind", name, platform.doorbells, platform.name),
                 )
 
 
@@ -238,10 +235,10 @@ def _reachability(scenario: Scenario, graph: nx.DiGraph) -> Iterable[Problem]:
     buses = [bus.name for bus in scenario.buses]
     for index, bus in enumerate(scenario.buses):
         if not graph.has_edge(bus.driver, bus.name):
-            yield ("buses", index, "driver"), f"no driver named {bus.driver!r}{_hint(bus.driver, drivers)}"
+            yield ("buses", index, "driver"), f"no driver named {bus.driver!r}{hint(bus.driver, drivers)}"
     for index, device in enumerate(scenario.devices):
         if not (_is(graph, device.bus, "bus") and graph.has_edge(device.bus, device.name)):  # not a workload's edge
-            yield ("devices", index, "bus"), f"no bus named {device.bus!r}{_hint(device.bus, buses)}"
+            yield ("devices", index, "bus"), f"no bus named {device.bus!r}{hint(device.bus, buses)}"
 
 
 def _unique_dev_nums(scenario: Scenario) -> Iterable[Problem]:
@@ -263,7 +260,7 @@ def _one_device_cpu_per_bus(scenario: Scenario) -> Iterable[Problem]:
     define, or a bus that does not exist, is reported elsewhere and left out here."""
     buses = {bus.name for bus in scenario.buses}
     cpus = scenario.platform.cpus
-    first: dict[str, Device] = {}
+    first: dict[str, DeviceSpec] = {}
     for index, device in enumerate(scenario.devices):
         if device.bus not in buses or (device.cpu is not None and device.cpu not in cpus):
             continue
@@ -285,7 +282,7 @@ def _workload_targets(scenario: Scenario, graph: nx.DiGraph) -> Iterable[Problem
         if not graph.has_edge(workload.name, workload.device):
             yield (
                 ("workloads", index, "device"),
-                f"no device named {workload.device!r}{_hint(workload.device, devices)}",
+                f"no device named {workload.device!r}{hint(workload.device, devices)}",
             )
             continue
         queues = graph.nodes[workload.device]["queues"]
@@ -341,111 +338,6 @@ def _frames_fit(scenario: Scenario) -> Iterable[Problem]:
             )
 
 
-def _queue_formats(scenario: Scenario) -> Iterable[Problem]:
-    """What each shared-memory queue format can carry: spsc slots are 64 bytes, and out-of-band
-    notification uses the amp-2026 notification words (at most 64 words of 64 bits, a power-of-two
-    block of at most 16 bits per device)."""
-    from vmsim.wire.spsc import SLOT_SIZE
-
-    devices_on: dict[str, list[tuple[int, int]]] = {}
-    for index, device in enumerate(scenario.devices):
-        devices_on.setdefault(device.bus, []).append((device.queues, index))
-    for index, bus in enumerate(scenario.buses):
-        if bus.kind != "amp":
-            continue
-        if bus.queue_format != "amp-2026" and bus.element_size != SLOT_SIZE:
-            yield (
-                ("buses", index, "element_size"),
-                f"{bus.queue_format} queues have fixed {SLOT_SIZE}-byte slots, not {bus.element_size}",
-            )
-        if bus.notify != "out-of-band":
-            continue
-        if bus.queue_format != "amp-2026":
-            yield (
-                ("buses", index, "notify"),
-                f"out-of-band notification needs the amp-2026 notification words, not {bus.queue_format}",
-            )
-            continue
-        devices = devices_on.get(bus.name, [])
-        queues, widest = max(devices, key=lambda item: item[0], default=(1, None))
-        if queues > MAX_NOTIFY_BITS_PER_DEVICE:
-            yield (
-                ("devices", widest, "queues"),
-                (
-                    f"{queues} virtqueues on out-of-band bus {bus.name!r}: at most "
-                    f"{MAX_NOTIFY_BITS_PER_DEVICE} per device"
-                ),
-            )
-            continue
-        bits = 1 << (queues - 1).bit_length()
-        if len(devices) * bits > MAX_NOTIFY_BITS:
-            yield (
-                ("buses", index, "notify"),
-                (
-                    f"{len(devices)} devices x {bits} notification bits exceed the {MAX_NOTIFY_BITS} bits "
-                    "of amp-2026's notification words"
-                ),
-            )
-
-
-def _xen(scenario: Scenario) -> Iterable[Problem]:
-    """Xen domains and buses: domains exist and are unique, the shared page holds both queues, the
-    notifications are event channels, a foreign mapping has a privileged device model, and a buffer
-    fits the grant directory."""
-    from vmsim.sim.xen import XEN
-    from vmsim.wire.spsc import Spsc2024Queue, Spsc2025Queue
-
-    domains: dict[str, object] = {}
-    for index, domain in enumerate(scenario.domains):
-        if domain.name == XEN or domain.name in domains:
-            taken = "the hypervisor's own name" if domain.name == XEN else "already used by another domain"
-            yield ("domains", index, "name"), f"domain name {domain.name!r} is {taken}"
-        domains.setdefault(domain.name, domain)
-    privileged = [index for index, domain in enumerate(scenario.domains) if domain.kind == "dom0"]
-    for index in privileged[1:]:
-        yield ("domains", index, "kind"), "a host has one dom0; make this a driver domain (domd) or a domu"
-    slots_for = {"spsc-2024": Spsc2024Queue.slots_for, "spsc-2025": Spsc2025Queue.slots_for}
-    directory_pages: dict[str, int] = {}
-    for index, bus in enumerate(scenario.buses):
-        if bus.kind != "xen":
-            continue
-        for key, choices in (("frontend", [XEN, *domains]), ("backend", list(domains))):
-            name = getattr(bus, key)
-            if name not in choices:
-                yield ("buses", index, key), f"no domain named {name!r}{_hint(name, choices)} ({_declare(key)})"
-        if bus.frontend == bus.backend:
-            yield ("buses", index, "backend"), f"domain {bus.backend!r} is already the bus's frontend"
-        backend = domains.get(bus.backend)
-        if bus.shared_page == "foreign" and backend is not None and backend.kind != "dom0":
-            message = (f"a foreign mapping needs a privileged device model: backend {bus.backend!r} is a "
-                       f"{backend.kind}, not dom0 (or share the page by grant)")
-            yield ("buses", index, "shared_page"), message
-        slots = slots_for[bus.queue_format](bus.queue_bytes)
-        if 2 * bus.queue_bytes > PAGE:
-            message = (f"two queues of {bus.queue_bytes} bytes do not fit the {PAGE}-byte shared page "
-                       f"(at most {PAGE // 2} each)")
-            yield ("buses", index, "queue_bytes"), message
-        elif slots < 2:
-            message = f"a {bus.queue_format} queue of {bus.queue_bytes} bytes has {max(slots, 0)} slots, not 2 or more"
-            yield ("buses", index, "queue_bytes"), message
-        for key in ("doorbell", "doorbell_to_driver"):
-            bell = scenario.platform.doorbells.get(getattr(bus, key))
-            if bell is not None and bell.kind != "evtchn":
-                message = (f"doorbell {getattr(bus, key)!r} has kind {bell.kind}; a xen bus notifies by event "
-                           "channel (kind evtchn)")
-                yield ("buses", index, key), message
-        if bus.grants == "directory":
-            directory_pages[bus.name] = bus.directory_pages
-    on_bus = {device.name: device.bus for device in scenario.devices}
-    for index, workload in enumerate(scenario.workloads):
-        limit = directory_pages.get(on_bus.get(workload.device))
-        largest, key = largest_request(workload)
-        if limit is not None and pages(largest) > limit:
-            message = (f"a {largest}-byte buffer spans {pages(largest)} pages, more than the {limit} of its "
-                       "bus's grant directory (directory_pages)")
-            yield ("workloads", index, *key), message
-
-
 def _sharing(scenario: Scenario) -> Iterable[Problem]:
     """Memory shared under a policy: the bus can carry the share messages, the policy's options fit together,
     the heap holds what the policy asks of it, `buffers:` go with a device that shares, and a device is reset
@@ -477,17 +369,9 @@ def _sharing(scenario: Scenario) -> Iterable[Problem]:
         if sharing is None or bus is None:
             continue
         where = ("devices", index, "sharing")
-        if bus.kind in ("amp", "xen") and bus.layout != "vmsim-share":
-            yield where, (f"bus {bus.name!r} speaks {bus.layout}, which has no share messages: give it "
-                          "`layout: vmsim-share` (v1 plus vmsim's own SHM_SHARE / SHM_UNSHARE / SHM_RELEASE)")
-        if bus.kind == "ffa" and bus.release == "device":
-            yield where, (f"bus {bus.name!r} has its areas given back per buffer by the device (`release: device`); "
-                          "leave the bus at `release: driver` and set `release` under the device's sharing")
-        if bus.kind == "ffa" and sharing.release == "device" and bus.unmap_delay:
-            yield (*where, "release"), (f"bus {bus.name!r} unmaps lazily (`unmap_delay`): a device that gives its "
-                                        "regions back itself needs them unmapped at once")
-        if sharing.bounce and bus.kind != "amp":
-            yield (*where, "bounce"), f"bounce buffers are for an AMP carve-out; bus {bus.name!r} is {bus.kind}"
+        share_checks = KINDS[bus.kind].share_checks
+        for key, message in share_checks(bus, sharing) if share_checks is not None else ():
+            yield (*where, *key), message
         if sharing.policy == "pool" and sharing.release != "eager":
             yield (*where, "release"), ("a pool stays shared until the run ends: `release` applies to the other "
                                         "policies (leave it eager)")
@@ -516,81 +400,6 @@ def largest_request(workload) -> tuple[int, tuple[str, ...]]:
     return largest_size(workload.size), ("size",)
 
 
-def _declare(key: str) -> str:
-    if key == "frontend":
-        return "declare it under domains:, or use xen for the hypervisor's proxy"
-    return "declare it under domains:; the device side runs in a domain"
-
-
-def _ffa_buses(scenario: Scenario) -> Iterable[Problem]:
-    """FF-A: the partition and hypervisor exist on the platform, a VM partition is reached through a
-    hypervisor, and frames fit the method (x4..x17 on direct, the RX buffer on indirect, two FIFO rings
-    of at least two entries in `fifo_size`)."""
-    from vmsim.sim.ffa import MSG_SEND2_HEADER, RXTX_BUFFER
-    from vmsim.wire.ffa import MAX_FRAME
-    from vmsim.wire.fifo import HEADER_SIZE, MIN_MESSAGE_SIZE
-
-    ffa = scenario.platform.ffa
-    partitions, hypervisors = (ffa.partitions, ffa.hypervisors) if ffa is not None else ({}, {})
-    for index, bus in enumerate(scenario.buses):
-        if bus.kind != "ffa":
-            continue
-        partition = partitions.get(bus.partition)
-        if partition is None:
-            yield ("buses", index, "partition"), _unknown("ffa partition", bus.partition, partitions,
-                                                         scenario.platform.name)
-        if bus.hypervisor is not None and bus.hypervisor not in hypervisors:
-            yield ("buses", index, "hypervisor"), _unknown("ffa hypervisor", bus.hypervisor, hypervisors,
-                                                          scenario.platform.name)
-        elif bus.hypervisor is None and partition is not None and partition.kind == "vm":
-            yield ("buses", index, "hypervisor"), (f"partition {bus.partition!r} is a normal-world VM: "
-                                                   "name the hypervisor that mediates between the VMs")
-        if bus.method == "direct" and bus.max_msg_size > MAX_FRAME:
-            yield ("buses", index, "max_msg_size"), (f"{bus.max_msg_size} bytes do not fit a direct message: "
-                                                     f"x4..x17 carry at most {MAX_FRAME} bytes of frame")
-        room = RXTX_BUFFER - MSG_SEND2_HEADER.size
-        if bus.method == "indirect" and bus.max_msg_size > room:
-            yield ("buses", index, "max_msg_size"), (f"{bus.max_msg_size} bytes do not fit the {RXTX_BUFFER}-byte "
-                                                     f"RX buffer after its message header ({room} bytes)")
-        entry = max(MIN_MESSAGE_SIZE, bus.max_msg_size)
-        if bus.method == "fifo" and (bus.fifo_size // 2 - HEADER_SIZE) // entry < 2:
-            yield ("buses", index, "fifo_size"), (f"{bus.fifo_size} bytes hold no two rings of two "
-                                                  f"{entry}-byte entries after their {HEADER_SIZE}-byte headers")
-        if bus.release == "device" and bus.sharing != "per-buffer":
-            yield ("buses", index, "release"), ("the device releases areas it was lent per buffer: "
-                                                "`release: device` needs `sharing: per-buffer`")
-        if bus.layout == "ffa-2025":
-            yield from _ffa_2025_bus(scenario, index, bus, partition)
-        elif bus.events == "indirect":
-            yield ("buses", index, "events"), ("an ffa-2026 bus configures device events with EVENT_CONFIGURE: "
-                                               "`notif` or `poll` (indirect and FIFO buses send them as messages)")
-
-
-def _ffa_2025_bus(scenario: Scenario, index: int, bus, partition) -> Iterable[Problem]:
-    """What the RFC 2025 bus cannot do: no FIFO method and no EVENT_CONFIGURE (device events arrive as
-    indirect messages), a method chosen by the partition's properties, at most 16 devices."""
-    if bus.method == "fifo":
-        yield ("buses", index, "method"), ("an ffa-2025 bus has no FIFO method (FIFO_CONFIGURE came in 2026): "
-                                           "use direct or indirect")
-    elif partition is not None:
-        direct = "direct" in partition.features
-        chosen = "direct" if direct else "indirect"
-        if bus.method != chosen:
-            yield ("buses", index, "method"), (
-                f"an ffa-2025 bus takes its method from the partition's properties: {bus.partition!r} "
-                f"{'takes' if direct else 'does not take'} direct requests, so the bus is {chosen}: "
-                f"write `method: {chosen}`")
-    if bus.events != "indirect":
-        yield ("buses", index, "events"), (f"an ffa-2025 bus has no EVENT_CONFIGURE, so no {bus.events!r} events: "
-                                           "device events arrive as indirect messages (leave `events` out "
-                                           "or write `events: indirect`)")
-    devices = [device for device in scenario.devices if device.bus == bus.name]
-    if len(devices) > RFC2025_MAX_DEVICES:
-        device = scenario.devices.index(devices[RFC2025_MAX_DEVICES])
-        yield ("devices", device, "bus"), (f"bus {bus.name!r} is an ffa-2025 bus, whose driver supports at most "
-                                           f"{RFC2025_MAX_DEVICES} devices: this is its {RFC2025_MAX_DEVICES + 1}th")
-
-
 # --- helpers ----------------------------------------------------------------------------------
 
 
@@ -600,17 +409,6 @@ def _cpu(name: str | None) -> str:
 
 def _is(graph: nx.DiGraph, name: str, kind: str) -> bool:
     return name in graph and graph.nodes[name]["kind"] == kind
-
-
-def _unknown(what: str, name: str, defined: dict, platform: str) -> str:
-    close = difflib.get_close_matches(name, list(defined), n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    return f"platform {platform!r} has no {what} {name!r} ({hint}it has: {', '.join(defined) or 'none'})"
-
-
-def _hint(name: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _ordered_layers(graph: nx.DiGraph) -> dict[str, list[str]]:

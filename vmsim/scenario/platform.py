@@ -16,7 +16,7 @@ from pathlib import Path
 from vmsim.errors import ScenarioError
 from vmsim.profiles import profile_names, profile_path
 from vmsim.scenario.locations import KeyPath, Locations, read_yaml
-from vmsim.scenario.models import Platform
+from vmsim.scenario.models import KINDS, Platform
 
 CITATIONS = ("source", "estimate")
 _LOOKS_NUMERIC = re.compile(r"^\s*[-+]?\.?\d")
@@ -118,15 +118,15 @@ def fill_default_provenance(platform: Platform) -> None:
             for field in type(entry).model_fields:
                 if field != "kind":
                     provenance.setdefault(f"{section}.{name}.{field}", "default: schema default, no source")
-    if platform.xen is not None:
-        for field in type(platform.xen).model_fields:
-            provenance.setdefault(f"xen.{field}", "default: schema default, no source")
-    if platform.ffa is not None:
-        _fill_numbers(provenance, "ffa", platform.ffa)
+    for kind in KINDS.values():  # each bus kind's own cost section, when the platform has it
+        costs = getattr(platform, kind.name, None) if kind.costs is not None else None
+        if costs is not None:
+            _fill_numbers(provenance, kind.name, costs)
 
 
 def _fill_numbers(provenance: dict[str, str], prefix: str, model) -> None:
-    """Mark each number left at its default in a nested section (FF-A's partitions, hypervisors, memory calls)."""
+    """Mark each number left at its default in a section, nested ones included (FF-A's partitions, hypervisors,
+    memory calls)."""
     for field in type(model).model_fields:
         value, key = getattr(model, field), f"{prefix}.{field}"
         entries = value.items() if isinstance(value, dict) else [(None, value)]

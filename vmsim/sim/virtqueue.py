@@ -30,7 +30,7 @@ def _cost(memory, end, mark: tuple[int, int]) -> int:
     return memory.read(end.bytes_read - mark[0]) + memory.write(end.bytes_written - mark[1])
 
 
-class _Waker:
+class Waker:
     """A reusable wake-up for one long-lived process: `kick()` never loses a wake-up."""
 
     __slots__ = ("env", "event")
@@ -85,7 +85,7 @@ class DriverQueue:
         self.dropping = False
         self._publishing = False  # a running publish loop picks up new requests itself
         self._reclaiming = False  # a running reclaim publishes what it freed when it is done
-        self._submit_wake = _Waker(self.env)
+        self._submit_wake = Waker(self.env)
         self.env.process(self._submitter())
 
     def submit(self, request) -> None:
@@ -210,7 +210,7 @@ class DeviceQueue:
         self.counts = sim.counter(device.name)
         self.counts.setdefault("served", 0)
         self.counts.setdefault("busy_ns", 0)
-        self._wake = _Waker(self.env)
+        self._wake = Waker(self.env)
         self.env.process(self._worker())
 
     def kick(self) -> None:

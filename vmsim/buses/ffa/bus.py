@@ -30,90 +30,39 @@ layout. Sends from one endpoint are serialised by its lock, as L-26 sends under 
 
 from __future__ import annotations
 
-import struct
 from collections import deque
 
-import simpy
-
+from vmsim.buses.ffa.memory import FfaMemory
+from vmsim.buses.ffa.partition import FfaPath, Partition, Side
+from vmsim.buses.ffa.protocol import (
+    BUS_RESPONSE,
+    BUSY_IMAGE,
+    DRIVER_ENDPOINT,
+    EVENT_NOTIF_ID,
+    FIFO_DEVICE_NOTIF_ID,
+    FIFO_DRIVER_NOTIF_ID,
+    GENERATIONS,
+    METHODS,
+    MSG_SEND2_HEADER,
+    PARTITION_ENDPOINT,
+    bootstrap_method,
+    negotiate,
+    usable,
+)
 from vmsim.sim.bus import Bus
-from vmsim.sim.core import Component, Simulation, SimulationError
+from vmsim.sim.core import Simulation, SimulationError
 from vmsim.sim.costs import MemoryCost, sampler
-from vmsim.sim.doorbell import Doorbell
-from vmsim.sim.virtqueue import _Waker
 from vmsim.wire.ffa import (
-    AREA_SHIFT,
-    AREA_SHIFT_RFC2025,
-    BUS_VERSION_1_0,
-    DIRECT_REQ2_BYTES,
     EVENT_POLL,
-    RFC2025_FEATURES,
-    RFC2025_GET_DEVICES,
-    RFC2025_MAX_AREAS,
-    BusFeature,
-    Cacheability,
     EventMethod,
-    MemoryType,
     Result,
     SharingAttrs,
     SharingType,
-    bus_address,
     pack_direct_req2,
-    split_bus_address,
     unpack_direct_req2,
 )
 from vmsim.wire.fifo import HEADER_SIZE, MIN_MESSAGE_SIZE, create_fifo_pair, open_fifo_pair
-from vmsim.wire.memory import PAGE, pages
-from vmsim.wire.share import MemType
-
-RXTX_BUFFER = 4096  # Linux arm_ffa maps one page each for RX and TX
-MSG_SEND2_HEADER = struct.Struct("<6I")  # FF-A v1.2 partition message header (flags, -, offset, ids, size, -)
-DRIVER_ENDPOINT, PARTITION_ENDPOINT = 0x0001, 0x8001  # a normal-world VM id and a secure partition id
-EVENT_NOTIF_ID, FIFO_DRIVER_NOTIF_ID, FIFO_DEVICE_NOTIF_ID = 0, 1, 2
-FFA_VERSION_1_2 = 0x0001_0002
-TRANSPORT_REVISION = 1
-BUS_RESPONSE = 0x03  # type byte of a bus response
-BUSY_IMAGE = bytes(DIRECT_REQ2_BYTES)  # the all-zero RESP2 "busy" sentinel (L-26 xfer_direct.c)
-METHODS = ("direct", "indirect", "fifo")
-FEATURES = {
-    "direct": BusFeature.DIRECT_RX | BusFeature.DIRECT_TX,
-    "indirect": BusFeature.INDIRECT_RX | BusFeature.INDIRECT_TX,
-    "notif": BusFeature.NOTIF_RX | BusFeature.NOTIF_TX,
-    "fifo": BusFeature.FIFO,
-}
-
-
-def partition_features(names) -> int:
-    """The VERSION feature bits of a partition that supports the named features."""
-    bits = 0
-    for name in names:
-        bits |= FEATURES[name]
-    return bits
-
-
-def usable(method: str, features: int) -> bool:
-    """A method is usable only if all of its feature bits are set (L-26 xfer.h)."""
-    return features & FEATURES[method] == FEATURES[method]
-
-
-def bootstrap_method(features: int) -> str:
-    """Bootstrap over direct if the partition takes direct requests, else indirect (L-26)."""
-    return "direct" if usable("direct", features) else "indirect"
-
-
-def negotiate(wanted: str, events: str, features: int) -> tuple[str, EventMethod]:
-    """The runtime method and event delivery from the VERSION answer, with the reference fallbacks.
-
-    The wanted method if usable, else stay on the bootstrap method. On direct, NOTIF needs both
-    notification bits and falls back to POLL (L-26 xfer_direct.c); indirect and FIFO buses deliver
-    events as messages of their method.
-    """
-    method = wanted if usable(wanted, features) else bootstrap_method(features)
-    if method == "indirect":
-        return method, EventMethod.INDIRECT
-    if method == "fifo":
-        return method, EventMethod.FIFO
-    notif = events == "notif" and usable("notif", features)
-    return method, EventMethod.NOTIF if notif else EventMethod.POLL
+from vmsim.wire.memory import PAGE
 
 
 def rfc2025_method(partition_features: int, version_features: int) -> str:
@@ -126,168 +75,7 @@ def rfc2025_method(partition_features: int, version_features: int) -> str:
     return method
 
 
-class Generation2026:
-    """What differs between the generations of the FF-A bus, as the 2026 bus does it (L-26): its VERSION,
-    AREA_SHARE field names, bus addresses (`area_id << 48`), EVENT_CONFIGURE and FIFO. The partition keeps
-    device events for EVENT_POLL until EVENT_CONFIGURE says otherwise."""
-
-    layout = "ffa-2026"
-    area_shift = AREA_SHIFT
-    configures_events = True  # EVENT_CONFIGURE (and FIFO_CONFIGURE for the FIFO method)
-    device_events = EventMethod.POLL
-    get_devices_count = None  # the driver's own window
-    page_count = "page_count"
-
-    @staticmethod
-    def version_request() -> dict:
-        return {"bus_version": BUS_VERSION_1_0, "transport_revision": TRANSPORT_REVISION,
-                "ffa_version": FFA_VERSION_1_2}
-
-    @staticmethod
-    def version_answer(partition, request) -> dict:
-        return {"bus_version": BUS_VERSION_1_0, "transport_revision": TRANSPORT_REVISION,
-                "ffa_version": FFA_VERSION_1_2, "feature_bits": 0, "bus_features": partition.features,
-                "max_areas": partition.max_areas}
-
-    @staticmethod
-    def read_version(answer) -> tuple[int, int]:
-        """(feature bits, areas) of a VERSION answer."""
-        return answer["bus_features"], answer["max_areas"]
-
-    @staticmethod
-    def area_share(area: int, handle: int, pages: int, attrs: int) -> dict:
-        return {"area_id": area, "mem_handle": handle, "mem_tag": 0, "page_count": pages, "sharing_attrs": attrs}
-
-
-class Generation2025(Generation2026):
-    """The RFC 2025 bus (L-ffa-rfc1): a five-field VERSION whose features are bits 0-3 and whose `area_num`
-    both sides bound; no EVENT_CONFIGURE and no FIFO, so device events (and, on an indirect bus, responses)
-    reach the driver as indirect messages in its RX buffer; bus addresses `area_id << 56`; GET_DEVICES for
-    0xFF device numbers. Its AREA_SHARE `attr` word has no published meaning and is sent as 0."""
-
-    layout = "ffa-2025"
-    area_shift = AREA_SHIFT_RFC2025
-    configures_events = False
-    device_events = EventMethod.INDIRECT
-    get_devices_count = RFC2025_GET_DEVICES
-    page_count = "count"
-
-    @staticmethod
-    def version_request() -> dict:
-        return {"driver_version": 1, "vmsg_revision": 1, "vmsg_features": 0, "features": RFC2025_FEATURES,
-                "area_num": RFC2025_MAX_AREAS}
-
-    @staticmethod
-    def version_answer(partition, request) -> dict:
-        return {"device_version": 1, "vmsg_revision": 1, "vmsg_features": 0,
-                "features": partition.features & RFC2025_FEATURES,
-                "area_num": min(partition.max_areas, request["area_num"])}
-
-    @staticmethod
-    def read_version(answer) -> tuple[int, int]:
-        return answer["features"], min(answer["area_num"], RFC2025_MAX_AREAS)
-
-    @staticmethod
-    def area_share(area: int, handle: int, pages: int, attrs: int) -> dict:
-        return {"area_id": area, "mem_handle": handle, "tag": 0, "count": pages, "attr": 0}
-
-
-GENERATIONS = {generation.layout: generation for generation in (Generation2025, Generation2026)}
-
-
-class FfaPath:
-    """What crossing the FF-A stack costs: `leg` carries a frame one way between the driver and the
-    partition; `driver_call` / `partition_call` are an ABI call the framework (SPMC, or the hypervisor
-    for a VM partition) answers, there and back. Built from the platform's per-pass costs (A.6)."""
-
-    __slots__ = ("driver_call", "leg", "partition_call")
-
-    def __init__(self, costs, kind: str, hypervisor):
-        hop = hypervisor.trap + hypervisor.forward if hypervisor is not None else 0
-        if kind == "vm":
-            to_framework, to_partition, from_partition = hop, hypervisor.vm_switch, hop
-        else:
-            to_framework = hop + costs.el3_switch + costs.spmd_context + costs.spmc_dispatch
-            s_el2 = costs.sel2_switch if kind == "hafnium" else 0
-            to_partition, from_partition = s_el2, s_el2 + costs.spmc_dispatch
-        self.leg = to_framework + to_partition
-        self.driver_call = 2 * to_framework
-        self.partition_call = 2 * from_partition
-
-
-class Partition(Component):
-    """The vCPUs of one partition, shared by every bus it serves: the frames it handles and the
-    buffers its devices serve hold one while they run, so a busy partition delays the next call."""
-
-    def __init__(self, sim: Simulation, name: str, spec):
-        super().__init__(sim, f"partition.{name}")
-        self.kind = spec.kind
-        self.features = partition_features(spec.features)
-        self.max_areas = spec.max_areas
-        self.vcpus = simpy.Resource(sim.env, spec.vcpus)
-        self.counts = sim.counter(self.name)
-        self.counts.update(servers=spec.vcpus, busy_ns=0, busy_answers=0, yields=0)
-
-    @classmethod
-    def shared(cls, sim: Simulation, name: str, spec, shared: dict) -> Partition:
-        key = ("ffa.partition", name)
-        if key not in shared:
-            shared[key] = cls(sim, name, spec)
-        return shared[key]
-
-    def free(self) -> bool:
-        return self.vcpus.count < self.vcpus.capacity
-
-    def leave(self, request, since: int) -> None:
-        self.vcpus.release(request)
-        self.counts["busy_ns"] += self.env.now - since
-
-
-class Mailbox:
-    """An endpoint's RX buffer: FFA_MSG_SEND2 copies one message in, the owner reads it and hands the
-    buffer back with FFA_RX_RELEASE; until then a send to this endpoint is answered BUSY."""
-
-    __slots__ = ("buffer", "full")
-
-    def __init__(self):
-        self.buffer = bytearray(RXTX_BUFFER)
-        self.full = False
-
-
-class _Side:
-    """One end of the bus: its send lock, CPU and memory costs, ABI call cost, RX/TX buffers, FIFO ring
-    ends, the notification that wakes its handler, and its log components."""
-
-    __slots__ = ("bell", "call", "component", "cpu_ns", "endpoint", "fifo_rx", "fifo_tx", "inbound", "lock",
-                 "memory", "outbound", "rx", "sent", "space", "tx", "wake")
-
-    def __init__(self, bus, role: str, endpoint: int, cpu_ns: int, memory: MemoryCost, call: int, kind):
-        sim, env, log = bus.sim, bus.env, bus.sim.log
-        toward = "to_device" if role == "device" else "to_driver"
-        self.endpoint = endpoint
-        self.cpu_ns = cpu_ns
-        self.memory = memory
-        self.call = call
-        self.lock = simpy.Resource(env, 1)
-        self.component = log.components(f"{bus.name}.{role}")
-        self.inbound = log.components(f"{bus.name}.{toward}")
-        self.outbound = None  # the peer's inbound: frames this side sends
-        self.sent = None
-        self.tx = bytearray(RXTX_BUFFER)
-        self.rx = Mailbox()
-        self.fifo_tx = self.fifo_rx = None
-        self.wake = _Waker(env)
-        self.bell = Doorbell(sim, f"{bus.name}.{toward}.doorbell", kind, bus.bus_id, self.wake.kick)
-        self.space = env.event()
-
-    def release_space(self) -> None:
-        """A notification arrived: wake a sender waiting for room in its FIFO ring (notify-after-full)."""
-        if self.space.callbacks:
-            self.space.succeed()
-            self.space = self.space.env.event()
-
-
-class FfaBus(Bus):
+class FfaBus(FfaMemory, Bus):
     """See the module docstring."""
 
     match_tokens = True  # responses may overtake each other (yields, busy retries, several vCPUs)
@@ -310,9 +98,9 @@ class FfaBus(Bus):
         self.ready = sim.env.event()
         self.transport = None  # the method frames travel by: bootstrap, then the negotiated one
         self.event_delivery = None
-        self.driver_side = _Side(self, "driver", DRIVER_ENDPOINT, driver_cpu_ns, driver_memory,
+        self.driver_side = Side(self, "driver", DRIVER_ENDPOINT, driver_cpu_ns, driver_memory,
                                  path.driver_call, notification)
-        self.device_side = _Side(self, "device", PARTITION_ENDPOINT, device_cpu_ns, device_memory,
+        self.device_side = Side(self, "device", PARTITION_ENDPOINT, device_cpu_ns, device_memory,
                                  path.partition_call, notification)
         for side, peer, direction in ((self.driver_side, self.device_side, "to_device"),
                                       (self.device_side, self.driver_side, "to_driver")):
@@ -368,7 +156,7 @@ class FfaBus(Bus):
     def _frame(self, component: int, event: str, dev_num: int, frame: bytes) -> None:
         self._log.frame(self.env.now, component, self._ev[event], self.bus_id, dev_num, frame)
 
-    def _sent(self, side: _Side, dev_num: int, frame: bytes) -> None:
+    def _sent(self, side: Side, dev_num: int, frame: bytes) -> None:
         self._frame(side.outbound, "tx", dev_num, frame)
         side.sent["frames"] += 1
         side.sent["bytes"] += len(frame)
@@ -552,7 +340,7 @@ class FfaBus(Bus):
         if self._device_events == EventMethod.NOTIF:
             yield from self._notification_set(self.device_side, self.driver_side, EVENT_NOTIF_ID, dev_num)
 
-    def _notification_set(self, sender: _Side, receiver: _Side, notif_id: int, dev_num: int):
+    def _notification_set(self, sender: Side, receiver: Side, notif_id: int, dev_num: int):
         """FFA_NOTIFICATION_SET: a call to the framework, which then signals the receiver."""
         self._mark(sender.component, "ffa.notification_set", dev_num, notif_id)
         if sender.call:
@@ -581,7 +369,7 @@ class FfaBus(Bus):
 
     # --- indirect messages ------------------------------------------------------------------------------
 
-    def _msg_send2(self, sender: _Side, receiver: _Side, frame: bytes, dev_num: int):
+    def _msg_send2(self, sender: Side, receiver: Side, frame: bytes, dev_num: int):
         """FFA_MSG_SEND2: header and frame into the sender's TX buffer; the framework copies them into
         the receiver's RX buffer and raises "RX buffer full". A full RX buffer answers BUSY: L-26 sleeps
         1-2 ms and retries, `tx_busy_retries` times in all, then the frame is lost."""
@@ -615,7 +403,7 @@ class FfaBus(Bus):
             yield env.timeout(self._sleep())
         sender.lock.release(lock)
 
-    def _read_mailbox(self, side: _Side):
+    def _read_mailbox(self, side: Side):
         """Read the message in `side`'s RX buffer, then give the buffer back with FFA_RX_RELEASE."""
         env = self.env
         _flags, _, offset, _ids, size, _ = MSG_SEND2_HEADER.unpack_from(side.rx.buffer)
@@ -632,7 +420,7 @@ class FfaBus(Bus):
 
     # --- FIFO rings ---------------------------------------------------------------------------------------
 
-    def _fifo_send(self, sender: _Side, receiver: _Side, frame: bytes, dev_num: int):
+    def _fifo_send(self, sender: Side, receiver: Side, frame: bytes, dev_num: int):
         """Push into the sender's ring and kick the peer with an FF-A notification (L-26 notifies per
         message). A full ring waits, without the lock, for the consumer's notify-after-full."""
         env = self.env
@@ -656,7 +444,7 @@ class FfaBus(Bus):
         yield from self._notification_set(sender, receiver, self._notif_id(receiver), dev_num)
         sender.lock.release(lock)
 
-    def _fifo_pop(self, side: _Side):
+    def _fifo_pop(self, side: Side):
         """Take one entry from `side`'s ring; after taking from a full ring, notify the producer."""
         ring = side.fifo_rx
         read, written = ring.bytes_read, ring.bytes_written
@@ -670,15 +458,15 @@ class FfaBus(Bus):
             yield from self._notification_set(side, peer, self._notif_id(peer), -1)
         return frame
 
-    def _notif_id(self, receiver: _Side) -> int:
+    def _notif_id(self, receiver: Side) -> int:
         return FIFO_DEVICE_NOTIF_ID if receiver is self.device_side else FIFO_DRIVER_NOTIF_ID
 
     # --- receive handlers (woken by FF-A notifications) ----------------------------------------------
 
-    def _pending_in(self, side: _Side) -> bool:
+    def _pending_in(self, side: Side) -> bool:
         return side.rx.full or side.fifo_rx is not None and len(side.fifo_rx) > 0
 
-    def _read_one(self, side: _Side):
+    def _read_one(self, side: Side):
         if side.rx.full:
             return (yield from self._read_mailbox(side))
         return (yield from self._fifo_pop(side))
@@ -754,197 +542,3 @@ class FfaBus(Bus):
         else:
             return super()._answer_bus_message(frame)
         return self._encode(name, "response", answer, token=frame.token)
-
-    def _unshare(self, area_id: int) -> Result:
-        """AREA_UNSHARE at the partition: BUSY while a buffer in the area is still mapped (O-new),
-        else FFA_MEM_RELINQUISH."""
-        if area_id not in self._areas:
-            return Result.ERROR
-        spent = self._relinquish(area_id)
-        if spent is None:
-            return Result.BUSY
-        self.owe(spent)
-        return Result.SUCCESS
-
-    def _retrieve(self, area_id: int, pages: int) -> int:
-        """FFA_MEM_RETRIEVE_REQ at the partition: the area joins its table; the call's time."""
-        self._areas[area_id] = [pages, 0]
-        return self._memory_call(self.device_side, "ffa.mem_retrieve_req", self.costs.mem_retrieve, pages)
-
-    def _relinquish(self, area_id: int) -> int | None:
-        """FFA_MEM_RELINQUISH at the partition, and the area leaves its table; the call's time, or None while a
-        buffer in the area is still mapped."""
-        pages, mapped = self._areas[area_id]
-        if mapped:
-            return None
-        del self._areas[area_id]
-        return self._memory_call(self.device_side, "ffa.mem_relinquish", self.costs.mem_relinquish, pages,
-                                 self.costs.tlb_maintenance)
-
-    def _owe(self, event: str, op, pages: int, extra: int = 0) -> None:
-        """A partition-side FF-A memory call made while answering: logged now, its time paid before the answer."""
-        self._owed += self._memory_call(self.device_side, event, op, pages, extra)
-
-    def _memory_call(self, side: _Side, event: str, op, pages: int, extra: int = 0) -> int:
-        """Log an FF-A memory call and return its time: the crossing, fixed + per page, TLB maintenance."""
-        self._mark(side.component, event, -1, pages)
-        return side.call + op.fixed + pages * op.per_page + extra
-
-    # --- memory: the driver side ---------------------------------------------------------------------
-
-    def _mem_call(self, event: str, op, pages: int, extra: int = 0):
-        yield self.env.timeout(self._memory_call(self.driver_side, event, op, pages, extra))
-
-    def _mem_share(self, pages: int, lend: bool = False):
-        """FFA_MEM_SHARE (or LEND, which also takes the pages out of the owner's stage 2): a handle."""
-        yield from self._mem_call("ffa.mem_lend" if lend else "ffa.mem_share", self.costs.mem_share, pages,
-                                  self.costs.tlb_maintenance if lend else 0)
-        self._handles += 1
-        self.counts["shares"] += 1
-        return self._handles
-
-    def _share_area(self, pages: int, kick=None):
-        """FFA_MEM_SHARE (or LEND), then AREA_SHARE under a free area id; the partition retrieves the pages.
-
-        With every id taken, `kick` (dev_num, vq) is notified first, so that buffers published before
-        this one get served and give their areas back (as a driver kicks before it waits for DMA space).
-        """
-        handle = yield from self._mem_share(pages, self.spec.share_op == "lend")
-        area = yield from self._take_area(None if kick is None else (lambda: self.notify_device(*kick)))
-        yield from self._bus_call("AREA_SHARE", self.generation.area_share(area, handle, pages, self._attrs))
-        self._driver_areas[area] = pages
-        return area
-
-    def _take_area(self, before_wait):
-        """A free area id; with every id taken, run `before_wait` first, then wait for a reclaim."""
-        if not self._free_areas and before_wait is not None:
-            yield from before_wait()
-        while not self._free_areas:
-            yield self._areas_changed
-        return self._free_areas.popleft()
-
-    def _unshare_area(self, area: int):
-        """AREA_UNSHARE (retried on BUSY, 20 ms doubling to 100 ms, 20 tries: L-26 common.c) or the
-        device's AREA_RELEASE, then FFA_MEM_RECLAIM and the area id is free again."""
-        if self.spec.release == "device":
-            while area not in self._released:
-                yield self._areas_changed
-            self._released.discard(area)
-        else:
-            delay = self.spec.mem_backoff
-            for attempt in range(1, self.spec.mem_retries + 1):
-                result = (yield from self._bus_call("AREA_UNSHARE", {"area_id": area}))["result"]
-                if result != Result.BUSY:
-                    break
-                self.counts["mem_busy"] += 1
-                self._mark(self.driver_side.component, "ffa.busy", -1, attempt)
-                if attempt < self.spec.mem_retries:
-                    yield self.env.timeout(delay)
-                    delay = min(2 * delay, self.spec.mem_backoff_max)
-            if result != Result.SUCCESS:
-                return  # still shared: the area and its pages stay lost to the driver, as in L-26
-        yield from self._reclaim_area(area, self._driver_areas.pop(area))
-
-    def _reclaim_area(self, area: int, pages: int):
-        """FFA_MEM_RECLAIM: the pages are the driver's again and the area id is free."""
-        yield from self._mem_call("ffa.mem_reclaim", self.costs.mem_reclaim, pages)
-        self.counts["reclaims"] += 1
-        self._free_areas.append(area)
-        self._area_event()
-
-    def _area_event(self) -> None:
-        self._areas_changed.succeed()
-        self._areas_changed = self.env.event()
-
-    def _bus_event(self, frame) -> None:
-        if frame.name != "AREA_RELEASE":
-            super()._bus_event(frame)
-        elif frame["area_id"] in self.regions:
-            region = self.regions[frame["area_id"]]
-            region.owner.on_release(region)
-        else:
-            self._released.add(frame["area_id"])
-            self._area_event()
-
-    # --- request buffers -------------------------------------------------------------------------------
-
-    def share_buffer(self, dev_num: int, vq: int, request):
-        if self._pool is not None:
-            return bus_address(self._pool, 0, self._shift)
-        area = yield from self._share_area(pages(request.size), (dev_num, vq))
-        self._buffer_area[request] = area
-        return bus_address(area, 0, self._shift)
-
-    def release_buffer(self, dev_num: int, vq: int, request):
-        area = self._buffer_area.pop(request, None)
-        if area is not None:
-            yield from self._unshare_area(area)
-
-    def map_buffer(self, device, vq: int, chain):
-        """The partition serves the buffer on one of its vCPUs; the device translates its bus addresses."""
-        vcpu = self.partition.vcpus.request()
-        yield vcpu
-        self._serving[(device.dev_num, vq)] = (vcpu, self.env.now)
-        for descriptor in chain:
-            area = self._areas.get(split_bus_address(descriptor[0], self._shift)[0])
-            if area is None:
-                self.counts["unmapped_access"] += 1
-            else:
-                area[1] += 1
-
-    def unmap_buffer(self, device, vq: int, chain):
-        self.partition.leave(*self._serving.pop((device.dev_num, vq)))
-        for descriptor in chain:
-            area_id = split_bus_address(descriptor[0], self._shift)[0]
-            if area_id not in self._areas:
-                continue
-            if self.spec.unmap_delay:
-                self.env.process(self._unmap(area_id, self.spec.unmap_delay))
-            else:
-                yield from self._unmap(area_id, 0)
-
-    def _unmap(self, area_id: int, delay: int):
-        """Drop one mapping (`delay` later: a lazy unmap). With `release: device` the partition then
-        relinquishes the area itself and tells the driver with AREA_RELEASE."""
-        if delay:
-            yield self.env.timeout(delay)
-        area = self._areas[area_id]
-        area[1] -= 1
-        if self.spec.release == "device" and not area[1]:
-            yield self.env.timeout(self._relinquish(area_id))
-            yield from self.event_to_driver(0, self._encode("AREA_RELEASE", "event", {"area_id": area_id}))
-
-    # --- memory shared under a policy: the FF-A mechanism -------------------------------------------------
-
-    def new_share_id(self, region, before_wait):
-        """A free area id of the partition's table."""
-        region.id = yield from self._take_area(before_wait)
-
-    def prepare_share(self, region):
-        """FFA_MEM_SHARE (or LEND) of the region's pages: its memory handle; bus addresses in its area."""
-        region.handle = yield from self._mem_share(region.pages, self.spec.share_op == "lend")
-        region.bus_address = bus_address(region.id, 0, self._shift)
-
-    def share_frame(self, region) -> bytes:
-        """AREA_SHARE, its sharing attributes saying how the device maps the region."""
-        kind = region.owner.mem_type
-        attrs = SharingAttrs(type=self._share_type,
-                             cacheability=Cacheability.NON if kind == MemType.NON_CACHEABLE else Cacheability.WRITE_BACK,
-                             memory_type=MemoryType.DEVICE if kind == MemType.DEVICE else MemoryType.NORMAL)
-        return self._encode("AREA_SHARE", "request",
-                            self.generation.area_share(region.id, region.handle, region.pages, attrs.encode()))
-
-    def unshare_frame(self, region) -> bytes:
-        return self._encode("AREA_UNSHARE", "request", {"area_id": region.id})
-
-    def release_frame(self, region) -> bytes:
-        return self._encode("AREA_RELEASE", "event", {"area_id": region.id})
-
-    def reclaim_region(self, region):
-        yield from self._reclaim_area(region.id, region.pages)
-
-    def attach_region(self, region) -> int:
-        return self._retrieve(region.id, region.pages)
-
-    def detach_region(self, region) -> int | None:
-        return self._relinquish(region.id)
