@@ -243,14 +243,13 @@ class Bus(Component):
         return None
 
     def _answer_after(self, answered):
-        owed, self._owed = self._owed, 0
-        yield from self.device_work(owed)
+        yield from self.device_work(self.settle_owed())
         self.send_answer(answered)
 
     def send_answer(self, answered) -> None:
         """Send the device side's answer, (response, dev_num) or None, after its lateness if it has one; the
         device side goes on meanwhile."""
-        late, self._late = self._late, 0
+        late = self.settle_late()
         if answered is not None:
             self.env.process(self._send_later(late, *answered) if late else self._send_to_driver(*answered))
 
@@ -265,6 +264,16 @@ class Bus(Component):
     def delay_answer(self, ns: int) -> None:
         """The answer being made leaves `ns` late, without holding the device side up."""
         self._late += ns
+
+    def settle_owed(self) -> int:
+        """The device-side time `owe`d while answering, now to be paid (and no longer owed)."""
+        owed, self._owed = self._owed, 0
+        return owed
+
+    def settle_late(self) -> int:
+        """How late the answer just made leaves (`delay_answer`), now to be waited (and no longer pending)."""
+        late, self._late = self._late, 0
+        return late
 
     def device_work(self, ns: int):
         """`ns` of device-side work in the running context (a plug-in may run it on its vCPUs)."""

@@ -312,8 +312,8 @@ class FfaBus(FfaMemory, Bus):
             yield env.timeout(self.device_cpu_ns)
         self._frame(device.inbound, "rx", dev_num, received)
         answered = yield from self._at_partition(received)
-        if self._late:  # a late answer to a synchronous call: the call itself takes that much longer
-            late, self._late = self._late, 0
+        late = self.settle_late()
+        if late:  # a late answer to a synchronous call: the call itself takes that much longer
             yield env.timeout(late)
         partition.leave(vcpu, since)
         response = answered[0] if answered else b""
@@ -326,8 +326,8 @@ class FfaBus(FfaMemory, Bus):
         """The partition answers a received frame (the caller holds a vCPU); FF-A calls the answer made
         (retrieve, relinquish) take their time before the answer leaves."""
         answered = self.answer(data)
-        if self._owed:
-            owed, self._owed = self._owed, 0
+        owed = self.settle_owed()
+        if owed:
             yield self.env.timeout(owed)
         return answered
 

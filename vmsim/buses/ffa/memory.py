@@ -48,7 +48,7 @@ class FfaMemory:
 
     def _owe(self, event: str, op, pages: int, extra: int = 0) -> None:
         """A partition-side FF-A memory call made while answering: logged now, its time paid before the answer."""
-        self._owed += self._memory_call(self.device_side, event, op, pages, extra)
+        self.owe(self._memory_call(self.device_side, event, op, pages, extra))
 
     def _memory_call(self, side: Side, event: str, op, pages: int, extra: int = 0) -> int:
         """Log an FF-A memory call and return its time: the crossing, fixed + per page, TLB maintenance."""
