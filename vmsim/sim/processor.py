@@ -1,0 +1,86 @@
+"""Processors: cores, vCPU pools and partition cores that work is charged to.
+
+Everything done on a processor (interrupt entry, frame handling, queue reads and writes, copies,
+device service) holds it for its cost, so a core is never more than 100 % busy and two devices on
+one core wait for each other.
+
+A processor serves its work first come, first served, and a work item's cost is known when it is
+submitted; so the time it finishes is known too, and one timeout per item is the whole cost in
+events (a SimPy `Resource` would add a request and a release event to every item). Interrupt work
+(`irq=True`) on a one-core processor pre-empts thread work and resumes it afterwards: it runs after
+the interrupt work queued before it only, and every piece of thread work not finished when it arrives
+is pushed back by its cost. A pool of several cores (a domain's vCPUs) hands each item to the core
+that frees first.
+"""
+
+from __future__ import annotations
+
+from vmsim.sim.core import Component, Simulation
+
+
+class Processor(Component):
+    """`cores` identical cores serving work first come, first served; interrupt work first on one core.
+
+    Use `yield from processor.hold(cost_ns)` inside a process: it returns once the work is done.
+    `busy_ns(now)` is the work done by `now`, at most `now * cores`.
+    """
+
+    def __init__(self, sim: Simulation, name: str, *, cores: int = 1):
+        super().__init__(sim, name)
+        if cores < 1:
+            raise ValueError(f"{name}: a processor has at least one core, not {cores}")
+        self.cores = cores
+        self._free_at = [0] * cores  # when each core has finished the work handed to it so far
+        self._irq_free_at = 0  # when the interrupt work handed to the (one) core so far is done
+        self._stolen = 0  # interrupt time that pushed back thread work in progress or waiting
+        self._stolen_at = -1  # when interrupt work last pushed thread work back
+        self._stolen_earlier = 0  # _stolen before the interrupts that arrived at _stolen_at
+        self._charged = 0  # ns of work handed out, including work still to run
+        self._timeout = sim.env.timeout
+        self.counts = sim.counter(name)
+        self.counts.update(work_items=0, irq_items=0)
+
+    def hold(self, cost: int, irq: bool = False):
+        """Hold a core for `cost` ns, after the work submitted before (interrupt work: before it)."""
+        if irq and self.cores == 1:
+            yield from self._interrupt(cost)
+            return
+        now = self.env.now
+        free_at = self._free_at
+        core = 0 if self.cores == 1 else free_at.index(min(free_at))
+        start = max(now, free_at[core])
+        free_at[core] = end = start + cost
+        self._charged += cost
+        self.counts["work_items"] += 1
+        stolen = self._stolen
+        yield self._timeout(end - now)
+        while True:  # interrupt work that arrived before this work was done ran first: wait that long more
+            seen = self._stolen if self._stolen_at < self.env.now else self._stolen_earlier
+            if seen <= stolen:
+                return
+            stolen, extra = seen, seen - stolen
+            yield self._timeout(extra)
+
+    def _interrupt(self, cost: int):
+        now = self.env.now
+        start = max(now, self._irq_free_at)
+        self._irq_free_at = end = start + cost
+        self._charged += cost
+        self.counts["irq_items"] += 1
+        if self._free_at[0] > now:  # thread work in progress or waiting: all of it moves back
+            self._free_at[0] += cost
+            if self._stolen_at != now:
+                self._stolen_at, self._stolen_earlier = now, self._stolen
+            self._stolen += cost
+        elif self._free_at[0] < end:  # thread work submitted from now waits for the interrupt work
+            self._free_at[0] = end
+        yield self._timeout(end - now)
+
+    def busy_ns(self, now: int) -> int:
+        """Work done by `now`: what was handed out, less what is still to run after `now`."""
+        # Each core is busy without a gap until its _free_at (on one core that includes interrupt work).
+        return self._charged - sum(max(0, free_at - now) for free_at in self._free_at)
+
+    def utilisation(self, now: int) -> float:
+        """Share of the cores' time spent working, in [0, 1]."""
+        return self.busy_ns(now) / (now * self.cores) if now > 0 else 0.0
