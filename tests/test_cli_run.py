@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 
 import vmsim
-from vmsim.api import override_arguments
 from vmsim.cli import main
+from vmsim.scenario.overrides import override_arguments
 
 TINY = """\
 name: tiny

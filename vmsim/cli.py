@@ -92,11 +92,12 @@ def sweep(
     fresh: Annotated[bool, typer.Option("--fresh", help="Redo every run instead of resuming.")] = False,
 ) -> None:
     """Run a parameter sweep with replications; re-running the same command resumes an interrupted one."""
+    from vmsim.files import DEFAULT_RESULTS_ROOT
     from vmsim.sweeps import format_report, load_sweep
     from vmsim.sweeps import sweep as run_sweep
 
     plan = load_sweep(sweep_file)
-    folder = out or Path("results") / plan.name
+    folder = out or DEFAULT_RESULTS_ROOT / plan.name
     try:
         points = run_sweep(plan, out=folder, executor=executor, workers=workers, scheduler=scheduler,
                            plots=not no_plots, fresh=fresh)

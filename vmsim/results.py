@@ -12,11 +12,9 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import shutil
 import socket
 import tempfile
-import uuid
 from functools import cached_property
 from pathlib import Path
 
@@ -24,27 +22,36 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from vmsim._version import __version__
 from vmsim.analysis.checks import check_events
 from vmsim.analysis.stats import DEFAULT_BATCHES, batch_means, latency_summary
 from vmsim.errors import VmsimError
+from vmsim.files import leftover_folder_pattern, write_folder_atomically
+from vmsim.sim.log import EVENT_ROW, REQUEST_ROW, Column
 from vmsim.sim.output import SimOutput
 from vmsim.units import format_ns
 
-EVENT_SCHEMA = pa.schema([
-    ("time_ns", pa.int64()), ("component", pa.string()), ("event", pa.string()), ("bus", pa.string()),
-    ("dev_num", pa.int32()), ("type", pa.int16()), ("msg_id", pa.int16()), ("msg_name", pa.string()),
-    ("token", pa.int32()), ("msg_size", pa.int32()), ("value", pa.int64()), ("wire", pa.binary()),
-])
-REQUEST_SCHEMA = pa.schema([
-    ("request_id", pa.int64()), ("driver", pa.string()), ("device", pa.string()), ("dev_num", pa.int32()),
-    ("vq", pa.int32()), ("size_bytes", pa.int64()), ("submit_ns", pa.int64()), ("start_ns", pa.int64()),
-    ("service_ns", pa.int64()), ("complete_ns", pa.int64()), ("latency_ns", pa.int64()),
-])
 TRACE_EVENT_LIMIT = 200_000
 SUMMARY_FILE = "summary.json"
 
 
 # --- tables -----------------------------------------------------------------------------------
+
+
+def arrow_schema(row: tuple[Column, ...]) -> pa.Schema:
+    """The parquet schema of a log row declared in `vmsim.sim.log`."""
+    return pa.schema([(column.name, getattr(pa, column.arrow_type)()) for column in row])
+
+
+EVENT_SCHEMA = arrow_schema(EVENT_ROW)
+REQUEST_SCHEMA = arrow_schema(REQUEST_ROW)
+
+
+def column_table(row: tuple[Column, ...]) -> str:
+    """A log row's columns as the Markdown table results/README.md shows (a test keeps the two equal)."""
+    lines = ["| column | type | meaning |", "|---|---|---|"]
+    lines += [f"| `{column.name}` | {column.arrow_type} | {column.meaning} |" for column in row]
+    return "\n".join(lines)
 
 
 def events_table(output: SimOutput) -> pa.Table:
@@ -59,17 +66,20 @@ def requests_table(output: SimOutput) -> pa.Table:
 # --- summary ----------------------------------------------------------------------------------
 
 
-def summarize(output: SimOutput, *, wall_seconds: float, version: str) -> dict:
+def summarize(output: SimOutput, *, wall_seconds: float, version: str = __version__,
+              requests: pa.Table | None = None) -> dict:
     """The numbers a user reads first, as a JSON-ready dict (see results/README.md for each key).
 
     Latency and throughput cover the requests submitted at or after `warmup_ns`, so start-up
     (device init, empty queues) does not flatter or penalise the steady state. `check` is the verdict of
-    the safety checks over the event log (`vmsim.analysis.checks`).
+    the safety checks over the event log (`vmsim.analysis.checks`). `requests` is the run's requests table
+    when the caller keeps it (a `RunResult`), so the log is turned into a table once.
     """
-    requests = output.requests.columns()
-    measured = requests["submit_ns"] >= output.warmup_ns
-    order = np.argsort(requests["submit_ns"][measured], kind="stable")
-    latency = requests["latency_ns"][measured][order]
+    requests = requests_table(output) if requests is None else requests
+    submit = requests.column("submit_ns").to_numpy()
+    measured = submit >= output.warmup_ns
+    order = np.argsort(submit[measured], kind="stable")
+    latency = requests.column("latency_ns").to_numpy()[measured][order]
     window_s = (output.sim_time_ns - output.warmup_ns) / 1e9
     interval = batch_means(latency, DEFAULT_BATCHES)
     return json_ready({
@@ -249,7 +259,6 @@ def format_check(check: dict, shown: int = 5) -> list[str]:
 # --- the result folder ------------------------------------------------------------------------
 
 MARKER_FILE = ".vmsim-result"
-_STALE_NAME = r"\.{name}\.(?:partial|old)-(?P<pid>[0-9]+)-[0-9a-f]{{8}}"
 
 
 def check_destination(folder: Path) -> None:
@@ -337,36 +346,21 @@ def _check_writable(folder: Path, parent: Path) -> None:
 def write_atomically(folder: Path, fill) -> Path:
     """Call `fill(temporary_folder)`, mark the filled folder as a vmsim result, then swap it in at `folder`.
 
-    The temporary folder is a hidden sibling named with this process's id, so the final rename stays on
-    one file system and a later write can tell a leftover of a killed writer from one still being
-    written. An existing result is renamed away, the new one renamed in, and only then the old one
-    deleted; if `fill` fails (or is interrupted) the temporary folder is removed and nothing else changes.
-    A symlinked `folder` is followed: the result replaces its target and the symlink stays. Returns `folder`.
+    The swap is `vmsim.files.write_folder_atomically`: if `fill` fails (or is interrupted) nothing changes.
+    Leftovers of killed writers next to it are removed first. A symlinked `folder` is followed: the result
+    replaces its target and the symlink stays. Returns `folder`.
     """
     folder = Path(folder)
     check_destination(folder)
     target = _destination(folder)
-    created = [parent for parent in reversed(target.parents) if not parent.exists()]
-    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    temporary = target.parent / f".{target.name}.partial-{tag}"
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary.mkdir()
-    except OSError as exc:
-        for parent in reversed(created):
-            _remove_if_empty(parent)
-        raise VmsimError(f"{folder}: cannot be written: {exc.strerror or exc}") from None
-    remove_stale_folders(target)
-    try:
+
+    def fill_and_mark(temporary: Path) -> None:
+        remove_stale_folders(target)
         _write_marker(temporary, None)
         fill(temporary)
         _write_marker(temporary, sorted(entry.name for entry in temporary.iterdir() if entry.name != MARKER_FILE))
-        _swap_in(temporary, target, target.parent / f".{target.name}.old-{tag}")
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        for parent in reversed(created):
-            _remove_if_empty(parent)
-        raise
+
+    write_folder_atomically(folder, target, fill_and_mark)
     return folder
 
 
@@ -376,8 +370,6 @@ def _write_marker(folder: Path, files: list[str] | None) -> None:
     While a folder is being filled (`files` None) the marker names its writer instead (host and process
     id), so a later write can tell a killed writer's leftover from a folder still being written.
     """
-    from vmsim import __version__
-
     marker = {"vmsim_result": 1, "vmsim_version": __version__, "files": files or []}
     if files is None:
         marker["writer"] = {"host": socket.gethostname(), "pid": os.getpid()}
@@ -392,7 +384,7 @@ def remove_stale_folders(target: Path) -> list[Path]:
     folder a complete marked result. A folder another process is still writing is left alone. Cleaning
     is best effort: what cannot be read or removed stays. Returns what was removed.
     """
-    pattern = re.compile(_STALE_NAME.format(name=re.escape(target.name)))
+    pattern = leftover_folder_pattern(target.name)
     removed = []
     try:
         candidates = [entry for entry in target.parent.iterdir() if pattern.fullmatch(entry.name)]
@@ -436,26 +428,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _swap_in(new: Path, folder: Path, old: Path) -> None:
-    if not folder.exists():
-        os.replace(new, folder)
-        return
-    os.replace(folder, old)
-    try:
-        os.replace(new, folder)
-    except BaseException:
-        os.replace(old, folder)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _remove_if_empty(path: Path) -> None:
-    try:
-        path.rmdir()
-    except OSError:
-        pass
-
-
 class RunResult:
     """One finished run: summary, tables (built lazily, cached) and plot helpers for notebooks.
 
@@ -469,6 +441,13 @@ class RunResult:
         self.summary = summary
         self.path = path
         self._graph = graph
+
+    @classmethod
+    def of(cls, scenario, output: SimOutput, *, wall_seconds: float, graph=None) -> RunResult:
+        """A finished run's result, its summary computed from the requests table the result keeps."""
+        result = cls(scenario, output, {}, graph=graph)
+        result.summary = summarize(output, wall_seconds=wall_seconds, requests=result.requests_table)
+        return result
 
     def __repr__(self) -> str:
         latency = self.summary["latency_ns"]

@@ -14,9 +14,11 @@ import difflib
 import re
 import types
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, Union, get_args, get_origin
 
+import networkx as nx
 from pydantic import BaseModel, ValidationError
 
 from vmsim import topology
@@ -25,7 +27,7 @@ from vmsim.scenario.locations import KeyPath, Locations, Origin, read_yaml
 from vmsim.scenario.models import Platform, Scenario
 from vmsim.scenario.overrides import Override, locate, parse_override
 from vmsim.scenario.platform import fill_default_provenance, resolve_platform, strip_citations
-from vmsim.scenario.trace import read_trace
+from vmsim.scenario.trace import Trace, read_trace
 
 MAX_PROBLEMS = 50  # lines of one ScenarioError; the rest are counted
 _BRANCH_MISMATCH = {
@@ -39,13 +41,19 @@ _BRANCH_MISMATCH = {
 }
 
 
+@dataclass(frozen=True)
+class Checked:
+    """A scenario that passed every check, with what checking it built: its topology graph and its
+    parsed trace files (by workload name), so that a run builds and reads each of them once."""
+
+    scenario: Scenario
+    graph: nx.DiGraph
+    traces: dict[str, Trace]
+
+
 def load(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
     """Read, override, validate and check a scenario file; raise `ScenarioError` on any problem."""
-    path = Path(path)
-    data, locations = read_yaml(path, str(path))
-    if isinstance(data, dict) and "name" not in data:
-        data["name"] = _name_from(path.stem)
-    return _assemble(data, locations, path.parent, overrides)
+    return load_checked(path, overrides).scenario
 
 
 def load_dict(
@@ -53,6 +61,22 @@ def load_dict(
 ) -> Scenario:
     """Like `load` for a mapping built in code; `source` names it in messages, relative profile and
     trace paths are taken from `base_dir` (default: the working directory). `data` is not modified."""
+    return load_checked_dict(data, source, overrides, base_dir).scenario
+
+
+def load_checked(path: str | Path, overrides: Sequence[str] = ()) -> Checked:
+    """`load`, keeping the graph and traces the checks built (what a run needs next)."""
+    path = Path(path)
+    data, locations = read_yaml(path, str(path))
+    if isinstance(data, dict) and "name" not in data:
+        data["name"] = _name_from(path.stem)
+    return _assemble(data, locations, path.parent, overrides)
+
+
+def load_checked_dict(
+    data: dict, source: str = "<dict>", overrides: Sequence[str] = (), base_dir: str | Path | None = None
+) -> Checked:
+    """`load_dict`, keeping the graph and traces the checks built."""
     base = Path.cwd() if base_dir is None else Path(base_dir)
     return _assemble(copy.deepcopy(data), Locations(Origin(source)), base, overrides)
 
@@ -80,7 +104,7 @@ def resolved_dict(scenario: Scenario) -> dict:
     return scenario.model_dump(mode="json")
 
 
-def _assemble(data: object, locations: Locations, base_dir: Path, arguments: Sequence[str]) -> Scenario:
+def _assemble(data: object, locations: Locations, base_dir: Path, arguments: Sequence[str]) -> Checked:
     if not isinstance(data, dict):
         raise ScenarioError(
             locations.problem(
@@ -117,12 +141,12 @@ def _assemble(data: object, locations: Locations, base_dir: Path, arguments: Seq
     if problems:
         raise ScenarioError(*_at_most(problems, locations))
     fill_default_provenance(scenario.platform)
-    trace_problems = _load_traces(scenario, base_dir, locations)  # first: the checks read the traces' sizes
+    traces, trace_problems = _load_traces(scenario, base_dir, locations)  # first: the checks read their sizes
     graph = topology.build_graph(scenario)
     problems = locations.problems(topology.problems(scenario, graph)) + trace_problems
     if problems:
         raise ScenarioError(*_at_most(problems, locations))
-    return scenario
+    return Checked(scenario, graph, traces)
 
 
 def _apply(data: dict, overrides: list[Override], locations: Locations, problems: list[str]) -> None:
@@ -154,8 +178,10 @@ def _apply(data: dict, overrides: list[Override], locations: Locations, problems
             data["platform"] = {"profile": value}
 
 
-def _load_traces(scenario: Scenario, base_dir: Path, locations: Locations) -> list[str]:
-    """Resolve each trace path against the scenario's folder (stored absolute) and validate the file."""
+def _load_traces(scenario: Scenario, base_dir: Path, locations: Locations) -> tuple[dict[str, Trace], list[str]]:
+    """Resolve each trace path against the scenario's folder (stored absolute) and read the file:
+    the traces by workload name, and the problems found."""
+    traces: dict[str, Trace] = {}
     problems = []
     for index, workload in enumerate(scenario.workloads):
         if workload.arrivals.kind != "trace":
@@ -168,12 +194,12 @@ def _load_traces(scenario: Scenario, base_dir: Path, locations: Locations) -> li
             )
             continue
         try:
-            read_trace(path)
+            traces[workload.name] = read_trace(path)
         except ScenarioError as exc:
             problems.extend(exc.problems)
             continue
         workload.arrivals.file = str(path)
-    return problems
+    return traces, problems
 
 
 # --- pydantic errors -> file:line: key: message -------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import yaml
@@ -20,6 +21,28 @@ from vmsim.scenario.locations import KeyPath, SafeLoader, format_path, shape_pro
 MAX_SHOWN = 100  # characters of a --set argument quoted in a message
 _KEY = re.compile(r"[^.\[\]]+(?:\[\d+\])*(?:\.[^.\[\]]+(?:\[\d+\])*)*")
 _SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def override_arguments(set: Mapping[str, object] | Iterable[str] | None = None, *,
+                       seed: int | None = None, **overrides) -> list[str]:
+    """All override forms as `--set` arguments, in precedence order: `set`, keywords, `seed`.
+
+    `set` is {"dotted.key": value} or ["dotted.key=value", ...]; keywords spell each dot `__`
+    (`buses__amp0__queue_elements=16`). Dict values are written as YAML so the loader reads back
+    exactly the value given (the string "true" stays a string, a list stays a list).
+    """
+    if isinstance(set, str):
+        set = [set]
+    arguments = [f"{key}={_as_yaml(value)}" for key, value in set.items()] if isinstance(set, Mapping) \
+        else list(set or ())
+    arguments += [f"{key.replace('__', '.')}={_as_yaml(value)}" for key, value in overrides.items()]
+    if seed is not None:
+        arguments.append(f"seed={int(seed)}")
+    return arguments
+
+
+def _as_yaml(value: object) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, width=2**31).strip().removesuffix("...").strip()
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,19 +10,64 @@ from __future__ import annotations
 
 import struct
 from array import array
+from typing import NamedTuple
 
 import numpy as np
 
 from vmsim.wire import get_layout
 
-EVENT_COLUMNS = (
-    "time_ns", "component", "event", "bus", "dev_num", "type", "msg_id", "msg_name",
-    "token", "msg_size", "value", "wire",
+
+class Column(NamedTuple):
+    """One column of a log table: its name, its Arrow type (by name: `vmsim.sim` never loads pyarrow) and
+    what it means; `vmsim.results` derives the parquet schema and results/README.md's tables from these."""
+
+    name: str
+    arrow_type: str
+    meaning: str
+
+
+EVENT_ROW = (
+    Column("time_ns", "int64", "simulated time of the event"),
+    Column("component", "string", "dotted name of the component that logged it, e.g. `amp0.to_device`"),
+    Column("event", "string", "what happened: `tx`, `rx`, `doorbell.ring`, `doorbell.coalesced`, "
+           "`doorbell.deliver`, a sharing step (`share.*`, `release.*`, `reclaim`), ..."),
+    Column("bus", "string", "the bus it happened on; null for a component on no bus"),
+    Column("dev_num", "int32", "the device's number on the bus (a frame's from its header); -1 for none"),
+    Column("type", "int16", "the frame header's type byte; -1 for a mark"),
+    Column("msg_id", "int16", "the frame header's message id; -1 for a mark"),
+    Column("msg_name", "string", "the message's name in the bus's layout, e.g. `GET_DEVICE_INFO`; null for a mark"),
+    Column("token", "int32", "the frame header's token; -1 for a mark or a layout without tokens"),
+    Column("msg_size", "int32", "the frame's size in bytes as its header gives it; -1 for a mark"),
+    Column("value", "int64", "a frame's length in bytes; for a mark a number of its own (a sharing step's "
+           "region id, ...)"),
+    Column("wire", "binary", "the frame's exact bytes; null for a mark and when `keep_wire: false`"),
 )
-REQUEST_COLUMNS = (
-    "request_id", "driver", "device", "dev_num", "vq", "size_bytes",
-    "submit_ns", "start_ns", "service_ns", "complete_ns", "latency_ns",
+"""One row per frame put on or taken off a bus, doorbell, grant or sharing step (`EventLog.columns`)."""
+
+REQUEST_ROW = (
+    Column("request_id", "int64", "the request's number, unique in the run"),
+    Column("driver", "string", "the driver that submitted it"),
+    Column("device", "string", "the device that served it"),
+    Column("dev_num", "int32", "that device's number on its bus"),
+    Column("vq", "int32", "the virtqueue it went through"),
+    Column("size_bytes", "int64", "its buffer's size"),
+    Column("submit_ns", "int64", "when its workload submitted it"),
+    Column("start_ns", "int64", "when the device started serving it (its buffer read)"),
+    Column("service_ns", "int64", "how long the device served it"),
+    Column("complete_ns", "int64", "when the driver saw it completed on the used ring"),
+    Column("latency_ns", "int64", "`complete_ns - submit_ns`"),
 )
+"""One row per completed I/O request (`RequestLog.columns`)."""
+
+
+def in_row_order(row: tuple[Column, ...], values: dict[str, object]) -> dict[str, object]:
+    """`values` keyed and ordered by `row`'s columns: a column computed but not declared, or declared but not
+    computed, is a bug caught on the first table built."""
+    names = [column.name for column in row]
+    if set(values) != set(names):
+        raise AssertionError(f"log columns {sorted(values)} differ from the declared row {names}")
+    return {name: values[name] for name in names}
+
 
 _NO_BUS = -1
 
@@ -116,7 +161,7 @@ class EventLog:
         return len(self.time)
 
     def columns(self) -> dict[str, object]:
-        """The table of EVENT_COLUMNS as numpy arrays and lists, frame headers read from the bytes."""
+        """The table of `EVENT_ROW` as numpy arrays and lists, frame headers read from the bytes."""
         rows = len(self.time)
         frame_type = np.full(rows, -1, dtype=np.int16)
         msg_id = np.full(rows, -1, dtype=np.int16)
@@ -140,7 +185,7 @@ class EventLog:
             (frame_type[row], msg_id[row], dev_num[row], token[row], msg_size[row],
              names[row]) = readers[self.bus[row]](wire)
         bus_names = self.buses.names
-        return {
+        return in_row_order(EVENT_ROW, {
             "time_ns": np.frombuffer(self.time, dtype=np.int64).copy(),
             "component": [self.components.names[i] for i in self.component],
             "event": [self.events.names[i] for i in self.event],
@@ -153,7 +198,7 @@ class EventLog:
             "msg_size": msg_size,
             "value": np.frombuffer(self.value, dtype=np.int64).copy(),
             "wire": wires,
-        }
+        })
 
 
 class _HeaderReader:
@@ -234,12 +279,14 @@ class RequestLog:
         self.complete.append(complete)
 
     def columns(self) -> dict[str, object]:
+        """The table of `REQUEST_ROW` as numpy arrays and lists."""
+
         def ints(column):
             return np.frombuffer(column, dtype=np.int64 if column.typecode == "q" else np.int32).copy()
 
         complete = ints(self.complete)
         submit = ints(self.submit)
-        return {
+        return in_row_order(REQUEST_ROW, {
             "request_id": ints(self.request_id),
             "driver": [self.drivers.names[i] for i in self.driver],
             "device": [self.devices.names[i] for i in self.device],
@@ -251,4 +298,4 @@ class RequestLog:
             "service_ns": ints(self.service),
             "complete_ns": complete,
             "latency_ns": complete - submit,
-        }
+        })

@@ -14,9 +14,9 @@
 
 from vmsim.sweeps.executors import EXECUTORS, check_scheduler_address, connect_scheduler, die_with_parent
 from vmsim.sweeps.plots import busiest_resources, latency_vs_load, throughput_vs_load, utilisation_vs_load
-from vmsim.sweeps.records import SweepFolder, record_checksum, record_problem, write_file_atomically
+from vmsim.sweeps.records import SweepFolder, record_checksum, record_problem
 from vmsim.sweeps.report import format_metric, format_report, summary_markdown
-from vmsim.sweeps.runner import RESULTS_ROOT, sweep
+from vmsim.sweeps.runner import sweep
 from vmsim.sweeps.simulate import flat_metrics, run_point
 from vmsim.sweeps.spec import (
     DEFAULT_METRICS,
@@ -33,10 +33,10 @@ from vmsim.sweeps.spec import (
 from vmsim.sweeps.tables import Axes, capacity, knee, points_frame, summary_table, yaml_text
 
 __all__ = [
-    "DEFAULT_METRICS", "EXECUTORS", "RESULTS_ROOT", "RUN_METRICS", "Axes", "Parameters", "Sweep", "SweepFolder",
+    "DEFAULT_METRICS", "EXECUTORS", "RUN_METRICS", "Axes", "Parameters", "Sweep", "SweepFolder",
     "SweepSpec", "Target", "Task", "busiest_resources", "capacity", "check_scheduler_address", "connect_scheduler",
     "derive_seed", "die_with_parent", "flat_metrics", "format_metric", "format_report", "knee",
     "latency_vs_load", "load_sweep", "offered_rps", "points_frame", "record_checksum", "record_problem",
     "run_point", "summary_markdown", "summary_table", "sweep", "throughput_vs_load", "utilisation_vs_load",
-    "write_file_atomically", "yaml_text",
+    "yaml_text",
 ]

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from vmsim.analysis.plots import axes_or_new, time_unit
-from vmsim.sweeps.records import write_file_atomically
+from vmsim.files import write_file_atomically
 from vmsim.sweeps.tables import Axes, knee, summary_table
 
 LATENCY_LINES = {"latency_p50_ns": ("p50", ":"), "latency_p99_ns": ("p99", "-"), "latency_p999_ns": ("p99.9", "--")}

@@ -13,11 +13,11 @@ import hashlib
 import json
 import os
 import sys
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from vmsim.errors import VmsimError
+from vmsim.files import TEMPORARY_FILE_GLOB, write_file_atomically
 from vmsim.results import json_ready
 from vmsim.sweeps.spec import Sweep, Task, record_file_name
 
@@ -103,22 +103,6 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
-def write_file_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """`write(temporary)` then rename over `path`: a reader or a crash sees the old file or the new one.
-
-    The data is flushed to disk before the rename, so a machine restart cannot leave a named but empty file.
-    """
-    temporary = path.with_name(f".{path.stem}.tmp-{uuid.uuid4().hex[:8]}{path.suffix}")
-    try:
-        write(temporary)
-        with open(temporary, "rb") as stream:
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
 class SweepFolder:
     """`<out>/`: the marker `sweep.json`, one record file per finished run, and the tables built from them."""
 
@@ -138,7 +122,7 @@ class SweepFolder:
     def open(self, sweep: Sweep) -> None:
         """Create the folder (once the executor is up, so a failed start writes nothing) and its marker."""
         self.points.mkdir(parents=True, exist_ok=True)
-        for leftover in self.points.glob(".*.tmp-*"):
+        for leftover in self.points.glob(TEMPORARY_FILE_GLOB):
             leftover.unlink(missing_ok=True)
         self.write_json(self.folder / MARKER_FILE, sweep.describe())
 

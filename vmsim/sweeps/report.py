@@ -12,8 +12,9 @@ from pathlib import Path
 import pandas as pd
 
 from vmsim._version import __version__
+from vmsim.files import write_file_atomically
 from vmsim.sweeps.plots import save_sweep_plots
-from vmsim.sweeps.records import SweepFolder, write_file_atomically
+from vmsim.sweeps.records import SweepFolder
 from vmsim.sweeps.spec import Sweep
 from vmsim.sweeps.tables import KEPT_UP, Axes, capacity, knee, summary_table
 from vmsim.units import format_ns

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from vmsim.files import DEFAULT_RESULTS_ROOT
 from vmsim.sweeps.executors import choose_executor
 from vmsim.sweeps.records import SweepFolder
 from vmsim.sweeps.report import write_outputs
 from vmsim.sweeps.spec import Sweep, load_sweep
 from vmsim.sweeps.tables import points_frame
-
-RESULTS_ROOT = Path("results")
 
 
 def sweep(source: str | Path | Mapping | Sweep, *, out: str | Path | None = None, executor: str = "process",
@@ -44,7 +43,7 @@ def sweep(source: str | Path | Mapping | Sweep, *, out: str | Path | None = None
 
     plan = source if isinstance(source, Sweep) else load_sweep(source)
     run_all = choose_executor(executor, workers, scheduler)
-    folder = SweepFolder(Path(out) if out is not None else RESULTS_ROOT / plan.name) if write else None
+    folder = SweepFolder(Path(out) if out is not None else DEFAULT_RESULTS_ROOT / plan.name) if write else None
     records = folder.finished(plan.tasks) if folder and not fresh else {}
     todo = [task for task in plan.tasks if (task.point, task.replication) not in records]
     failed = 0

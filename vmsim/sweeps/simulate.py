@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import time
 
-from vmsim._version import __version__
+from vmsim.pipeline import run as run_pipeline
 from vmsim.results import summarize
-from vmsim.scenario import load_dict, read_trace
-from vmsim.sim import build
 from vmsim.sweeps.records import one_line, run_record
 from vmsim.sweeps.spec import LATENCY_STATISTICS, Task, offered_rps
 
@@ -32,12 +30,8 @@ def run_point(task: Task) -> dict:
 
 def _simulate(scenario_data: dict) -> dict:
     """The `vmsim.run` pipeline in memory (no folder, plots or trace), flattened to metrics."""
-    scenario = load_dict(scenario_data, source=f"scenario {scenario_data.get('name')}")
-    traces = {w.name: read_trace(w.arrivals.file) for w in scenario.workloads if w.arrivals.kind == "trace"}
-    started = time.perf_counter()
-    output = build(scenario, traces=traces).run()
-    summary = summarize(output, wall_seconds=time.perf_counter() - started, version=__version__)
-    return flat_metrics(summary, offered_rps(scenario))
+    ran = run_pipeline(scenario_data)
+    return flat_metrics(summarize(ran.output, wall_seconds=ran.wall_seconds), offered_rps(ran.checked.scenario))
 
 
 def flat_metrics(summary: dict, offered: float) -> dict[str, float]:

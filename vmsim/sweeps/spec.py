@@ -29,12 +29,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vmsim._version import __version__
-from vmsim.api import override_arguments
 from vmsim.errors import ScenarioError
 from vmsim.results import json_ready
 from vmsim.scenario import load, resolved_dict
 from vmsim.scenario.locations import Locations, Origin, format_path, read_yaml
-from vmsim.scenario.overrides import locate, parse_override
+from vmsim.scenario.overrides import locate, override_arguments, parse_override
 from vmsim.units import parse_time_ns
 
 LATENCY_STATISTICS = ("mean", "p50", "p90", "p99", "p999", "max")
