@@ -4,17 +4,22 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import handmade
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from matplotlib.figure import Figure
 
 import vmsim
 from vmsim.analysis import plots
 from vmsim.errors import VmsimError
-from vmsim.results import MARKER_FILE, RunResult, check_destination, format_summary, summarize
+from vmsim.results import MARKER_FILE, RunResult, check_destination, column_table, format_summary, summarize
+from vmsim.sim.log import EVENT_ROW, REQUEST_ROW
 from vmsim.sim.output import Series
+
+README = Path(__file__).resolve().parents[1] / "results" / "README.md"
 
 
 def make_result(**kwargs) -> RunResult:
@@ -87,6 +92,26 @@ def test_parquet_tables_round_trip_with_the_frame_bytes(tmp_path):
     requests = pd.read_parquet(folder / "requests.parquet")
     assert requests["latency_ns"].tolist() == [100, 300, 200, 400, 600, 800]
     pd.testing.assert_frame_equal(requests, result.requests)
+
+
+def test_the_parquet_columns_are_the_declared_log_rows(tmp_path):
+    """Each log row is declared once (`vmsim.sim.log`): the logs' columns and the files' schemas follow it."""
+    result = make_result()
+    folder = result.write(tmp_path / "out", plots=False, trace=False)
+    for file_name, row, log in (("events.parquet", EVENT_ROW, result.output.events),
+                                ("requests.parquet", REQUEST_ROW, result.output.requests)):
+        schema = pq.read_schema(folder / file_name)
+        assert [(field.name, str(field.type)) for field in schema] == \
+            [(column.name, column.arrow_type) for column in row]
+        assert list(log.columns()) == [column.name for column in row]
+
+
+def test_the_readme_describes_every_declared_column():
+    """results/README.md's column tables are derived from the declarations; paste `column_table(ROW)` after
+    changing a column."""
+    text = README.read_text()
+    for row in (EVENT_ROW, REQUEST_ROW):
+        assert column_table(row) in text, "results/README.md should hold:\n" + column_table(row)
 
 
 def test_written_summary_is_strict_json_with_the_resolved_config(tmp_path):
