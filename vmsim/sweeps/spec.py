@@ -13,7 +13,6 @@ common random numbers and differences between points are not drowned in sampling
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import itertools
 import json
@@ -34,6 +33,7 @@ from vmsim.results import json_ready
 from vmsim.scenario import load, resolved_dict
 from vmsim.scenario.locations import Locations, Origin, format_path, read_yaml
 from vmsim.scenario.overrides import locate, override_arguments, parse_override
+from vmsim.scenario.schema_problems import at_most, schema_problems
 from vmsim.units import parse_time_ns
 
 LATENCY_STATISTICS = ("mean", "p50", "p90", "p99", "p999", "max")
@@ -191,33 +191,9 @@ def load_sweep(source: str | Path | Mapping, base_dir: str | Path | None = None)
     try:
         spec = SweepSpec.model_validate(data)
     except ValidationError as exc:
-        raise ScenarioError(*_schema_problems(exc, locations)) from None
+        found, left_out = schema_problems(exc, data, locations, SweepSpec)
+        raise ScenarioError(*at_most(found, locations, left_out)) from None
     return _plan(spec, folder / spec.scenario, locations)
-
-
-def _schema_problems(exc: ValidationError, locations: Locations) -> list[str]:
-    found = []
-    for error in exc.errors():
-        path = tuple(error["loc"])
-        if error["type"] == "extra_forbidden":
-            close = difflib.get_close_matches(str(path[-1]), _fields_at(path[:-1]), n=1)
-            message = f"unknown key {path[-1]!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
-        elif error["type"] == "missing":
-            message = "missing required key"
-        else:
-            message = error["msg"].removeprefix("Value error, ")
-        found.append((path, message))
-    return locations.problems(found)
-
-
-def _fields_at(path: tuple) -> list[str]:
-    model: type[BaseModel] = SweepSpec
-    for part in path:
-        annotation = model.model_fields[part].annotation if part in model.model_fields else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return []
-        model = annotation
-    return list(model.model_fields)
 
 
 def _plan(spec: SweepSpec, scenario_path: Path, locations: Locations) -> Sweep:
