@@ -29,12 +29,12 @@ from pathlib import Path
 
 import yaml
 
+from vmsim import pipeline
 from vmsim.cli import main as cli_main
 from vmsim.errors import VmsimError
-from vmsim.scenario import load_dict, read_trace
+from vmsim.scenario import load_dict
 from vmsim.scenario.locations import Locations, Origin, read_yaml
 from vmsim.scenario.platform import resolve_platform
-from vmsim.sim import build
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = sorted(
@@ -137,9 +137,7 @@ def outcome(mutant: Mutant) -> Outcome:
             return _validate_file(mutant)
         load_dict(mutant.data, source=str(mutant.path), base_dir=mutant.path.parent)
         capped, overrides = _capped(mutant)
-        scenario = load_dict(capped, source=str(mutant.path), base_dir=mutant.path.parent, overrides=overrides)
-        traces = {w.name: read_trace(w.arrivals.file) for w in scenario.workloads if w.arrivals.kind == "trace"}
-        build(scenario, traces).run()  # as vmsim.api.run does
+        pipeline.run(capped, overrides, name=str(mutant.path), base_dir=mutant.path.parent)  # as vmsim.run does
         return Outcome("ok")
     except VmsimError as exc:
         return Outcome("user error", str(exc).splitlines()[0] if str(exc) else "")

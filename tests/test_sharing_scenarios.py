@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from vmsim import pipeline
 from vmsim.analysis.checks import check_events
 from vmsim.scenario import load
-from vmsim.sim import build
 
 SCENARIOS = sorted((Path(__file__).parent.parent / "scenarios" / "sharing").glob("*.yaml"))
 
@@ -29,7 +29,7 @@ def test_the_same_workload_runs_on_each_bus_under_at_least_two_policies():
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
 def test_a_short_run_is_clean(path):
-    output = build(load(path, ["duration=5ms", "warmup=0ns"])).run()
+    output = pipeline.run(path, ["duration=5ms", "warmup=0ns"]).output
     assert check_events(output.events)["status"] == "ok"
     shared_bytes = [counts["bytes_shared"] for name, counts in output.counters.items()
                     if name.endswith(".share.driver")]
@@ -40,7 +40,7 @@ def test_a_short_run_is_clean(path):
 def test_a_full_run_passes_its_own_safety_checks(path):
     """As shipped, open-loop streams still arrive when the run stops: teardown must still give back
     everything (ffa-vsock once left two regions shared behind a request never kicked)."""
-    output = build(load(path)).run()
+    output = pipeline.run(path).output
     assert check_events(output.events)["status"] == "ok"
     assert {counts["bytes_shared"] for name, counts in output.counters.items()
             if name.endswith(".share.driver")} == {0}
@@ -48,7 +48,7 @@ def test_a_full_run_passes_its_own_safety_checks(path):
 
 def test_a_run_with_sharing_is_deterministic():
     path = SCENARIOS[0]
-    first, second = (build(load(path, ["duration=3ms", "seed=11"])).run() for _ in range(2))
+    first, second = (pipeline.run(path, ["duration=3ms", "seed=11"]).output for _ in range(2))
     assert first.requests.columns()["complete_ns"].tolist() == second.requests.columns()["complete_ns"].tolist()
     assert first.events.columns()["value"].tolist() == second.events.columns()["value"].tolist()
 
@@ -56,9 +56,8 @@ def test_a_run_with_sharing_is_deterministic():
 def test_two_sharing_devices_on_one_bus_keep_their_regions_apart():
     """Share ids are per bus and carve-out addresses per device, so the device side tells whose region an
     access touches; both streams end clean."""
-    scenario = load(SCENARIOS[0], ["duration=3ms", "devices.vsock-pool.bus=first-use",
-                                   "devices.vsock-pool.dev_num=2"])
-    output = build(scenario).run()
+    output = pipeline.run(SCENARIOS[0], ["duration=3ms", "devices.vsock-pool.bus=first-use",
+                                         "devices.vsock-pool.dev_num=2"]).output
     assert check_events(output.events)["status"] == "ok"
     assert output.counters["first-use.share.device"]["refused"] == 0
     assert {name for name in output.counters if name.endswith(".share.driver")} >= {

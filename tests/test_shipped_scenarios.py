@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from vmsim import pipeline
 from vmsim.scenario import load
-from vmsim.sim import build
 from vmsim.wire import get_layout
 
 SCENARIOS = sorted((Path(__file__).parent.parent / "scenarios").rglob("*.yaml"))
@@ -31,8 +31,8 @@ def test_the_issue_s_scenarios_are_shipped():
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
 def test_scenario_runs_and_every_frame_decodes(path):
-    scenario = load(path, brief(path))
-    output = build(scenario).run()
+    ran = pipeline.run(path, brief(path))
+    scenario, output = ran.checked.scenario, ran.output
     assert len(output.requests) > 0
     assert output.init_done_ns  # a large scenario may still be initialising its last devices when cut short
     columns = output.events.columns()
