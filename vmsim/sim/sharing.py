@@ -6,11 +6,12 @@ regions (`batch` buffers of one size, whole pages), and a region lives through
     allocated -> share requested -> shared (acknowledged) -> in use
               -> release requested (by the driver, or by the device) -> released (acknowledged) -> reclaimed
 
-`ShareDriver` (driver side, one per device) decides when, under its policy; the bus supplies the
-mechanism and the messages (`Bus.prepare_share` .. `Bus.reclaim_region`: bookkeeping in an AMP
-carve-out, grants and maps on Xen, FF-A memory calls and AREA_* messages); `DeviceShares` (device
-side, one per bus) takes regions in, answers, checks every access and gives regions back. Each
-transition is a mark row whose value is the region's id, on component `<bus>.<device>.share.driver`
+`ShareDriver` (driver side, one per device) decides when, under its policy; the bus's sharing mechanism
+supplies the steps and the messages (`ShareMechanism.prepare_share` .. `reclaim_region`: bookkeeping in an
+AMP carve-out, grants and maps on Xen, FF-A memory calls and AREA_* messages); `DeviceShares` (device side,
+one per bus, `vmsim.sim.device_shares`) takes regions in, answers, checks every access and gives regions
+back. Regions, their buffers and the heap are in `vmsim.sim.regions`. Each transition is a mark row whose
+value is the region's id, on component `<bus>.<device>.share.driver`
 or `<bus>.<device>.share.device`:
 
     driver: share.request, share.done (ack received), share.timeout, release.request,
@@ -34,6 +35,8 @@ from collections import deque
 
 from vmsim.sim.core import Component, Simulation
 from vmsim.sim.costs import sampler
+from vmsim.sim.device_shares import DeviceShares
+from vmsim.sim.regions import Buffer, Heap, Region
 from vmsim.wire.memory import PAGE, pages
 from vmsim.wire.share import MemType, Result
 
@@ -50,77 +53,6 @@ def largest_size(size) -> int:
     if size.dist == "uniform":
         return size.high
     return max(size.values)
-
-
-class Region:
-    """Whole pages of the heap shared as one unit: `count` buffers of `slot` bytes each."""
-
-    __slots__ = ("acked", "buffers", "bus_address", "count", "dev_num", "epoch", "handle", "id", "in_flight",
-                 "offset", "owner", "pages", "retired", "size", "slot", "state")
-
-    def __init__(self, owner: ShareDriver, offset: int, slot: int, count: int):
-        self.owner = owner
-        self.dev_num = owner.dev_num
-        self.offset = offset
-        self.slot = slot
-        self.count = count
-        self.size = slot * count
-        self.pages = pages(self.size)
-        self.id = -1  # given by the bus in `prepare_share` (an FF-A area id, a Xen or carve-out share id)
-        self.bus_address = 0
-        self.handle = 0  # the mechanism's own name for it: an FF-A memory handle, a first grant reference
-        self.state = "allocated"
-        self.acked = False  # the device acknowledged the share: its pages count as shared until reclaimed
-        self.in_flight = 0
-        self.retired = 0
-        self.epoch = 0  # bumped each time the region starts to linger, so that a stale timer does nothing
-        self.buffers: list[Buffer] = []
-
-    def descriptor(self, op: int) -> dict:
-        """The region as the fields of a vmsim-share message."""
-        return {"share_id": self.id, "op": op, "mem_type": self.owner.mem_type, "count": self.count,
-                "bus_address": self.bus_address, "offset": self.offset, "size": self.size}
-
-
-class Buffer:
-    """One buffer of a region: what a request's descriptor points at, for `uses` requests or until `expires`."""
-
-    __slots__ = ("address", "expires", "region", "size", "uses")
-
-    def __init__(self, region: Region, address: int, uses: int | None, expires: int | None):
-        self.region = region
-        self.address = address
-        self.size = region.slot
-        self.uses = uses
-        self.expires = expires
-
-
-class Heap:
-    """The heap a device's buffers come from: `size` bytes the bus provides, whole pages, first fit."""
-
-    def __init__(self, size: int):
-        self.free: list[list[int]] = [[0, size // PAGE]]  # [first page, pages], in address order
-
-    def take(self, count: int) -> int | None:
-        """The byte offset of `count` free pages, or None when no run is long enough."""
-        for run in self.free:
-            if run[1] >= count:
-                first = run[0]
-                run[0] += count
-                run[1] -= count
-                if not run[1]:
-                    self.free.remove(run)
-                return first * PAGE
-        return None
-
-    def give(self, offset: int, count: int) -> None:
-        first = offset // PAGE
-        runs = self.free
-        at = next((i for i, run in enumerate(runs) if run[0] > first), len(runs))
-        runs.insert(at, [first, count])
-        for i in (at, at - 1):  # merge with the run after, then with the one before
-            if 0 <= i < len(runs) - 1 and runs[i][0] + runs[i][1] == runs[i + 1][0]:
-                runs[i][1] += runs.pop(i + 1)[1]
 
 
 class ShareDriver(Component):
@@ -498,99 +430,3 @@ class ShareDriver(Component):
         self.counts["acks_lost"] += lost
         self.counts["acks_delayed"] += delay > 0
         return lost, delay
-
-
-class DeviceShares(Component):
-    """The device side of sharing on one bus: the regions it holds, found by page from any bus address.
-
-    It takes a region in on a share request (the bus maps or retrieves it), answers again when a
-    retried request finds it held, refuses to give it up while an access is under way (BUSY), and
-    with `release: device` gives a region back itself once every buffer in it was consumed. A
-    correct device touches only what it holds: an access to anything else is refused (counted).
-    """
-
-    def __init__(self, sim: Simulation, bus):
-        super().__init__(sim, f"{bus.name}.share.device")
-        self.bus = bus
-        self.held: dict[int, list] = {}  # region id -> [region, accesses under way, buffers consumed]
-        self.pages: dict[int, int] = {}  # bus address >> 12 -> region id
-        self.counts = sim.counter(self.name)
-        self.counts.update(refused=0)
-
-    def share(self, region_id: int) -> Result | None:
-        """A share request: take the region in (once: a request retried after a lost ack finds it held) and
-        log share.ack; SUCCESS, ERROR for a region the driver does not know, None when the ack is lost."""
-        bus = self.bus
-        region = bus.regions.get(region_id)
-        if region is None:
-            return Result.ERROR
-        if region_id not in self.held:
-            bus.owe(bus.attach_region(region))
-            self.held[region_id] = [region, 0, 0]
-            first = region.bus_address >> 12
-            for page in range(first, first + region.pages):
-                self.pages[page] = region_id
-        region.owner.device_mark("share.ack", region)
-        return Result.SUCCESS if self._ack_leaves(region) else None
-
-    def unshare(self, region_id: int) -> Result | None:
-        """An unshare request: SUCCESS once the region is given up (or was already, or is gone), BUSY while it
-        is in use; None when the ack is lost."""
-        bus = self.bus
-        entry = self.held.get(region_id)
-        if entry is None:
-            return Result.SUCCESS
-        region = entry[0]
-        if entry[1] or (spent := bus.detach_region(region)) is None:
-            result = Result.BUSY
-        else:
-            bus.owe(spent)
-            self._drop(region)
-            result = Result.SUCCESS
-        return result if self._ack_leaves(region) else None
-
-    def _ack_leaves(self, region: Region) -> bool:
-        lost, late = region.owner.ack_fault()
-        self.bus.delay_answer(late)
-        return not lost
-
-    def _drop(self, region: Region) -> None:
-        del self.held[region.id]
-        first = region.bus_address >> 12
-        for page in range(first, first + region.pages):
-            del self.pages[page]
-        region.owner.device_mark("release.ack", region)
-
-    def access(self, device, chain) -> None:
-        """The device is about to touch the buffers of `chain`: each must lie in a region it holds."""
-        for descriptor in chain:
-            region_id = self.pages.get(descriptor[0] >> 12)
-            if region_id is None:
-                self.counts["refused"] += 1
-                continue
-            entry = self.held[region_id]
-            entry[1] += 1
-            entry[0].owner.device_mark("share.access", entry[0])
-
-    def done(self, device, chain):
-        """The device is done with `chain`; with `release: device` a region it consumed whole goes back."""
-        for descriptor in chain:
-            entry = self.held.get(self.pages.get(descriptor[0] >> 12, -1))
-            if entry is None:
-                continue
-            entry[1] -= 1
-            entry[2] += 1
-            region = entry[0]
-            if region.owner.release == "device" and entry[2] >= region.count and not entry[1]:
-                yield from self._release(region)
-
-    def _release(self, region: Region):
-        """The device gives `region` back on its own: give it up, then tell the driver (SHM_RELEASE or
-        AREA_RELEASE)."""
-        bus = self.bus
-        region.owner.device_mark("release.request", region)
-        spent = bus.detach_region(region)
-        if spent:
-            yield from bus.device_work(spent)
-        self._drop(region)
-        yield from bus.event_to_driver(region.dev_num, bus.release_frame(region))
