@@ -3,7 +3,6 @@ point recorded while the others complete, the same numbers on every executor, an
 checked up front with one `file:line: key` line per problem. Runs the real simulator on a tiny
 scenario (2 ms simulated per run)."""
 
-import ast
 import json
 import os
 import signal
@@ -12,7 +11,6 @@ import subprocess
 import sys
 import time
 import types
-from pathlib import Path
 
 import pandas as pd
 import psutil
@@ -375,29 +373,6 @@ def test_vmsim_sweep_is_the_function_even_after_importing_the_sweeps_package(wor
     assert vmsim.sweep is vmsim.sweeps.sweep and isinstance(vmsim.sweep, types.FunctionType)
     points = vmsim.sweep("load.yaml", executor="inline", write=False, progress=False)
     assert len(points) == 8 and not (workdir / "results").exists()
-
-
-def imported_modules(folder: Path) -> set[str]:
-    """Every vmsim module the source files under `folder` import, read from their text."""
-    found = set()
-    for path in folder.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
-            elif isinstance(node, ast.Import):
-                found |= {alias.name for alias in node.names}
-    return {name for name in found if name.split(".")[0] == "vmsim"}
-
-
-def test_sweeps_sit_above_analysis_and_below_the_package():
-    """Dependencies run one way: the sweeps use analysis (statistics, plot helpers), analysis never
-    imports the sweeps (they once formed a circle), and the sweeps read the version from
-    `vmsim._version`, not from the package `__init__` that imports them."""
-    package = Path(vmsim.__file__).parent
-    assert {name for name in imported_modules(package / "analysis") if name.startswith("vmsim.sweep")} == set()
-    assert {name for name in imported_modules(package / "sweeps") if name.startswith("vmsim.__version__")
-            or name == "vmsim"} == set()
-    assert "vmsim._version.__version__" in imported_modules(package / "sweeps")
 
 
 def test_len_keeps_the_first_items_of_a_base_list(workdir):
