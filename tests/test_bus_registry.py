@@ -51,13 +51,13 @@ def loop_bus_class():
         def build(cls, sim, spec, context):
             return cls(sim, spec, context.memory(spec.memory))
 
-        def _to_device(self, frame, dev_num):
+        def carry_to_device(self, frame, dev_num):
             yield self.env.timeout(self.spec.delay)
             work = self.deliver_to_device(frame)
             if work is not None:
                 yield from work
 
-        def _to_driver(self, frame, dev_num):
+        def carry_to_driver(self, frame, dev_num):
             yield self.env.timeout(self.spec.delay)
             work = self.deliver_to_driver(frame)
             if work is not None:

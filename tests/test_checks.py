@@ -108,7 +108,7 @@ def reclaim_without_waiting(sharer: ShareDriver):
     def give_back(region):
         region.state = "releasing"
         sharer._mark("release.request", region)
-        sharer.env.process(sharer.bus.call(sharer.bus.unshare_frame(region), sharer.spec.ack_timeout))
+        sharer.env.process(sharer.bus.call(sharer.bus.mechanism.unshare_frame(region), sharer.spec.ack_timeout))
         yield from sharer._reclaim(region, sharer.env.now)
 
     return give_back

@@ -107,13 +107,13 @@ def test_areas_sit_at_area_id_shifted_by_56():
     model = build(Scenario.model_validate(data))
     bus = model.buses["ffa0"]
     seen = []
-    original = bus.map_buffer
+    original = bus.mechanism.map_buffer
 
     def spy(device, vq, chain):
         seen.extend(descriptor[0] for descriptor in chain)
         return (yield from original(device, vq, chain))
 
-    bus.map_buffer = spy
+    bus.mechanism.map_buffer = spy
     output = model.run()
     assert seen and all(1 <= address >> AREA_SHIFT_RFC2025 <= 0xFF for address in seen)
     assert all(address & ((1 << AREA_SHIFT_RFC2025) - 1) == 0 for address in seen)

@@ -5,7 +5,7 @@ the device acknowledges (share.ack, release.ack) before its answer leaves, the d
 from sharing_helpers import lifecycle, one, story, verdict
 from sim_helpers import run
 
-from vmsim.sim.bus import CARVE_OUT
+from vmsim.sim.share_mechanism import CARVE_OUT
 from vmsim.wire import get_layout
 from vmsim.wire.ffa import SHARE_RW_XN_INNER_WB_NORMAL_NS, bus_address
 from vmsim.wire.share import MemType, Op

@@ -11,14 +11,17 @@ The base class owns what the spec gives the bus (S-pr28): it owns the token, del
 response per request and responses per device in request order, enforces the maximum message
 size, answers bus messages (GET_DEVICES, PING) and announces hot-plugged devices (EVENT_DEVICE).
 A plug-in builds itself from its scenario entry with `build(sim, spec, context)` (the context looks
-up platform costs and the devices on the bus) and supplies the transport: `_to_device(frame, dev_num)` / `_to_driver(frame, dev_num)`
-generators that put bytes on the bus, and out-of-band notification if it has one. Received bytes
-come back through `deliver_to_device` / `deliver_to_driver`; a synchronous transport takes the device's
-answer from `answer` instead, and a plug-in's own bus requests are registered with `expect_response`.
+up platform costs and the devices on the bus) and supplies the transport through public hooks:
+`carry_to_device(frame, dev_num)` / `carry_to_driver(frame, dev_num)`, generators that put bytes on the
+bus, and `signal_device` / `signal_driver` (dev_num, vq) if it has out-of-band notification. Received
+bytes come back through `deliver_to_device` / `deliver_to_driver`; a synchronous transport takes the
+device's answer from `answer` instead, and a plug-in's own bus requests are registered with
+`expect_response`. A plug-in with bus messages of its own extends `answer_bus_message`; device-side time
+spent while answering is `owe`d and an answer made late is `delay_answer`ed.
 
-Memory shared under a policy (`vmsim.sim.sharing`) runs over hooks of the same kind: the base speaks
-vmsim-share (SHM_SHARE, SHM_UNSHARE, SHM_RELEASE) with no mechanism of its own, an AMP carve-out where
-sharing is bookkeeping; Xen grants and maps, FF-A shares, retrieves, relinquishes and reclaims.
+How memory becomes reachable by the devices (request buffers, regions shared under a policy by
+`vmsim.sim.sharing`) is the bus's `mechanism` (`vmsim.sim.share_mechanism`), which a plug-in chooses: none
+by default, an AMP carve-out speaking vmsim-share, Xen grants, FF-A memory calls.
 """
 
 from __future__ import annotations
@@ -27,16 +30,14 @@ from collections import deque
 
 from vmsim.errors import DecodeError
 from vmsim.sim.core import Component, Simulation, SimulationError
+from vmsim.sim.share_mechanism import ShareMechanism
 from vmsim.wire import get_layout
-from vmsim.wire.share import Op
 
 MSG_SIZE_OFFSET = {8: 6, 6: 4}  # where msg_size sits in the 8-byte (v1) and 6-byte (draft) headers
 FIXED_FRAME = 40  # the 2024 layout has no msg_size: every frame is 40 bytes
-PAYLOAD_BASE = 0x8000_0000  # bus address of request buffers when the bus does not map them (not simulated bytes)
 TOKEN_FIRST = 2  # 0 marks events and 1 is the fixed token of bus requests (L-26 provider.h)
 DEVICE_READY = 0x0001
 DEVICE_REMOVED = 0x0002
-CARVE_OUT = 0xA000_0000_0000  # bus addresses of shared regions on a bus with no mapping of its own: + dev_num << 32
 
 
 class Bus(Component):
@@ -64,11 +65,11 @@ class Bus(Component):
         self._token = TOKEN_FIRST - 1
         self.counts = sim.counter(name)
         self.counts.update(requests=0, responses=0, events=0, discarded=0, token_mismatch=0)
-        self._encode = self.layout.encode
+        self.encode = self.layout.encode
         self.sharers: dict[int, object] = {}  # dev_num -> ShareDriver of a device with `sharing:`
         self.regions: dict[int, object] = {}  # share id -> Region, shared or on its way
         self.shares = None  # DeviceShares, the device side's regions, once a device on the bus has `sharing:`
-        self._share_ids = 0
+        self.mechanism = ShareMechanism(self)  # how the bus makes memory reachable; a plug-in chooses its own
         self._owed = 0  # device-side time spent while answering (retrieving, mapping), paid before the answer
         self._late = 0  # and how much later than that the answer leaves (a late acknowledgement, a fault)
 
@@ -109,7 +110,7 @@ class Bus(Component):
 
     def _announce(self, device):
         yield self.env.timeout(device.added_at)
-        frame = self._encode("EVENT_DEVICE", "event",
+        frame = self.encode("EVENT_DEVICE", "event",
                              {"device_number": device.dev_num, "device_bus_state": DEVICE_READY})
         yield from self._send_to_driver(frame, 0)
 
@@ -119,7 +120,7 @@ class Bus(Component):
         yield self.env.timeout(device.removed_at)
         device.reset()
         del self.devices[device.dev_num]
-        frame = self._encode("EVENT_DEVICE", "event",
+        frame = self.encode("EVENT_DEVICE", "event",
                              {"device_number": device.dev_num, "device_bus_state": DEVICE_REMOVED})
         yield from self._send_to_driver(frame, 0)
 
@@ -170,11 +171,11 @@ class Bus(Component):
     def notify_device(self, dev_num: int, vq: int):
         """Tell the device that buffers are available (EVENT_AVAIL in band, else out of band)."""
         if self.in_band:
-            frame = self._encode("EVENT_AVAIL", "event", {"vq_index": vq, "next_offset": 0}, dev_num=dev_num)
+            frame = self.encode("EVENT_AVAIL", "event", {"vq_index": vq, "next_offset": 0}, dev_num=dev_num)
             self.counts["events"] += 1
             yield from self._send_to_device(frame, dev_num)
         else:
-            yield from self._notify_out_of_band_to_device(dev_num, vq)
+            yield from self.signal_device(dev_num, vq)
 
     def deliver_to_driver(self, data):
         """Bytes read on the driver side: match a response or hand an event to the driver.
@@ -208,7 +209,7 @@ class Bus(Component):
             if frame.name == "EVENT_DEVICE":
                 self.driver.on_device_event(self, frame.fields["device_number"], frame.fields["device_bus_state"])
             else:
-                self._bus_event(frame)
+                self.bus_event(frame)
         else:
             return self.driver.on_event(self, frame)
         return None
@@ -218,11 +219,11 @@ class Bus(Component):
     def notify_driver(self, dev_num: int, vq: int):
         """Tell the driver that buffers were used (EVENT_USED in band, else out of band)."""
         if self.in_band:
-            frame = self._encode("EVENT_USED", "event", {"vq_index": vq}, dev_num=dev_num)
+            frame = self.encode("EVENT_USED", "event", {"vq_index": vq}, dev_num=dev_num)
             self.counts["events"] += 1
             yield from self._send_to_driver(frame, dev_num)
         else:
-            yield from self._notify_out_of_band_to_driver(dev_num, vq)
+            yield from self.signal_driver(dev_num, vq)
 
     def event_to_driver(self, dev_num: int, frame: bytes):
         """A device event other than EVENT_USED (EVENT_CONFIG)."""
@@ -291,7 +292,7 @@ class Bus(Component):
             self.counts["discarded"] += 1
             return None
         if frame.bus:
-            response = self._answer_bus_message(frame)
+            response = self.answer_bus_message(frame)
         else:
             device = self.devices.get(frame.dev_num)
             if device is None or device.added_at is not None and device.added_at > self.env.now:
@@ -300,7 +301,9 @@ class Bus(Component):
             response = device.on_frame(frame)
         return None if response is None else (response, frame.dev_num)
 
-    def _answer_bus_message(self, frame):
+    def answer_bus_message(self, frame):
+        """The device side's response to a bus message, or None (discarded, or the answer is lost); a plug-in
+        with bus messages of its own answers them and hands the rest to this."""
         fields = frame.fields
         if frame.name == "GET_DEVICES":
             offset, count = fields["offset"], fields["count"]
@@ -311,131 +314,52 @@ class Bus(Component):
                     bitmap[(n - offset) // 8] |= 1 << ((n - offset) % 8)
             more = [n for n in present if n >= offset + count]
             next_offset = (offset + count) if more else 0
-            return self._encode("GET_DEVICES", "response",
+            return self.encode("GET_DEVICES", "response",
                                 {"offset": offset, "count": count, "next_offset": next_offset,
                                  "bitmap": bytes(bitmap)}, token=frame.token)
         if frame.name == "PING":
-            return self._encode("PING", "response", {"data": fields["data"]}, token=frame.token)
-        if frame.name in ("SHM_SHARE", "SHM_UNSHARE") and self.shares is not None:
-            share = frame.name == "SHM_SHARE"
-            result = (self.shares.share if share else self.shares.unshare)(fields["share_id"])
-            if result is None:
-                return None  # the acknowledgement is lost (a fault the scenario asked for)
-            return self._encode(frame.name, "response", {"share_id": fields["share_id"], "result": result,
-                                                         "op": Op.SHARE_ACK if share else Op.UNSHARE_ACK},
-                                dev_num=frame.dev_num, token=frame.token)
+            return self.encode("PING", "response", {"data": fields["data"]}, token=frame.token)
+        if frame.name in self.mechanism.answers:
+            return self.mechanism.answer(frame)
         self.counts["discarded"] += 1
         return None
 
-    # --- transport hooks ----------------------------------------------------------------------------
+    # --- transport and its hooks ----------------------------------------------------------------------------
 
     def _send_to_device(self, frame: bytes, dev_num: int):
         self._check_size(frame)
-        yield from self._to_device(frame, dev_num)
+        yield from self.carry_to_device(frame, dev_num)
 
     def _send_to_driver(self, frame: bytes, dev_num: int):
         self._check_size(frame)
-        yield from self._to_driver(frame, dev_num)
+        yield from self.carry_to_driver(frame, dev_num)
 
     def _check_size(self, frame: bytes) -> None:
         if len(frame) > self.max_msg_size:
             raise SimulationError(
                 f"{self.name}: a {len(frame)}-byte frame exceeds the bus maximum of {self.max_msg_size}")
 
-    def _bus_event(self, frame) -> None:
-        """A bus event for the driver other than EVENT_DEVICE (SHM_RELEASE, FF-A AREA_RELEASE); unknown ones
-        are discarded."""
-        region = self.regions.get(frame["share_id"]) if frame.name == "SHM_RELEASE" else None
-        if region is None:
+    def bus_event(self, frame) -> None:
+        """A bus event for the driver other than EVENT_DEVICE (a region given back: SHM_RELEASE, FF-A
+        AREA_RELEASE), for the sharing mechanism; unknown ones are discarded."""
+        if not self.mechanism.bus_event(frame):
             self.counts["discarded"] += 1
-        else:
-            region.owner.on_release(region)
 
-    def _to_device(self, frame: bytes, dev_num: int):
+    def carry_to_device(self, frame: bytes, dev_num: int):
+        """Put `frame` on the bus toward the device side (a generator: the sender's time passes)."""
         raise NotImplementedError
 
-    def _to_driver(self, frame: bytes, dev_num: int):
+    def carry_to_driver(self, frame: bytes, dev_num: int):
         raise NotImplementedError
 
-    def _notify_out_of_band_to_device(self, dev_num: int, vq: int):
+    def signal_device(self, dev_num: int, vq: int):
+        """Out-of-band notification of virtqueue `vq` (a generator), for a bus whose `in_band` is False."""
         raise SimulationError(f"{self.name}: this bus has no out-of-band notification")
 
-    def _notify_out_of_band_to_driver(self, dev_num: int, vq: int):
+    def signal_driver(self, dev_num: int, vq: int):
         raise SimulationError(f"{self.name}: this bus has no out-of-band notification")
 
     # --- costs seen by the virtqueues -------------------------------------------------------------
 
     driver_memory = None  # MemoryCost of the driver touching ring memory; a plug-in sets both
     device_memory = None
-
-    # --- request buffers ----------------------------------------------------------------------------
-    # A bus that must make each request's buffer visible to the device (Xen grants, FF-A memory
-    # shares) sets `buffer_hooks` and overrides these generators; the virtqueues call them around
-    # every request. Without hooks the virtqueues skip them entirely (no cost on the hot path).
-
-    buffer_hooks = False
-
-    def share_buffer(self, dev_num: int, vq: int, request):
-        """Driver side, before publishing: make the buffer reachable; returns its bus address."""
-        return PAYLOAD_BASE
-        yield  # a generator: a plug-in's version may take time
-
-    def release_buffer(self, dev_num: int, vq: int, request):
-        """Driver side, after the used buffer came back and before the request completes."""
-        return
-        yield
-
-    def map_buffer(self, device, vq: int, chain):
-        """Device side, before touching the payload of `chain` ((addr, len, flags, next) tuples)."""
-        return
-        yield
-
-    def unmap_buffer(self, device, vq: int, chain):
-        """Device side, after serving and before returning the buffer on the used ring."""
-        return
-        yield
-
-    # --- memory shared under a policy (vmsim.sim.sharing) ------------------------------------------------
-    # The driver side asks `new_share_id`, then `prepare_share` (make the region reachable at a bus address),
-    # sends `share_frame` / `unshare_frame` and ends with `reclaim_region`; the device side's
-    # `attach_region` / `detach_region` return the time they take (None: not now, the region is still
-    # mapped). The base is an AMP carve-out: the heap is memory both sides reach, sharing is bookkeeping.
-
-    busy_retries, busy_backoff, busy_backoff_max = 20, 20_000_000, 100_000_000
-    """An unshare answered BUSY is asked again, the wait doubling up to the maximum (L-26 common.c)."""
-
-    def new_share_id(self, region, before_wait):
-        """Driver side: the region's id (it may wait for one; then it runs `before_wait` first, a generator
-        function that kicks what was published, so that what it waits for can come back)."""
-        self._share_ids += 1
-        region.id = self._share_ids
-        return
-        yield
-
-    def prepare_share(self, region):
-        """Driver side, before the share message: make the region reachable; its bus address."""
-        region.bus_address = CARVE_OUT + (region.dev_num << 32) + region.offset
-        return
-        yield
-
-    def share_frame(self, region) -> bytes:
-        return self._encode("SHM_SHARE", "request", region.descriptor(Op.SHARE), dev_num=region.dev_num)
-
-    def unshare_frame(self, region) -> bytes:
-        return self._encode("SHM_UNSHARE", "request", region.descriptor(Op.UNSHARE), dev_num=region.dev_num)
-
-    def release_frame(self, region) -> bytes:
-        return self._encode("SHM_RELEASE", "event", region.descriptor(Op.UNSHARE), dev_num=region.dev_num)
-
-    def reclaim_region(self, region):
-        """Driver side, after the device's acknowledgement: take the pages back."""
-        return
-        yield
-
-    def attach_region(self, region) -> int:
-        """Device side: take the region in; the time it takes."""
-        return 0
-
-    def detach_region(self, region) -> int | None:
-        """Device side: give the region up; the time it takes, or None while it cannot (still mapped)."""
-        return 0

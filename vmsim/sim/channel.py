@@ -167,12 +167,12 @@ class QueuePairBus(Bus):
     to_driver: Channel
     ready = None  # an event a plug-in sets up and succeeds once the queues may carry frames
 
-    def _to_device(self, frame: bytes, dev_num: int):
+    def carry_to_device(self, frame: bytes, dev_num: int):
         if not self.ready.triggered:
             yield self.ready
         yield from self.to_device.send(frame, dev_num)
 
-    def _to_driver(self, frame: bytes, dev_num: int):
+    def carry_to_driver(self, frame: bytes, dev_num: int):
         if not self.ready.triggered:
             yield self.ready
         yield from self.to_driver.send(frame, dev_num)

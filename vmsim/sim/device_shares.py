@@ -32,7 +32,7 @@ class DeviceShares(Component):
         if region is None:
             return Result.ERROR
         if region_id not in self.held:
-            bus.owe(bus.attach_region(region))
+            bus.owe(bus.mechanism.attach_region(region))
             self.held[region_id] = [region, 0, 0]
             first = region.bus_address >> 12
             for page in range(first, first + region.pages):
@@ -48,7 +48,7 @@ class DeviceShares(Component):
         if entry is None:
             return Result.SUCCESS
         region = entry[0]
-        if entry[1] or (spent := bus.detach_region(region)) is None:
+        if entry[1] or (spent := bus.mechanism.detach_region(region)) is None:
             result = Result.BUSY
         else:
             bus.owe(spent)
@@ -96,8 +96,8 @@ class DeviceShares(Component):
         AREA_RELEASE)."""
         bus = self.bus
         region.owner.device_mark("release.request", region)
-        spent = bus.detach_region(region)
+        spent = bus.mechanism.detach_region(region)
         if spent:
             yield from bus.device_work(spent)
         self._drop(region)
-        yield from bus.event_to_driver(region.dev_num, bus.release_frame(region))
+        yield from bus.event_to_driver(region.dev_num, bus.mechanism.release_frame(region))

@@ -214,15 +214,15 @@ class ShareDriver(Component):
         have taken it and lost only the answer)."""
         bus, spec = self.bus, self.spec
         region.state = "sharing"
-        yield from bus.new_share_id(region, lambda: self._flush(vq))
+        yield from bus.mechanism.new_share_id(region, lambda: self._flush(vq))
         bus.regions[region.id] = region
         started = self.env.now
         self._mark("share.request", region)
-        yield from bus.prepare_share(region)
+        yield from bus.mechanism.prepare_share(region)
         for attempt in range(spec.retries + 1):
             if attempt:
                 self._mark("share.request", region)
-            answer = yield from bus.call(bus.share_frame(region), spec.ack_timeout)
+            answer = yield from bus.call(bus.mechanism.share_frame(region), spec.ack_timeout)
             if answer is None:
                 self._mark("share.timeout", region)
                 self.counts["share_timeouts"] += 1
@@ -306,10 +306,10 @@ class ShareDriver(Component):
         started = self.env.now
         self.counts["releases"] += 1
         timeouts = busy = 0
-        delay = bus.busy_backoff
+        delay = bus.mechanism.busy_backoff
         while True:
             self._mark("release.request", region)
-            answer = yield from bus.call(bus.unshare_frame(region), spec.ack_timeout)
+            answer = yield from bus.call(bus.mechanism.unshare_frame(region), spec.ack_timeout)
             if answer is None:
                 self._mark("release.timeout", region)
                 self.counts["release_timeouts"] += 1
@@ -319,10 +319,10 @@ class ShareDriver(Component):
             elif answer["result"] == Result.BUSY:
                 self.counts["busy"] += 1
                 busy += 1
-                if busy >= bus.busy_retries:
+                if busy >= bus.mechanism.busy_retries:
                     break
                 yield self.env.timeout(delay)
-                delay = min(2 * delay, bus.busy_backoff_max)
+                delay = min(2 * delay, bus.mechanism.busy_backoff_max)
             else:  # SUCCESS; or the device no longer knows it (an earlier UNSHARE went through, its ack lost)
                 self._mark("release.done", region)
                 yield from self._reclaim(region, started)
@@ -350,7 +350,7 @@ class ShareDriver(Component):
         yield from self._reclaim(region, started)
 
     def _reclaim(self, region: Region, started: int):
-        yield from self.bus.reclaim_region(region)
+        yield from self.bus.mechanism.reclaim_region(region)
         self._mark("reclaim", region)
         region.state = "reclaimed"
         self.live.pop(region, None)

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from collections import deque
 
-from vmsim.sim.bus import PAYLOAD_BASE
 from vmsim.sim.costs import FREE_MEMORY
+from vmsim.sim.share_mechanism import PAYLOAD_BASE
 from vmsim.wire.rings import SplitDevice, SplitDriver, SplitRing, split_ring_layout
 
 RING_ALIGN = 64  # areas on cache-line boundaries (virtio 1.x needs only 16/2/4)
@@ -76,8 +76,9 @@ class DriverQueue:
         sharer = self.bus.sharers.get(self.dev_num)
         if sharer is not None:
             sharer.queues[index] = self
-        # whose request-buffer hooks run around each request: the device's sharing, the bus's, or none
-        self.buffers = sharer or (self.bus if self.bus.buffer_hooks else None)
+        # whose request-buffer hooks run around each request: the device's sharing, the bus's mechanism, or none
+        mechanism = self.bus.mechanism
+        self.buffers = sharer or (mechanism if mechanism.buffer_hooks else None)
         # A sharer's hook may wait for the device's answer, which arrives in the very receive context that
         # runs `reclaim`: then what a reclaim frees is published by the submitter, not by the handler.
         self._publish_in_handler = sharer is None
@@ -230,7 +231,8 @@ class DeviceQueue:
         copy_payload = device.copy_payload
         inflight = self.inflight
         counts = self.counts
-        hooks = bus.buffer_hooks
+        mechanism = bus.mechanism
+        hooks = mechanism.buffer_hooks
         shares = self.shares
         before_service = hooks or shares is not None
         owed = 0  # time writing the last used entry, paid with the next step when nothing waits on it
@@ -256,10 +258,10 @@ class DeviceQueue:
                         yield env.timeout(cost)
                         cost = 0
                     if hooks:
-                        yield from bus.map_buffer(device, self.index, chain)
+                        yield from mechanism.map_buffer(device, self.index, chain)
                     if self.stopped:  # reset while the buffer waited to be mapped: leave it untouched
                         if hooks:
-                            yield from bus.unmap_buffer(device, self.index, chain)
+                            yield from mechanism.unmap_buffer(device, self.index, chain)
                         break
                     if shares is not None:
                         shares.access(device, chain)
@@ -275,7 +277,7 @@ class DeviceQueue:
                 if cost + duration:
                     yield env.timeout(cost + duration)
                 if hooks:
-                    yield from bus.unmap_buffer(device, self.index, chain)
+                    yield from mechanism.unmap_buffer(device, self.index, chain)
                 if shares is not None:
                     yield from shares.done(device, chain)
                 if self.stopped:  # reset or removed while serving: the buffer is dropped, no used entry

@@ -13,6 +13,7 @@ from vmsim.errors import ScenarioError
 from vmsim.sim.channel import Channel, QueuePairBus
 from vmsim.sim.core import Simulation
 from vmsim.sim.costs import MemoryCost
+from vmsim.sim.share_mechanism import VmsimShare
 from vmsim.wire.amp import RUN, AmpLayout, AmpQueuePeer
 from vmsim.wire.spsc import PACKETS_OFFSET, SLOT_SIZE, create_queue_pair
 
@@ -39,6 +40,7 @@ class AmpBus(QueuePairBus):
         super().__init__(sim, spec.name, layout=spec.layout,
                          max_msg_size=spec.max_msg_size or spec.element_size, in_band=in_band)
         self.spec = spec
+        self.mechanism = VmsimShare(self)  # the window is a carve-out both cores reach
         self.driver_memory = driver_memory
         self.device_memory = device_memory
         self.ready = sim.env.event()
@@ -131,10 +133,10 @@ class AmpBus(QueuePairBus):
 
     # --- transport ----------------------------------------------------------------------------------
 
-    def _notify_out_of_band_to_device(self, dev_num: int, vq: int):
+    def signal_device(self, dev_num: int, vq: int):
         yield from self._raise(self.driver_peer, self.to_device, self.driver_memory, dev_num, vq)
 
-    def _notify_out_of_band_to_driver(self, dev_num: int, vq: int):
+    def signal_driver(self, dev_num: int, vq: int):
         yield from self._raise(self.device_peer, self.to_driver, self.device_memory, dev_num, vq)
 
     def _raise(self, peer: AmpQueuePeer, channel: Channel, memory: MemoryCost, dev_num: int, vq: int):

@@ -56,8 +56,6 @@ from vmsim.wire.ffa import (
     EVENT_POLL,
     EventMethod,
     Result,
-    SharingAttrs,
-    SharingType,
     pack_direct_req2,
     unpack_direct_req2,
 )
@@ -75,11 +73,10 @@ def rfc2025_method(partition_features: int, version_features: int) -> str:
     return method
 
 
-class FfaBus(FfaMessages, FfaMemory, Bus):
+class FfaBus(FfaMessages, Bus):
     """See the module docstring."""
 
     match_tokens = True  # responses may overtake each other (yields, busy retries, several vCPUs)
-    buffer_hooks = True  # a served buffer holds a partition vCPU; per-buffer sharing shares it
 
     def __init__(self, sim: Simulation, spec, *, partition: Partition, path: FfaPath, costs, notification,
                  driver_memory: MemoryCost, device_memory: MemoryCost, driver_cpu_ns: int, device_cpu_ns: int):
@@ -87,7 +84,7 @@ class FfaBus(FfaMessages, FfaMemory, Bus):
         self.spec = spec
         self.generation = generation = GENERATIONS[spec.layout]
         self.get_devices_count = generation.get_devices_count
-        self._shift = generation.area_shift
+        self.area_shift = generation.area_shift
         self.partition = partition
         self.path = path
         self.costs = costs
@@ -112,24 +109,11 @@ class FfaBus(FfaMessages, FfaMemory, Bus):
         self._rng = sim.rng(f"{spec.name}.yield") if spec.yield_probability else None
         self._sleep = sampler(spec.driver_sleep, sim.rng(f"{spec.name}.sleep"))
         self._busy_response = spec.when_busy == "busy-response"
-        self._share_type = SharingType.LEND if spec.share_op == "lend" else SharingType.SHARE
-        self._attrs = SharingAttrs(type=self._share_type).encode()
-        self.busy_retries, self.busy_backoff, self.busy_backoff_max = (spec.mem_retries, spec.mem_backoff,
-                                                                       spec.mem_backoff_max)
-        # driver side
-        self._free_areas: deque = deque()
-        self._areas_changed = sim.env.event()
-        self._driver_areas: dict[int, int] = {}  # area id -> pages
-        self._buffer_area: dict = {}  # request -> area id
-        self._released: set[int] = set()
-        self._pool = None
-        self._handles = 0
         # device side
         self._events: deque = deque()  # events waiting for EVENT_POLL (direct buses)
         self._device_events = generation.device_events
-        self._areas: dict[int, list[int]] = {}  # area id -> [pages, mappings]
-        self._serving: dict[tuple[int, int], tuple] = {}  # (dev_num, vq) -> (vCPU request, since)
         self._fifo_region = None
+        self.mechanism = FfaMemory(self)
         log = sim.log
         self._log = log
         self._ev = {name: log.events(name) for name in (
@@ -150,7 +134,7 @@ class FfaBus(FfaMessages, FfaMemory, Bus):
 
     # --- logging ----------------------------------------------------------------------------------
 
-    def _mark(self, component: int, event: str, dev_num: int = -1, value: int = 0) -> None:
+    def mark(self, component: int, event: str, dev_num: int = -1, value: int = 0) -> None:
         self._log.mark(self.env.now, component, self._ev[event], self.bus_id, dev_num, value)
 
     def _frame(self, component: int, event: str, dev_num: int, frame: bytes) -> None:
@@ -173,23 +157,22 @@ class FfaBus(FfaMessages, FfaMemory, Bus):
     def _bootstrap(self):
         generation = self.generation
         self.transport = bootstrap_method(self.partition.features)
-        version = yield from self._bus_call("VERSION", generation.version_request())
+        version = yield from self.bus_call("VERSION", generation.version_request())
         features, areas = generation.read_version(version)
         if generation.configures_events:
             method, events = negotiate(self.spec.method, self.spec.events, features)
         else:
             method, events = rfc2025_method(self.partition.features, features), EventMethod.INDIRECT
-        self._free_areas.extend(range(1, areas + 1))
-        self._area_event()  # regions shared under a policy may already wait for an area id
+        self.mechanism.open_areas(areas)
         if method == "fifo":
             yield from self._configure_fifo()
         if generation.configures_events:
-            yield from self._bus_call("EVENT_CONFIGURE", {"event_method": events, "notif_id": EVENT_NOTIF_ID})
+            yield from self.bus_call("EVENT_CONFIGURE", {"event_method": events, "notif_id": EVENT_NOTIF_ID})
         self.counts["method"], self.counts["event_delivery"] = method, events.name.lower()
-        self._mark(self.driver_side.component, "ffa.method", value=METHODS.index(method))
+        self.mark(self.driver_side.component, "ffa.method", value=METHODS.index(method))
         self.event_delivery = events
         if self.spec.sharing == "probe":
-            self._pool = yield from self._share_area(-(-self.spec.pool_size // PAGE))
+            yield from self.mechanism.share_pool(-(-self.spec.pool_size // PAGE))
         self.transport = method
         if events == EventMethod.POLL:
             self.env.process(self._poller())
@@ -199,29 +182,29 @@ class FfaBus(FfaMessages, FfaMemory, Bus):
         """Share the FIFO region, lay out both rings (the driver's TX first), FIFO_CONFIGURE; the
         partition retrieves the region and attaches to the rings (L-26 xfer_fifo.c)."""
         pages = self.spec.fifo_size // PAGE
-        handle = yield from self._mem_share(pages)
+        handle = yield from self.mechanism.mem_share(pages)
         self._fifo_region = bytearray(pages * PAGE)
         side = self.driver_side
         size = max(MIN_MESSAGE_SIZE, self.max_msg_size)
         side.fifo_tx, side.fifo_rx = create_fifo_pair(self._fifo_region, 0, len(self._fifo_region), size)
         yield self.env.timeout(side.memory.write(2 * HEADER_SIZE))
-        yield from self._bus_call("FIFO_CONFIGURE", {"mem_handle": handle, "page_count": pages,
+        yield from self.bus_call("FIFO_CONFIGURE", {"mem_handle": handle, "page_count": pages,
                                                      "driver_notif_id": FIFO_DRIVER_NOTIF_ID})
 
-    def _bus_call(self, name: str, fields: dict):
+    def bus_call(self, name: str, fields: dict):
         """A bus request of the plug-in's own on the current transport; returns the response's fields."""
-        frame, event = self.expect_response(0, self._encode(name, "request", fields), bus_message=True)
+        frame, event = self.expect_response(0, self.encode(name, "request", fields), bus_message=True)
         yield from self._send_down(frame, 0)
         return (yield event).fields
 
     # --- the transport hooks ------------------------------------------------------------------------
 
-    def _to_device(self, frame: bytes, dev_num: int):
+    def carry_to_device(self, frame: bytes, dev_num: int):
         if not self.ready.triggered:
             yield self.ready
         yield from self._send_down(frame, dev_num)
 
-    def _to_driver(self, frame: bytes, dev_num: int):
+    def carry_to_driver(self, frame: bytes, dev_num: int):
         if not self.ready.triggered and frame[0] != BUS_RESPONSE:
             yield self.ready  # events wait for the bus; answers to the bootstrap's requests do not
         if self.transport == "direct" and self._device_events != EventMethod.INDIRECT:
@@ -268,7 +251,7 @@ class FfaBus(FfaMessages, FfaMemory, Bus):
             yield env.timeout(self.driver_cpu_ns)
         for attempt in range(1, self.spec.busy_retries + 1):
             self.counts["direct_calls"] += 1
-            self._mark(driver.component, "ffa.msg_send_direct_req2", dev_num, len(frame))
+            self.mark(driver.component, "ffa.msg_send_direct_req2", dev_num, len(frame))
             self._sent(driver, dev_num, frame)
             yield env.timeout(leg)
             if self._busy_response and not partition.free():
@@ -286,7 +269,7 @@ class FfaBus(FfaMessages, FfaMemory, Bus):
                 self._frame(driver.inbound, "rx", dev_num, response)
                 return response
             self.counts["busy"] += 1  # the all-zero sentinel: retried at once (L-26)
-            self._mark(driver.component, "ffa.busy", dev_num, attempt)
+            self.mark(driver.component, "ffa.busy", dev_num, attempt)
         self.counts["tx_failed"] += 1  # L-26 returns -EBUSY after its retry budget: the frame is lost
         return None
 
@@ -300,9 +283,9 @@ class FfaBus(FfaMessages, FfaMemory, Bus):
         if self._rng is not None and self._rng.random() < self.spec.yield_probability:
             partition.leave(vcpu, since)  # FFA_YIELD: the partition hands its CPU back
             partition.counts["yields"] += 1
-            self._mark(device.component, "ffa.yield", dev_num)
+            self.mark(device.component, "ffa.yield", dev_num)
             yield env.timeout(self.path.leg + self._sleep())  # Linux sleeps 1-2 ms, then FFA_RUN (A.6 row 35)
-            self._mark(self.driver_side.component, "ffa.run", dev_num)
+            self.mark(self.driver_side.component, "ffa.run", dev_num)
             yield env.timeout(self.path.leg)
             vcpu = partition.vcpus.request()
             yield vcpu
@@ -317,7 +300,7 @@ class FfaBus(FfaMessages, FfaMemory, Bus):
             yield env.timeout(late)
         partition.leave(vcpu, since)
         response = answered[0] if answered else b""
-        self._mark(device.component, "ffa.msg_send_direct_resp2", dev_num, len(response))
+        self.mark(device.component, "ffa.msg_send_direct_resp2", dev_num, len(response))
         if response:
             self._sent(device, dev_num, response)
         return response
@@ -344,7 +327,7 @@ class FfaBus(FfaMessages, FfaMemory, Bus):
         """EVENT_POLL until the empty answer, at most `poll_budget` per run (L-26); True once drained."""
         for _ in range(self.spec.poll_budget):
             self.counts["event_polls"] += 1
-            frame = self._encode("EVENT_POLL", "request", {}, token=self.next_token())
+            frame = self.encode("EVENT_POLL", "request", {}, token=self.next_token())
             response = yield from self._direct(frame, 0)
             if response is None or response[0] == BUS_RESPONSE and response[1] == EVENT_POLL:
                 return True
@@ -395,7 +378,7 @@ class FfaBus(FfaMessages, FfaMemory, Bus):
 
     # --- bus messages at the partition --------------------------------------------------------------
 
-    def _answer_bus_message(self, frame):
+    def answer_bus_message(self, frame):
         name, fields = frame.name, frame.fields
         if name == "EVENT_POLL":
             if self._events:
@@ -412,22 +395,10 @@ class FfaBus(FfaMessages, FfaMemory, Bus):
                 self._device_events = method
                 answer = {"result": Result.SUCCESS}
         elif name == "FIFO_CONFIGURE":
-            self._owe("ffa.mem_retrieve_req", self.costs.mem_retrieve, fields["page_count"])
+            self.mechanism.owe_call("ffa.mem_retrieve_req", self.costs.mem_retrieve, fields["page_count"])
             side = self.device_side
             side.fifo_rx, side.fifo_tx = open_fifo_pair(self._fifo_region)
             answer = {"result": Result.SUCCESS, "device_notif_id": FIFO_DEVICE_NOTIF_ID}
-        elif name in ("AREA_SHARE", "AREA_UNSHARE"):
-            area, share = fields["area_id"], name == "AREA_SHARE"
-            if area in self.regions:  # a region of a device with `sharing:`: its device side answers
-                result = (self.shares.share if share else self.shares.unshare)(area)
-                if result is None:
-                    return None  # the acknowledgement is lost (a fault the scenario asked for)
-            elif share:
-                self.owe(self._retrieve(area, fields[self.generation.page_count]))
-                result = Result.SUCCESS
-            else:
-                result = self._unshare(area)
-            answer = {"area_id": area, "result": result}
         else:
-            return super()._answer_bus_message(frame)
-        return self._encode(name, "response", answer, token=frame.token)
+            return super().answer_bus_message(frame)
+        return self.encode(name, "response", answer, token=frame.token)

@@ -12,7 +12,7 @@ class FfaMessages:
 
     def _notification_set(self, sender: Side, receiver: Side, notif_id: int, dev_num: int):
         """FFA_NOTIFICATION_SET: a call to the framework, which then signals the receiver."""
-        self._mark(sender.component, "ffa.notification_set", dev_num, notif_id)
+        self.mark(sender.component, "ffa.notification_set", dev_num, notif_id)
         if sender.call:
             yield self.env.timeout(sender.call)
         cost = receiver.bell.ring(dev_num)
@@ -36,7 +36,7 @@ class FfaMessages:
         if cost:
             yield env.timeout(cost)
         for attempt in range(1, self.spec.tx_busy_retries + 1):
-            self._mark(sender.component, "ffa.msg_send2", dev_num, len(frame))
+            self.mark(sender.component, "ffa.msg_send2", dev_num, len(frame))
             if not receiver.rx.full:
                 receiver.rx.full = True
                 receiver.rx.buffer[:size] = sender.tx[:size]
@@ -48,7 +48,7 @@ class FfaMessages:
                 break
             yield env.timeout(sender.call)
             self.counts["busy"] += 1
-            self._mark(sender.component, "ffa.busy", dev_num, attempt)
+            self.mark(sender.component, "ffa.busy", dev_num, attempt)
             if attempt == self.spec.tx_busy_retries:
                 self.counts["tx_failed"] += 1
                 break
@@ -63,7 +63,7 @@ class FfaMessages:
         cost = side.cpu_ns + side.memory.read(offset + size)
         if cost:
             yield env.timeout(cost)
-        self._mark(side.component, "ffa.rx_release")
+        self.mark(side.component, "ffa.rx_release")
         if side.call:
             yield env.timeout(side.call)
         side.rx.full = False
@@ -86,7 +86,7 @@ class FfaMessages:
             if pushed:
                 break
             sender.sent["full"] += 1
-            self._mark(sender.outbound, "queue.full", dev_num)
+            self.mark(sender.outbound, "queue.full", dev_num)
             sender.lock.release(lock)
             yield sender.space
             lock = sender.lock.request()

@@ -34,12 +34,9 @@ follow QEMU's `virtio-msg-bus-xen` and Xen's `vmp` (virtio-msg-protocol.md secti
 
 from __future__ import annotations
 
-from collections import deque
-
 from vmsim.buses.xen.grants import XenGrants
 from vmsim.buses.xen.host import (
     BUS_EVENTS,
-    GREF_FIRST,
     Domain,
     EvtchnCost,
     NoCosts,
@@ -55,10 +52,8 @@ from vmsim.wire.memory import PAGE
 from vmsim.wire.spsc import create_queue_pair
 
 
-class XenBus(XenGrants, QueuePairBus):
+class XenBus(QueuePairBus):
     """A DomU (or Xen) driver and a backend domain's device model; see the module docstring."""
-
-    buffer_hooks = True
 
     def __init__(self, sim: Simulation, spec, *, host: XenHost, costs, to_device: EvtchnCost,
                  to_driver: EvtchnCost, driver_memory: MemoryCost, device_memory: MemoryCost,
@@ -91,19 +86,12 @@ class XenBus(XenGrants, QueuePairBus):
                                     receiver_memory=driver_memory, sender_cpu_ns=device_cpu_ns,
                                     receiver_cpu_ns=driver_cpu_ns, deliver=self.deliver_to_driver, **common)
         self.ready = sim.env.event()
-        self._next_gref = GREF_FIRST
-        self._grants: dict[int, tuple[int, int]] = {}  # bus address -> (first grant ref or page, pages)
-        self._shared: dict[object, int] = {}  # request -> bus address of its buffer
-        self._pool: dict[int, list[int]] = {}  # persistent grants free for reuse, by page count
-        self._mapped: set[int] = set()  # persistent grants the backend keeps mapped
-        self._directory_free = deque(range(spec.directory_pages))
-        self._directory_pages: dict[int, list[int]] = {}
-        self._directory_waiting: list = []
         log = sim.log
         self.front_id = log.components(f"{spec.name}.frontend")
         self.back_id = log.components(f"{spec.name}.backend")
         self._events = {event: log.events(event) for event in BUS_EVENTS}
         self.counts.update(dict.fromkeys(BUS_EVENTS, 0))
+        self.mechanism = XenGrants(self)
 
     @classmethod
     def build(cls, sim: Simulation, spec, context) -> XenBus:
@@ -127,34 +115,32 @@ class XenBus(XenGrants, QueuePairBus):
         front, back = self.front, self.back
         translate = self.spec.gfn2mfn
         if self.proxy:  # the DM connects by DM-op; Xen maps its page (prepare_ring_for_helper) and binds
-            yield from self._steps(back, self.back_id, [("evtchn.bind", self.to_device.doorbell.port, costs.hypercall)])
-            yield from self._steps(front, self.front_id, [("foreign.map", 1, costs.grant_map)])
+            yield from self.steps(back, self.back_id, [("evtchn.bind", self.to_device.doorbell.port, costs.hypercall)])
+            yield from self.steps(front, self.front_id, [("foreign.map", 1, costs.grant_map)])
         elif self.spec.shared_page == "grant":
-            gref = self._new_grefs(1)
-            yield from self._steps(front, self.front_id, [("grant.grant", gref, costs.grant_entry),
+            gref = self.mechanism.new_grefs(1)
+            yield from self.steps(front, self.front_id, [("grant.grant", gref, costs.grant_entry),
                                                           ("evtchn.bind", self.to_driver.doorbell.port, costs.hypercall)])
-            yield from self._steps(back, self.back_id, [("grant.map", gref, costs.grant_map),
+            yield from self.steps(back, self.back_id, [("grant.map", gref, costs.grant_map),
                                                         ("evtchn.bind", self.to_device.doorbell.port, costs.hypercall)])
         else:  # a privileged device model maps the frontend's page by its guest frame number
-            yield from self._steps(front, self.front_id, [("evtchn.bind", self.to_driver.doorbell.port, costs.hypercall)])
-            yield from self._steps(back, self.back_id, [*([("gfn2mfn", 1, costs.gfn2mfn)] if translate else []),
+            yield from self.steps(front, self.front_id, [("evtchn.bind", self.to_driver.doorbell.port, costs.hypercall)])
+            yield from self.steps(back, self.back_id, [*([("gfn2mfn", 1, costs.gfn2mfn)] if translate else []),
                                                         ("foreign.map", 1, costs.grant_map),
                                                         ("evtchn.bind", self.to_device.doorbell.port, costs.hypercall)])
         if self.scheme == "directory":
             count = self.spec.directory_pages + 1  # the region and the directory page itself
             steps = [("gfn2mfn", count, costs.gfn2mfn * count)] if translate else []
-            yield from self._steps(back, self.back_id, [*steps, ("grant.map", count, costs.grant_map * count)])
+            yield from self.steps(back, self.back_id, [*steps, ("grant.map", count, costs.grant_map * count)])
         self.ready.succeed()
 
-    # --- transport --------------------------------------------------------------------------------
-
-    # --- request buffers --------------------------------------------------------------------------
+    # --- backend work and grant steps (the sharing mechanism's too) ---------------------------------
 
     def device_work(self, ns: int):
         """Backend work on the vCPU its receive handler holds (or on a free one)."""
         yield from self.back.run(ns, "grants_ns")
 
-    def _logged(self, steps: list[tuple], dev_num: int) -> int:
+    def logged(self, steps: list[tuple], dev_num: int) -> int:
         """Backend steps logged now, their time returned for the caller to spend."""
         for event, value, _ns in steps:
             self._mark(self.back_id, event, value, dev_num)
@@ -164,7 +150,7 @@ class XenBus(XenGrants, QueuePairBus):
         self.sim.log.mark(self.env.now, component, self._events[event], self.bus_id, dev_num, value)
         self.counts[event] += 1
 
-    def _steps(self, domain: Domain, component: int, steps: list[tuple], dev_num: int = -1):
+    def steps(self, domain: Domain, component: int, steps: list[tuple], dev_num: int = -1):
         """(event, value, ns) steps back to back on one vCPU of `domain`, each logged as it starts."""
         total = sum(step[2] for step in steps)
         if not total:
@@ -180,7 +166,7 @@ class XenBus(XenGrants, QueuePairBus):
                 yield from domain.work(ns, "grants_ns")
         domain.leave()
 
-    def _held_steps(self, steps: list[tuple], dev_num: int):
+    def held_steps(self, steps: list[tuple], dev_num: int):
         """Backend steps on the vCPU the request already holds."""
         for event, value, ns in steps:
             if event:
