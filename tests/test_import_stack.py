@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...], str]] = [
      "YAML -> checked Scenario: profiles, traces, graph checks"),
     ("pipeline", ("vmsim.pipeline",), "scenario -> model -> run -> SimOutput, written once"),
     ("analysis", ("vmsim.analysis", "vmsim.trace"), "reads a run's output: checks, statistics, plots, trace"),
-    ("results", ("vmsim.results",), "tables, summary, result folders, RunResult"),
+    ("results", ("vmsim.results", "vmsim.result_folder"), "tables, summary, result folders, RunResult"),
     ("sweeps", ("vmsim.sweeps",), "sweep files, executors, records, capacity tables"),
     ("interface", ("vmsim.api", "vmsim.cli", "vmsim.codec_cli", "vmsim.__main__", "vmsim"),
      "notebook API and command line"),

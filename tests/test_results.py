@@ -15,7 +15,8 @@ from matplotlib.figure import Figure
 import vmsim
 from vmsim.analysis import plots
 from vmsim.errors import VmsimError
-from vmsim.results import MARKER_FILE, RunResult, check_destination, column_table, format_summary, summarize
+from vmsim.result_folder import MARKER_FILE, check_destination
+from vmsim.results import RunResult, column_table, format_summary, summarize
 from vmsim.sim.log import EVENT_ROW, REQUEST_ROW
 from vmsim.sim.output import Series
 
@@ -251,7 +252,7 @@ def test_a_write_killed_with_sigkill_is_cleaned_up_by_the_next_write(tmp_path):
 
 KILLED_WRITER = """\
 import sys, time
-from vmsim.results import write_atomically
+from vmsim.result_folder import write_atomically
 
 def fill(folder):
     (folder / "events.parquet").write_bytes(b"half")

@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from vmsim.files import DEFAULT_RESULTS_ROOT
-from vmsim.results import RunResult, check_destination
+from vmsim.result_folder import check_destination
+from vmsim.results import RunResult
 
 
 def default_folder(scenario_name: str) -> Path:
@@ -27,7 +28,7 @@ def run(path: str | Path, *, seed: int | None = None, out: str | Path | None = N
 
     seed:      replaces the scenario's seed (same as `set={"seed": N}`).
     out:       result folder (default results/<scenario name>/), written atomically; an existing one is
-               replaced only when empty or a vmsim result (see `vmsim.results.check_destination`);
+               replaced only when empty or a vmsim result (see `vmsim.result_folder.check_destination`);
                a symlink is followed.
     write:     False keeps everything in memory (no folder; plots/trace then unused).
     set:       overrides, {"dotted.key": value} or ["dotted.key=value", ...].
