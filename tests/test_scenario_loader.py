@@ -10,10 +10,10 @@ import pickle
 import pytest
 import yaml
 
+from vmsim import pipeline
 from vmsim.errors import OverloadError, ScenarioError
 from vmsim.scenario import load, load_dict, read_trace, resolved_dict
 from vmsim.scenario.locations import MAX_YAML_BYTES
-from vmsim.sim import build
 
 BASE = """\
 name: demo
@@ -621,7 +621,7 @@ def test_a_run_that_would_outgrow_int64_nanoseconds_stops_with_one_line(tmp_path
     The run stops when simulated time reaches 2**62 ns instead of overflowing the int64 logs."""
     text = edited("duration: 10 ms\n", "", edited("rate: 10 kHz}", "rate: 1e-9 Hz}\n    requests: 20"))
     with pytest.raises(OverloadError, match=r"simulated time reached 2\*\*62 ns .* with 5 requests completed"):
-        build(load(write(tmp_path, text))).run()
+        pipeline.run(write(tmp_path, text))
 
 
 def test_a_scenario_without_a_platform_is_told_so(tmp_path):
