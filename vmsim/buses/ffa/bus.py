@@ -254,7 +254,7 @@ class FfaBus(FfaMessages, Bus):
             self.mark(driver.component, "ffa.msg_send_direct_req2", dev_num, len(frame))
             self._sent(driver, dev_num, frame)
             yield env.timeout(leg)
-            if self._busy_response and not partition.free():
+            if self._busy_response and not partition.vcpus.free():
                 partition.counts["busy_answers"] += 1
                 reply = BUSY_IMAGE
             else:
@@ -277,19 +277,16 @@ class FfaBus(FfaMessages, Bus):
         """The partition takes a vCPU (or yields it back first), reads the frame from x4..x17 and answers;
         returns the response frame, b"" for an event."""
         env, partition, device = self.env, self.partition, self.device_side
-        vcpu = partition.vcpus.request()
-        yield vcpu
-        since = env.now
+        vcpus = partition.vcpus
+        yield from vcpus.enter()
         if self._rng is not None and self._rng.random() < self.spec.yield_probability:
-            partition.leave(vcpu, since)  # FFA_YIELD: the partition hands its CPU back
+            vcpus.leave()  # FFA_YIELD: the partition hands its CPU back
             partition.counts["yields"] += 1
             self.mark(device.component, "ffa.yield", dev_num)
             yield env.timeout(self.path.leg + self._sleep())  # Linux sleeps 1-2 ms, then FFA_RUN (A.6 row 35)
             self.mark(self.driver_side.component, "ffa.run", dev_num)
             yield env.timeout(self.path.leg)
-            vcpu = partition.vcpus.request()
-            yield vcpu
-            since = env.now
+            yield from vcpus.enter()
         received = unpack_direct_req2(request)
         if self.device_cpu_ns:
             yield env.timeout(self.device_cpu_ns)
@@ -298,7 +295,7 @@ class FfaBus(FfaMessages, Bus):
         late = self.settle_late()
         if late:  # a late answer to a synchronous call: the call itself takes that much longer
             yield env.timeout(late)
-        partition.leave(vcpu, since)
+        vcpus.leave()
         response = answered[0] if answered else b""
         self.mark(device.component, "ffa.msg_send_direct_resp2", dev_num, len(response))
         if response:
@@ -359,21 +356,19 @@ class FfaBus(FfaMessages, Bus):
 
     def _device_handler(self):
         """The partition's receive path: every frame is handled on one of its vCPUs."""
-        side, partition, env = self.device_side, self.partition, self.env
+        side, vcpus, env = self.device_side, self.partition.vcpus, self.env
         while True:
             yield side.wake.wait()
             side.wake.rearm()
             owed = side.bell.ack_cost
             side.release_space()
             while self._pending_in(side):
-                vcpu = partition.vcpus.request()
-                yield vcpu
-                since = env.now
+                yield from vcpus.enter()
                 if owed:
                     yield env.timeout(owed)
                     owed = 0
                 answered = yield from self._at_partition((yield from self._read_one(side)))
-                partition.leave(vcpu, since)
+                vcpus.leave()
                 self.send_answer(answered)
 
     # --- bus messages at the partition --------------------------------------------------------------

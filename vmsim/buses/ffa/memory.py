@@ -44,7 +44,6 @@ class FfaMemory(ShareMechanism):
         self._handles = 0
         # device side
         self._areas: dict[int, list[int]] = {}  # area id -> [pages, mappings]
-        self._serving: dict[tuple[int, int], tuple] = {}  # (dev_num, vq) -> (vCPU request, since)
 
     def open_areas(self, count: int) -> None:
         """The partition's VERSION answer says how many area ids there are: 1..count are free."""
@@ -199,9 +198,7 @@ class FfaMemory(ShareMechanism):
 
     def map_buffer(self, device, vq: int, chain):
         """The partition serves the buffer on one of its vCPUs; the device translates its bus addresses."""
-        vcpu = self.bus.partition.vcpus.request()
-        yield vcpu
-        self._serving[(device.dev_num, vq)] = (vcpu, self.bus.env.now)
+        yield from self.bus.partition.vcpus.enter()
         for descriptor in chain:
             area = self._areas.get(split_bus_address(descriptor[0], self.bus.area_shift)[0])
             if area is None:
@@ -210,7 +207,7 @@ class FfaMemory(ShareMechanism):
                 area[1] += 1
 
     def unmap_buffer(self, device, vq: int, chain):
-        self.bus.partition.leave(*self._serving.pop((device.dev_num, vq)))
+        self.bus.partition.vcpus.leave()
         for descriptor in chain:
             area_id = split_bus_address(descriptor[0], self.bus.area_shift)[0]
             if area_id not in self._areas:

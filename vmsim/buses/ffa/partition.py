@@ -9,6 +9,7 @@ from vmsim.buses.ffa.protocol import RXTX_BUFFER, partition_features
 from vmsim.sim.core import Component, Simulation
 from vmsim.sim.costs import MemoryCost
 from vmsim.sim.doorbell import Doorbell
+from vmsim.sim.vcpus import VcpuPool
 from vmsim.sim.virtqueue import Waker
 
 
@@ -41,9 +42,9 @@ class Partition(Component):
         self.kind = spec.kind
         self.features = partition_features(spec.features)
         self.max_areas = spec.max_areas
-        self.vcpus = simpy.Resource(sim.env, spec.vcpus)
         self.counts = sim.counter(self.name)
         self.counts.update(servers=spec.vcpus, busy_ns=0, busy_answers=0, yields=0)
+        self.vcpus = VcpuPool(sim.env, spec.vcpus, self.counts)
 
     @classmethod
     def shared(cls, sim: Simulation, name: str, spec, shared: dict) -> Partition:
@@ -51,13 +52,6 @@ class Partition(Component):
         if key not in shared:
             shared[key] = cls(sim, name, spec)
         return shared[key]
-
-    def free(self) -> bool:
-        return self.vcpus.count < self.vcpus.capacity
-
-    def leave(self, request, since: int) -> None:
-        self.vcpus.release(request)
-        self.counts["busy_ns"] += self.env.now - since
 
 
 class Mailbox:

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from collections import deque
 
-from vmsim.buses.xen.host import DIRECTORY_BASE, DIRECTORY_ENTRY, GREF_FIRST, URGENT
+from vmsim.buses.xen.host import DIRECTORY_BASE, DIRECTORY_ENTRY, GREF_FIRST
 from vmsim.sim.core import SimulationError
 from vmsim.sim.share_mechanism import VmsimShare
+from vmsim.sim.vcpus import URGENT
 from vmsim.wire.memory import PAGE_SHIFT, pages
 
 

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import simpy
-
 from vmsim.buses.xen.spec import XEN
 from vmsim.sim.channel import Channel
 from vmsim.sim.core import Component, Simulation
+from vmsim.sim.vcpus import VcpuPool
 
 GREF_FIRST = 8  # grant references below 8 are reserved (GNTTAB_NR_RESERVED_ENTRIES)
 DIRECTORY_BASE = 1 << 44  # bus addresses in the grant directory's address space
 DIRECTORY_ENTRY = 8  # bytes the backend reads per page from the mapped directory
-URGENT, NORMAL = 0, 1  # vCPU request priorities: IPI handlers before waiting work
 HYPERVISOR_VCPUS = 1 << 20  # Xen runs on whichever pCPU trapped into it: it never waits for a vCPU
 BUS_EVENTS = ("evtchn.bind", "grant.grant", "grant.map", "grant.unmap", "grant.copy", "grant.end_access",
               "foreign.map", "tlb.shootdown", "gfn2mfn")
@@ -39,84 +37,22 @@ class NoCosts:
         return 0
 
 
-class Domain:
-    """A domain's vCPUs: a pool of servers that all its bus work runs on (counters `domain.<name>`).
-
-    A process takes a vCPU with `enter(account)` and gives it back with `leave()`, which charges the
-    time held to `account`, less what `work` inside attributed to other accounts. Nested pairs in the
-    same process reuse the vCPU it holds, because a handler's own work (the driver's used-buffer handler
-    publishing new requests) runs in the handler's context, on its vCPU.
-    """
+class Domain(VcpuPool):
+    """A domain's vCPUs (`VcpuPool`, counters `domain.<name>`) that all its bus work runs on, and its
+    event-channel ports."""
 
     def __init__(self, sim: Simulation, name: str, vcpus: int | None, upcall_extra: int):
-        self.env = sim.env
+        counts = sim.counter(f"domain.{name}")
+        counts.update(vcpus=vcpus or 0, busy_ns=0, frames_ns=0, grants_ns=0, tlb_ns=0, service_ns=0)
+        super().__init__(sim.env, vcpus or HYPERVISOR_VCPUS, counts)
         self.name = name
-        self.pool = simpy.PriorityResource(sim.env, capacity=vcpus or HYPERVISOR_VCPUS)
         self.upcall_extra = upcall_extra
-        self.counts = sim.counter(f"domain.{name}")
-        self.counts.update(vcpus=vcpus or 0, busy_ns=0, frames_ns=0, grants_ns=0, tlb_ns=0, service_ns=0)
         self._ports = 0
-        self._holders: dict[object, _Hold] = {}  # process -> the vCPU it holds
-
-    def enter(self, account: str, priority: int = NORMAL):
-        """Take a vCPU for the active process, or reuse the one it holds."""
-        process = self.env.active_process
-        hold = self._holders.get(process)
-        if hold is not None:
-            hold.depth += 1
-            return
-        vcpu = self.pool.request(priority)
-        yield vcpu
-        self._holders[process] = _Hold(vcpu, self.env.now, account)
-
-    def leave(self) -> None:
-        process = self.env.active_process
-        hold = self._holders[process]
-        hold.depth -= 1
-        if hold.depth:
-            return
-        del self._holders[process]
-        self.pool.release(hold.vcpu)
-        held = self.env.now - hold.since
-        self.counts["busy_ns"] += held
-        self.counts[hold.account] += held - hold.attributed
-
-    def work(self, ns: int, account: str):
-        """`ns` of work on the vCPU the active process holds, counted under `account`."""
-        yield self.env.timeout(ns)
-        hold = self._holders[self.env.active_process]
-        hold.attributed += ns
-        self.counts[account] += ns
-
-    def run(self, ns: int, account: str, priority: int = NORMAL):
-        """`ns` of work on a free vCPU; zero work needs none."""
-        if ns <= 0:
-            return
-        yield from self.enter(account, priority)
-        yield self.env.timeout(ns)
-        self.leave()
 
     def port(self) -> int:
         """The next free event-channel port of this domain."""
         self._ports += 1
         return self._ports
-
-    def running(self) -> int:
-        """vCPUs busy now (the dirty mask a TLB flush must reach)."""
-        return len(self.pool.users)
-
-
-class _Hold:
-    """One process's hold on a vCPU: since when, for what, and the part other accounts took."""
-
-    __slots__ = ("account", "attributed", "depth", "since", "vcpu")
-
-    def __init__(self, vcpu, since: int, account: str):
-        self.vcpu = vcpu
-        self.since = since
-        self.account = account
-        self.depth = 1
-        self.attributed = 0
 
 
 class XenHost:
