@@ -9,10 +9,11 @@ import copy
 
 import pytest
 
-from vmsim.buses.xen.host import Domain, EventChannel, EvtchnCost
+from vmsim.buses.xen.host import Domain, EvtchnCost
 from vmsim.scenario.models import Scenario
 from vmsim.sim import build
 from vmsim.sim.core import Simulation
+from vmsim.sim.doorbell import Doorbell
 from vmsim.wire import get_layout
 
 EVTCHN = {"kind": "evtchn", "ring": 100, "latency": 1000, "ack": 50}
@@ -224,8 +225,8 @@ def test_a_send_to_a_masked_port_only_marks_it_pending_and_the_unmask_reports_it
     sets it pending and raises nothing; unmasking reports it so the handler runs again at once."""
     sim = Simulation(1)
     upcalls = []
-    port = EventChannel(sim, "p.doorbell", EvtchnCost("evtchn", 100, 1000, 50), 0, 3,
-                        lambda: upcalls.append(sim.env.now), extra_ns=0, maskable=True)
+    port = Doorbell(sim, "p.doorbell", EvtchnCost("evtchn", 100, 1000, 50), 0, lambda: upcalls.append(sim.env.now),
+                    port=3, maskable=True)
     assert port.ring() == 100
     port.ring()
     sim.env.run(until=2000)

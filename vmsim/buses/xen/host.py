@@ -1,5 +1,6 @@
-"""The Xen host a Xen bus runs on: domains as vCPU pools shared by every bus they are on, and the
-interdomain event channels that notify them (send hypercall, upcall, mask and unmask)."""
+"""The Xen host a Xen bus runs on: domains as vCPU pools shared by every bus they are on, and the channels
+over the shared page whose interdomain event-channel ports (doorbells with a port: send hypercall, upcall,
+mask and unmask) notify them."""
 
 
 from __future__ import annotations
@@ -8,7 +9,8 @@ from typing import NamedTuple
 
 from vmsim.buses.xen.spec import XEN
 from vmsim.sim.channel import Channel
-from vmsim.sim.core import Component, Simulation
+from vmsim.sim.core import Simulation
+from vmsim.sim.doorbell import Doorbell
 from vmsim.sim.vcpus import VcpuPool
 
 GREF_FIRST = 8  # grant references below 8 are reserved (GNTTAB_NR_RESERVED_ENTRIES)
@@ -79,68 +81,6 @@ class XenHost:
         return host
 
 
-class EventChannel(Component):
-    """One port of an interdomain event channel: the doorbell of the side that receives on it.
-
-    A send while an upcall is on its way folds into it; a send while the port is masked only sets
-    it pending, and the unmask reports that so the handler runs again (Xen re-raises the upcall).
-    Xen as the receiver never masks.
-    """
-
-    def __init__(self, sim: Simulation, name: str, cost: EvtchnCost, bus_id: int, port: int, on_upcall,
-                 *, extra_ns: int, maskable: bool):
-        super().__init__(sim, name)
-        self.kind = cost.kind
-        self.ring_cost = cost.ring
-        self.latency = cost.latency + extra_ns
-        self.ack_cost = cost.ack
-        self.bus_id = bus_id
-        self.port = port
-        self.on_upcall = on_upcall
-        self.maskable = maskable
-        self.in_flight = self.masked = self.pending = False
-        self.counts = sim.counter(name)
-        self.counts.update(kind=self.kind, port=port, rung=0, coalesced=0, delivered=0)
-        log = sim.log
-        self._log = log
-        self._ev_send, self._ev_upcall, self._ev_mask, self._ev_unmask = (
-            log.events(event) for event in ("evtchn.send", "evtchn.upcall", "evtchn.mask", "evtchn.unmask"))
-
-    def ring(self, dev_num: int = -1) -> int:
-        """EVTCHNOP_send now; returns the hypercall's cost (charged by the sender)."""
-        self._log.mark(self.env.now, self.log_id, self._ev_send, self.bus_id, dev_num, self.port)
-        if self.masked:
-            self.pending = True
-            self.counts["coalesced"] += 1
-        elif self.in_flight:
-            self.counts["coalesced"] += 1
-        else:
-            self.in_flight = True
-            self.counts["rung"] += 1
-            self.env.timeout(self.ring_cost + self.latency).callbacks.append(self._upcall)
-        return self.ring_cost
-
-    def _upcall(self, _event) -> None:
-        self.in_flight = False
-        self.counts["delivered"] += 1
-        self._log.mark(self.env.now, self.log_id, self._ev_upcall, self.bus_id, -1, self.port)
-        self.on_upcall()
-
-    def mask(self) -> None:
-        if self.maskable:
-            self.masked = True
-            self._log.mark(self.env.now, self.log_id, self._ev_mask, self.bus_id, -1, self.port)
-
-    def unmask(self) -> bool:
-        """Unmask the port; True when a send arrived while it was masked."""
-        if not self.maskable:
-            return False
-        self.masked = False
-        self._log.mark(self.env.now, self.log_id, self._ev_unmask, self.bus_id, -1, self.port)
-        pending, self.pending = self.pending, False
-        return pending
-
-
 class XenChannel(Channel):
     """One direction over the shared page: the sender sends on a vCPU of its domain (given up while it
     backs off from a full queue), the receive handler runs on a vCPU of the receiving domain and keeps
@@ -151,8 +91,8 @@ class XenChannel(Channel):
         self.sender = sender
         self.domain = domain
         self.unmask_ns = unmask_ns if maskable else 0
-        evtchn = EventChannel(sim, f"{name}.doorbell", cost, options["bus_id"], port, self.wake,
-                              extra_ns=domain.upcall_extra, maskable=maskable)
+        evtchn = Doorbell(sim, f"{name}.doorbell", cost, options["bus_id"], self.wake, port=port,
+                          extra_ns=domain.upcall_extra, maskable=maskable)
         super().__init__(sim, name, doorbell_kind=None, doorbell=evtchn, **options)
 
     def _receive_loop(self):
