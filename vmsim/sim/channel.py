@@ -12,22 +12,22 @@ from vmsim.sim.bus import Bus
 from vmsim.sim.core import Component, Simulation
 from vmsim.sim.costs import MemoryCost
 from vmsim.sim.doorbell import Doorbell
+from vmsim.sim.receive import Receiver, Waker
 
 INDEX_BYTES = 2
 
 
-class Channel(Component):
-    """Sender side: `yield from channel.send(frame, dev_num)`. Receiver side: `deliver(frame)` per frame,
-    after `frame_in` cut the frame out of the whole queue element it read; when `deliver` returns a
+class Channel(Receiver, Component):
+    """Sender side: `yield from channel.send(frame, dev_num)`. Receiver side (`vmsim.sim.receive`): `deliver(frame)`
+    per frame, after `frame_in` cut the frame out of the whole queue element it read; when `deliver` returns a
     generator (the driver's used-buffer handler), the receive loop runs it before the next frame.
 
     Backpressure: when the queue is full the sender retries every `retry_ns`, up to `retries`
     times (the reference Linux AMP driver retries 1000 x 10 ms), then the frame is dropped and
     counted as `tx_failed`.
 
-    `doorbell` replaces the `Doorbell` of `doorbell_kind` with a ready-made notifier (anything with
-    `ring(dev_num) -> cost` and `ack_cost`), for a bus whose notification keeps more state (Xen event
-    channels mask and unmask).
+    `doorbell` replaces the `Doorbell` of `doorbell_kind` with a ready-made one (a Xen event-channel port,
+    which the handler masks and unmasks).
     """
 
     def __init__(self, sim: Simulation, name: str, *, queue, bus_id: int, doorbell_kind,
@@ -50,8 +50,11 @@ class Channel(Component):
         self.retry_ns = retry_ns
         self.retries = retries
         self.index_bytes = index_bytes
+        self.waker = Waker(sim.env)
         self.doorbell = None if polling_ns else doorbell or Doorbell(
             sim, f"{name}.doorbell", doorbell_kind, bus_id, self.wake)
+        self.per_frame = self.frame_cost()
+        self.ack_cost = self.doorbell.ack_cost if self.doorbell is not None else 0
         self.extra_pending = None  # an out-of-band notification source drained with the queue
         self.counts = sim.counter(name)
         self.counts.update(frames=0, bytes=0, full=0, tx_failed=0, rx_frames=0, busy_ns=0, rx_busy_ns=0)
@@ -61,8 +64,7 @@ class Channel(Component):
         self._ev_tx = log.events("tx")
         self._ev_rx = log.events("rx")
         self._ev_full = log.events("queue.full")
-        self._wake_event = sim.env.event()
-        sim.env.process(self._receive_loop())
+        sim.env.process(self.receive_loop())
 
     # --- sender ---------------------------------------------------------------------------------
 
@@ -103,11 +105,6 @@ class Channel(Component):
 
     # --- receiver -------------------------------------------------------------------------------
 
-    def wake(self) -> None:
-        """The receiver's handler is entered (doorbell delivered or poll tick)."""
-        if not self._wake_event.triggered:
-            self._wake_event.succeed()
-
     def frame_cost(self) -> int:
         """The receiver's time per frame: its software, the whole element and the index it reads, the
         index it writes back."""
@@ -115,33 +112,31 @@ class Channel(Component):
         return (self.receiver_cpu_ns + memory.read(self.queue.element_size) + memory.read(self.index_bytes)
                 + memory.write(self.index_bytes))
 
-    def _receive_loop(self):
-        env = self.env
-        per_frame = self.frame_cost()
-        ack = self.doorbell.ack_cost if self.doorbell is not None else 0
-        polling = self.polling_ns
-        poll_cost = self.receiver_memory.read(self.index_bytes)  # each poll reads the producer's index
-        while True:
-            if polling:
-                self.counts["rx_busy_ns"] += poll_cost
-                yield env.timeout(polling + poll_cost)
-            else:
-                yield self._wake_event
-                self._wake_event = env.event()
-            if self.extra_pending is not None:
-                yield from self.extra_pending()
-            yield from self.drain(per_frame, ack)
-            if self.budget and len(self.queue):
-                self.wake()  # budget spent: come back for the rest, as a re-raised interrupt would
+    def poll(self) -> int:
+        """Each poll reads the producer's index."""
+        cost = self.receiver_memory.read(self.index_bytes)
+        self.counts["rx_busy_ns"] += cost
+        return cost
 
-    def drain(self, per_frame: int, owed: int):
-        """Read and deliver frames until the queue is empty or the receive budget is spent; `owed` is
-        handler time (a doorbell acknowledgement) paid before the first frame."""
+    def enter(self):
+        if self.extra_pending is not None:
+            yield from self.extra_pending()
+
+    def leave(self):
+        """Run again at once when the budget ran out with frames left, as a re-raised interrupt would."""
+        return bool(self.budget and len(self.queue))
+        yield
+
+    def drain(self):
+        """Read and deliver frames until the queue is empty or the receive budget is spent; the doorbell's
+        acknowledgement is handler time paid before the first frame."""
         env = self.env
         queue = self.queue
         budget = self.budget
         counts = self.counts
         log = self._log
+        per_frame = self.per_frame
+        owed = self.ack_cost
         handled = 0
         while len(queue) and (not budget or handled < budget):
             if per_frame + owed:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import deque
 
 from vmsim.sim.costs import FREE_MEMORY
+from vmsim.sim.receive import Waker
 from vmsim.sim.share_mechanism import PAYLOAD_BASE
 from vmsim.wire.rings import SplitDevice, SplitDriver, SplitRing, split_ring_layout
 
@@ -28,27 +29,6 @@ def _mark(end) -> tuple[int, int]:
 def _cost(memory, end, mark: tuple[int, int]) -> int:
     """Shared-memory time for what a ring end read and wrote since `mark`."""
     return memory.read(end.bytes_read - mark[0]) + memory.write(end.bytes_written - mark[1])
-
-
-class Waker:
-    """A reusable wake-up for one long-lived process: `kick()` never loses a wake-up."""
-
-    __slots__ = ("env", "event")
-
-    def __init__(self, env):
-        self.env = env
-        self.event = env.event()
-
-    def kick(self) -> None:
-        if not self.event.triggered:
-            self.event.succeed()
-
-    def wait(self):
-        return self.event
-
-    def rearm(self) -> None:
-        """After waking: kicks from now on wake the next wait (earlier ones are covered by this drain)."""
-        self.event = self.env.event()
 
 
 class DriverQueue:

@@ -52,6 +52,7 @@ from vmsim.buses.ffa.protocol import (
 from vmsim.sim.bus import Bus
 from vmsim.sim.core import Simulation, SimulationError
 from vmsim.sim.costs import MemoryCost, sampler
+from vmsim.sim.receive import Receiver
 from vmsim.wire.ffa import (
     EVENT_POLL,
     EventMethod,
@@ -151,8 +152,8 @@ class FfaBus(FfaMessages, Bus):
         super().start()
         env = self.env
         env.process(self._bootstrap())
-        env.process(self._driver_handler())
-        env.process(self._device_handler())
+        env.process(DriverReceiver(self).receive_loop())
+        env.process(PartitionReceiver(self).receive_loop())
 
     def _bootstrap(self):
         generation = self.generation
@@ -338,39 +339,6 @@ class FfaBus(FfaMessages, Bus):
             while not (yield from self._drain_events()):
                 pass
 
-    # --- receive handlers (woken by FF-A notifications) ----------------------------------------------
-
-    def _driver_handler(self):
-        side = self.driver_side
-        while True:
-            yield side.wake.wait()
-            side.wake.rearm()
-            if side.bell.ack_cost:
-                yield self.env.timeout(side.bell.ack_cost)
-            side.release_space()
-            while self._pending_in(side):
-                self._driver_receives((yield from self._read_one(side)))
-            if self.event_delivery == EventMethod.NOTIF:
-                while not (yield from self._drain_events()):
-                    pass
-
-    def _device_handler(self):
-        """The partition's receive path: every frame is handled on one of its vCPUs."""
-        side, vcpus, env = self.device_side, self.partition.vcpus, self.env
-        while True:
-            yield side.wake.wait()
-            side.wake.rearm()
-            owed = side.bell.ack_cost
-            side.release_space()
-            while self._pending_in(side):
-                yield from vcpus.enter()
-                if owed:
-                    yield env.timeout(owed)
-                    owed = 0
-                answered = yield from self._at_partition((yield from self._read_one(side)))
-                vcpus.leave()
-                self.send_answer(answered)
-
     # --- bus messages at the partition --------------------------------------------------------------
 
     def answer_bus_message(self, frame):
@@ -397,3 +365,57 @@ class FfaBus(FfaMessages, Bus):
         else:
             return super().answer_bus_message(frame)
         return self.encode(name, "response", answer, token=frame.token)
+
+
+class DriverReceiver(Receiver):
+    """The driver endpoint's handler, woken by its FF-A notification: it acknowledges, frees a sender waiting
+    for FIFO room, hands each pending frame to the driver and, in NOTIF mode, polls the pending events."""
+
+    def __init__(self, bus: FfaBus):
+        self.bus = bus
+        self.env = bus.env
+        self.side = bus.driver_side
+        self.waker = self.side.wake
+
+    def enter(self):
+        side = self.side
+        if side.bell.ack_cost:
+            yield self.env.timeout(side.bell.ack_cost)
+        side.release_space()
+
+    def drain(self):
+        bus, side = self.bus, self.side
+        while bus._pending_in(side):
+            bus._driver_receives((yield from bus._read_one(side)))
+        if bus.event_delivery == EventMethod.NOTIF:
+            while not (yield from bus._drain_events()):
+                pass
+
+
+class PartitionReceiver(Receiver):
+    """The partition's receive path: every frame is handled on one of its vCPUs, the notification's
+    acknowledgement paid on the first."""
+
+    def __init__(self, bus: FfaBus):
+        self.bus = bus
+        self.env = bus.env
+        self.side = bus.device_side
+        self.waker = self.side.wake
+
+    def enter(self):
+        self.side.release_space()
+        return
+        yield
+
+    def drain(self):
+        bus, side, env = self.bus, self.side, self.env
+        vcpus = bus.partition.vcpus
+        owed = side.bell.ack_cost
+        while bus._pending_in(side):
+            yield from vcpus.enter()
+            if owed:
+                yield env.timeout(owed)
+                owed = 0
+            answered = yield from bus._at_partition((yield from bus._read_one(side)))
+            vcpus.leave()
+            bus.send_answer(answered)

@@ -9,8 +9,8 @@ from vmsim.buses.ffa.protocol import RXTX_BUFFER, partition_features
 from vmsim.sim.core import Component, Simulation
 from vmsim.sim.costs import MemoryCost
 from vmsim.sim.doorbell import Doorbell
+from vmsim.sim.receive import Waker
 from vmsim.sim.vcpus import VcpuPool
-from vmsim.sim.virtqueue import Waker
 
 
 class FfaPath:

@@ -95,22 +95,17 @@ class XenChannel(Channel):
                           extra_ns=domain.upcall_extra, maskable=maskable)
         super().__init__(sim, name, doorbell_kind=None, doorbell=evtchn, **options)
 
-    def _receive_loop(self):
-        env = self.env
-        per_frame = self.frame_cost()
-        evtchn = self.doorbell
-        domain = self.domain
-        while True:
-            yield self._wake_event
-            self._wake_event = env.event()
-            evtchn.mask()
-            yield from domain.enter("frames_ns")
-            yield from self.drain(per_frame, evtchn.ack_cost)
-            if self.unmask_ns:
-                yield env.timeout(self.unmask_ns)
-            domain.leave()
-            if evtchn.unmask() or self.budget and len(self.queue):
-                self.wake()
+    def enter(self):
+        """The upcall handler masks its port and takes a vCPU of its domain."""
+        self.doorbell.mask()
+        yield from self.domain.enter("frames_ns")
+
+    def leave(self):
+        """Unmask (EVTCHNOP_unmask) and give the vCPU back; run again if a send came while masked."""
+        if self.unmask_ns:
+            yield self.env.timeout(self.unmask_ns)
+        self.domain.leave()
+        return self.doorbell.unmask() or bool(self.budget and len(self.queue))
 
     def send(self, frame: bytes, dev_num: int):
         yield from self.sender.enter("frames_ns")
