@@ -109,6 +109,34 @@ def sweep(
         raise SystemExit(1)
 
 
+@app.command()
+def calibrate(
+    paths: Annotated[list[Path] | None, typer.Argument(
+        help="Calibration scenarios, or folders of them (default: scenarios/published).")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Result folder.")] = Path("results/published"),
+    no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip the parity plot.")] = False,
+) -> None:
+    """Run the calibration suite: each published figure against vmsim, with the error; exit 1 on a miss."""
+    from tqdm import tqdm
+
+    from vmsim.calibration import DEFAULT_SUITE, format_table, write
+    from vmsim.calibration import calibrate as run_suite
+    from vmsim.result_folder import check_destination
+
+    check_destination(out)
+    with tqdm(file=sys.stderr, disable=not sys.stderr.isatty(), leave=False, unit=" points") as bar:
+        def progress(point: str) -> None:
+            bar.set_description(point)
+            bar.update()
+
+        table = run_suite(paths or [DEFAULT_SUITE], progress=progress)
+    write(table, out, plots=not no_plots)
+    print(format_table(table))
+    print(f"results    {out}")
+    if not table["within"].all():
+        raise SystemExit(1)
+
+
 def fail(message: str, problems: list[str] | None = None) -> None:
     """Print a user error, one line per problem, and exit 2."""
     for problem in problems or [message]:

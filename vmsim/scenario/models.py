@@ -8,9 +8,10 @@ silently ignored setting. Unit strings are parsed here, at the edge; everything 
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, create_model, model_validator
+from pydantic import BeforeValidator, Field, create_model, model_validator
 
 from vmsim.buses import doorbell_kinds, sealed
 from vmsim.buses.xen.spec import DomainSpec
@@ -25,6 +26,7 @@ from vmsim.schema import (
     TimeDist,
     TimeNs,
 )
+from vmsim.units import parse_time_ns
 from vmsim.wire.virtio import DEVICE_IDS
 
 KINDS = sealed()  # the bus kinds this schema is built from
@@ -181,6 +183,50 @@ class WorkloadSpec(Strict):
     buffers: Buffers | None = None
 
 
+def _fraction(value):
+    """'15%' -> 0.15; a bare number is already a fraction."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        number = value.strip()[:-1].strip()
+        if not re.fullmatch(r"\d+(\.\d+)?", number, re.ASCII):
+            raise ValueError(f"cannot read {value!r} as a percentage")
+        return float(number) / 100
+    return value
+
+
+class PublishedPoint(Strict):
+    """One published value and the overrides that put the scenario in its conditions (a message size)."""
+
+    label: str = Field(min_length=1, max_length=80)
+    value: float = Field(gt=0, allow_inf_nan=False)
+    set: dict[str, object] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_value(cls, data):
+        """A latency may be written with its unit ("17.43 us"): it is compared in ns."""
+        if isinstance(data, dict) and isinstance(data.get("value"), str):
+            data = {**data, "value": parse_time_ns(data["value"])}
+        return data
+
+
+class Published(Strict):
+    """A published measurement this scenario reproduces: the calibration suite's entry (`vmsim calibrate`).
+
+    The simulated figure is the summary's `metric` (a dotted key of summary.json) times `scale` (0.5 for a
+    one-way figure published as half a round trip). `fitted` names the parameters fitted to this figure, or
+    is empty: the suite reports the figures nothing was fitted to apart, as the ones that test the model.
+    """
+
+    figure: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+    conditions: str = Field(min_length=1)
+    metric: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
+    scale: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    tolerance: Annotated[float, BeforeValidator(_fraction)] = Field(gt=0, lt=1)
+    fitted: str = ""
+    points: list[PublishedPoint] = Field(min_length=1)
+
+
 class Limits(Strict):
     """Guards against runaway runs, each stopping the run with one line when passed (raise them to go on).
 
@@ -206,6 +252,7 @@ class Scenario(Strict):
     devices: list[DeviceSpec] = Field(min_length=1)
     workloads: list[WorkloadSpec] = Field(default_factory=list)
     limits: Limits = Field(default_factory=Limits)
+    published: Published | None = None
 
     @model_validator(mode="after")
     def _bounded(self):
