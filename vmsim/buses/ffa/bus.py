@@ -219,13 +219,13 @@ class FfaBus(FfaMessages, Bus):
         if self.transport == "direct":
             response = yield from self._direct(frame, dev_num)
             if response is not None:
-                self._driver_receives(response)
+                self.driver_receives(response)
         elif self.transport == "indirect":
             yield from self._msg_send2(self.driver_side, self.device_side, frame, dev_num)
         else:
             yield from self._fifo_send(self.driver_side, self.device_side, frame, dev_num)
 
-    def _driver_receives(self, data: bytes) -> None:
+    def driver_receives(self, data: bytes) -> None:
         """Hand a received frame to the driver; an event's handler (the used-buffer reclaim) runs as work of
         its own, as in a workqueue: one waiting for a response (per-buffer unsharing) or for a free area
         must not block the path that response, or the reclaim freeing that area, arrives on."""
@@ -292,7 +292,7 @@ class FfaBus(FfaMessages, Bus):
         if self.device_cpu_ns:
             yield env.timeout(self.device_cpu_ns)
         self._frame(device.inbound, "rx", dev_num, received)
-        answered = yield from self._at_partition(received)
+        answered = yield from self.at_partition(received)
         late = self.settle_late()
         if late:  # a late answer to a synchronous call: the call itself takes that much longer
             yield env.timeout(late)
@@ -303,7 +303,7 @@ class FfaBus(FfaMessages, Bus):
             self._sent(device, dev_num, response)
         return response
 
-    def _at_partition(self, data: bytes):
+    def at_partition(self, data: bytes):
         """The partition answers a received frame (the caller holds a vCPU); FF-A calls the answer made
         (retrieve, relinquish) take their time before the answer leaves."""
         answered = self.answer(data)
@@ -321,7 +321,7 @@ class FfaBus(FfaMessages, Bus):
         if self._device_events == EventMethod.NOTIF:
             yield from self._notification_set(self.device_side, self.driver_side, EVENT_NOTIF_ID, dev_num)
 
-    def _drain_events(self):
+    def drain_events(self):
         """EVENT_POLL until the empty answer, at most `poll_budget` per run (L-26); True once drained."""
         for _ in range(self.spec.poll_budget):
             self.counts["event_polls"] += 1
@@ -329,14 +329,14 @@ class FfaBus(FfaMessages, Bus):
             response = yield from self._direct(frame, 0)
             if response is None or response[0] == BUS_RESPONSE and response[1] == EVENT_POLL:
                 return True
-            self._driver_receives(response)  # the answer *is* the pending event
+            self.driver_receives(response)  # the answer *is* the pending event
         return False
 
     def _poller(self):
         """POLL mode: a drain every `poll_interval`; a run that used its whole budget goes again at once."""
         while True:
             yield self.env.timeout(self.spec.poll_interval)
-            while not (yield from self._drain_events()):
+            while not (yield from self.drain_events()):
                 pass
 
     # --- bus messages at the partition --------------------------------------------------------------
@@ -385,10 +385,10 @@ class DriverReceiver(Receiver):
 
     def drain(self):
         bus, side = self.bus, self.side
-        while bus._pending_in(side):
-            bus._driver_receives((yield from bus._read_one(side)))
+        while bus.pending_in(side):
+            bus.driver_receives((yield from bus.read_one(side)))
         if bus.event_delivery == EventMethod.NOTIF:
-            while not (yield from bus._drain_events()):
+            while not (yield from bus.drain_events()):
                 pass
 
 
@@ -411,11 +411,11 @@ class PartitionReceiver(Receiver):
         bus, side, env = self.bus, self.side, self.env
         vcpus = bus.partition.vcpus
         owed = side.bell.ack_cost
-        while bus._pending_in(side):
+        while bus.pending_in(side):
             yield from vcpus.enter()
             if owed:
                 yield env.timeout(owed)
                 owed = 0
-            answered = yield from bus._at_partition((yield from bus._read_one(side)))
+            answered = yield from bus.at_partition((yield from bus.read_one(side)))
             vcpus.leave()
             bus.send_answer(answered)

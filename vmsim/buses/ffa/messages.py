@@ -115,10 +115,12 @@ class FfaMessages:
 
     # --- what a receive handler reads ---------------------------------------------------------------------
 
-    def _pending_in(self, side: Side) -> bool:
+    def pending_in(self, side: Side) -> bool:
+        """Whether `side` has a frame waiting: a full RX buffer or an entry in its FIFO ring."""
         return side.rx.full or side.fifo_rx is not None and len(side.fifo_rx) > 0
 
-    def _read_one(self, side: Side):
+    def read_one(self, side: Side):
+        """Read the next frame waiting for `side` (its RX buffer first), paying what reading costs."""
         if side.rx.full:
             return (yield from self._read_mailbox(side))
         return (yield from self._fifo_pop(side))
