@@ -86,3 +86,21 @@ def test_the_cli_prints_the_table_and_exits_1_when_a_figure_is_missed(tmp_path, 
     assert exited.value.code == 1
     assert "MISS md1-published rho 0.5" in capsys.readouterr().out
     assert (tmp_path / "out" / TABLE_FILE).is_file()
+
+
+SUITE = Path(__file__).resolve().parents[1] / "scenarios" / "published"
+KNOWN_MISSES = {
+    # The A53 RTOS software is the R5F's fitted cycles scaled by DMIPS/MHz; the published path is ~1.2 us slower
+    # one way at every size (the slope matches), which matters most at the smallest message.
+    ("ti-am64x-rpmsg-r5f-a53", "32 B"),
+}
+
+
+def test_the_shipped_suite_reproduces_every_published_figure_but_the_known_misses():
+    """Every figure in scenarios/published/ within its tolerance, fitted or not, except those named above with
+    the reason; a new miss, or a known one fixed, fails this test until the list says so."""
+    table = calibrate([path for path in sorted(SUITE.glob("ti-*.yaml"))])
+    misses = {(row.scenario, row.point) for row in table.itertuples() if not row.within}
+    assert misses == KNOWN_MISSES
+    assert (table.loc[table["fitted"] != "", "error"].abs() < 0.10).all()
+    assert len(table[table["fitted"] == ""]) >= 9  # figures nothing was fitted to: the ones that test the model

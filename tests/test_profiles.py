@@ -7,14 +7,15 @@ from vmsim.profiles import profile_names
 from vmsim.scenario import load_dict, load_platform
 
 SHIPPED = ["ffa-cortex-a53", "ffa-neoverse-n1", "ideal", "linux-linux-coherent", "pcie-x86-arm", "qemu-ivshmem",
-           "stm32mp1", "xen-arm", "xen-x86"]
+           "stm32mp1", "ti-am64x", "xen-arm", "xen-x86"]
 
 
 def numeric_keys(platform):
-    for section in ("memory", "doorbells", "cpus"):
+    """Every number a profile states; an optional one left out (copy_line_bytes: as line_bytes) is none."""
+    for section in ("memory", "doorbells", "cpus", "software"):
         for name, entry in getattr(platform, section).items():
             for field in type(entry).model_fields:
-                if field != "kind":
+                if field != "kind" and getattr(entry, field) is not None:
                     yield f"{section}.{name}.{field}"
     if platform.xen is not None:
         for field in type(platform.xen).model_fields:
@@ -67,7 +68,7 @@ def test_ideal_costs_nothing():
     platform = load_platform("ideal")
     for section in (platform.memory, platform.doorbells, platform.cpus):
         for entry in section.values():
-            assert all(value == 0 for field, value in entry if field not in ("kind", "line_bytes"))
+            assert all(value == 0 for field, value in entry if field not in ("kind", "line_bytes", "copy_line_bytes"))
 
 
 def test_stm32mp1_uses_the_nearest_published_mailbox_figure_and_says_so():

@@ -139,7 +139,8 @@ def parity_plot(table: pd.DataFrame):
         colour = f"C{index % 10}"
         ax.scatter(rows["published"], rows["simulated"], s=36, label=scenario + (" (fitted)" if fitted else ""),
                    facecolors="none" if fitted else colour, edgecolors=colour)
-    ax.set(xscale="log", yscale="log", xlim=(low, high), ylim=(low, high), xlabel="published",
-           ylabel="simulated", title="vmsim against published measurements")
+    unit = " (ns)" if table["metric"].str.startswith("latency").all() else " (each in its metric's unit)"
+    ax.set(xscale="log", yscale="log", xlim=(low, high), ylim=(low, high), xlabel="published" + unit,
+           ylabel="simulated" + unit, title="vmsim against published measurements")
     ax.legend(fontsize="small", loc="upper left")
     return figure

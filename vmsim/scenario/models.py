@@ -26,7 +26,7 @@ from vmsim.schema import (
     TimeDist,
     TimeNs,
 )
-from vmsim.units import parse_time_ns
+from vmsim.units import parse_bandwidth, parse_time_ns
 from vmsim.wire.virtio import DEVICE_IDS
 
 KINDS = sealed()  # the bus kinds this schema is built from
@@ -46,6 +46,9 @@ class MemoryKind(Strict):
     read_per_line: TimeNs = 0
     write_fixed: TimeNs = 0
     write_per_line: TimeNs = 0
+    copy_line_bytes: SizeBytes | None = Field(default=None, gt=0)
+    """Bytes per access of a payload copy (a byte-wise memcpy over uncached memory moves 1), when it differs
+    from the access width the queues and rings are read and written with (`line_bytes`)."""
 
 
 class DoorbellKind(Strict):
@@ -63,6 +66,21 @@ class CpuKind(Strict):
     frame_handling: TimeNs = 0
 
 
+class SoftwareKind(Strict):
+    """What an endpoint's own software costs per message, on its core, besides the transport's frames.
+
+    `submit`: handing a message to the transport (a syscall and a char device write, an RTOS send call
+    taking a buffer); `complete`: handing a received or completed one back (waking the reader, a context
+    switch, the syscall's return); `copy_rate`: the rate at which the endpoint's software copies the payload
+    itself (copy_from_user / copy_to_user, a rate such as `4 GB/s`), none when it reads and writes the shared
+    buffer directly.
+    """
+
+    submit: TimeNs = 0
+    complete: TimeNs = 0
+    copy_rate: Annotated[float, BeforeValidator(parse_bandwidth)] | None = None
+
+
 Platform = create_model(
     "Platform",
     __base__=Strict,
@@ -74,6 +92,7 @@ Platform = create_model(
     memory=(dict[Name, MemoryKind], Field(default_factory=dict)),
     doorbells=(dict[Name, DoorbellKind], Field(default_factory=dict)),
     cpus=(dict[Name, CpuKind], Field(default_factory=dict)),
+    software=(dict[Name, SoftwareKind], Field(default_factory=dict)),
     **{kind.name: (kind.costs | None, None) for kind in KINDS.values() if kind.costs is not None},
     provenance=(dict[str, str], Field(default_factory=dict)),
 )
@@ -86,6 +105,8 @@ class DriverSpec(Strict):
     name: Name
     cpu: Name | None = None
     discovery: Literal["bus", "platform"] = "bus"
+    software: Name | None = None
+    data: Literal["copy", "in-place"] = "in-place"
 
 
 BusSpec = Annotated[Union[tuple(kind.spec for kind in KINDS.values())], Field(discriminator="kind")]  # noqa: UP007
@@ -122,6 +143,8 @@ class DeviceSpec(Strict):
     feature_bits: int = Field(default=64, ge=32, le=4096, multiple_of=32)
     service: TimeDist = Field(default_factory=ConstantTime)
     data: Literal["copy", "in-place"] = "in-place"
+    software: Name | None = None
+    engine: Literal["cpu", "hardware"] = "cpu"
     added_at: TimeNs | None = None
     removed_at: TimeNs | None = None
     reset_at: TimeNs | None = None
@@ -181,6 +204,7 @@ class WorkloadSpec(Strict):
     requests: int | None = Field(default=None, ge=1)
     start: TimeNs = 0
     buffers: Buffers | None = None
+    payload: Literal["to-device", "from-device", "both"] = "to-device"
 
 
 def _fraction(value):

@@ -113,10 +113,11 @@ def deep_merge(base: dict, top: dict) -> dict:
 def fill_default_provenance(platform: Platform) -> None:
     """Mark every cost the profile left at its schema default, so every number has an origin."""
     provenance = platform.provenance
-    for section in ("memory", "doorbells", "cpus"):
+    for section in ("memory", "doorbells", "cpus", "software"):
         for name, entry in getattr(platform, section).items():
             for field in type(entry).model_fields:
-                if field != "kind":
+                # an optional number left out (None) is no number: it means "as another key" or "none"
+                if field != "kind" and getattr(entry, field) is not None:
                     provenance.setdefault(f"{section}.{name}.{field}", "default: schema default, no source")
     for kind in KINDS.values():  # each bus kind's own cost section, when the platform has it
         costs = getattr(platform, kind.name, None) if kind.costs is not None else None

@@ -14,10 +14,12 @@ from vmsim.units import MAX_TIME_NS
 class MemoryCost:
     """fixed + per started line, for reads and writes; zero bytes cost nothing."""
 
-    __slots__ = ("line", "read_fixed", "read_per_line", "write_fixed", "write_per_line")
+    __slots__ = ("copy_line", "line", "read_fixed", "read_per_line", "write_fixed", "write_per_line")
 
-    def __init__(self, line_bytes=64, read_fixed=0, read_per_line=0, write_fixed=0, write_per_line=0):
+    def __init__(self, line_bytes=64, read_fixed=0, read_per_line=0, write_fixed=0, write_per_line=0,
+                 copy_line_bytes=None):
         self.line = line_bytes
+        self.copy_line = copy_line_bytes or line_bytes
         self.read_fixed = read_fixed
         self.read_per_line = read_per_line
         self.write_fixed = write_fixed
@@ -26,7 +28,8 @@ class MemoryCost:
     @classmethod
     def of(cls, kind) -> MemoryCost:
         """From a platform memory kind (anything with the MemoryKind attributes)."""
-        return cls(kind.line_bytes, kind.read_fixed, kind.read_per_line, kind.write_fixed, kind.write_per_line)
+        return cls(kind.line_bytes, kind.read_fixed, kind.read_per_line, kind.write_fixed, kind.write_per_line,
+                   kind.copy_line_bytes)
 
     def read(self, nbytes: int) -> int:
         if nbytes <= 0:
@@ -38,8 +41,42 @@ class MemoryCost:
             return 0
         return self.write_fixed + -(-nbytes // self.line) * self.write_per_line
 
+    def copy_out(self, nbytes: int) -> int:
+        """Copying `nbytes` of payload out of this memory, at the access width of a copy."""
+        if nbytes <= 0:
+            return 0
+        return self.read_fixed + -(-nbytes // self.copy_line) * self.read_per_line
+
+    def copy_in(self, nbytes: int) -> int:
+        """Copying `nbytes` of payload into this memory, at the access width of a copy."""
+        if nbytes <= 0:
+            return 0
+        return self.write_fixed + -(-nbytes // self.copy_line) * self.write_per_line
+
 
 FREE_MEMORY = MemoryCost()
+
+
+class SoftwareCost:
+    """An endpoint's own software per message (a `software:` kind of the platform), in integer ns."""
+
+    __slots__ = ("complete", "ns_per_byte", "submit")
+
+    def __init__(self, submit: int = 0, complete: int = 0, copy_bytes_per_s: float | None = None):
+        self.submit = submit
+        self.complete = complete
+        self.ns_per_byte = 1e9 / copy_bytes_per_s if copy_bytes_per_s else 0.0
+
+    @classmethod
+    def of(cls, spec) -> SoftwareCost:
+        return cls(spec.submit, spec.complete, spec.copy_rate)
+
+    def copy(self, nbytes: int) -> int:
+        """The endpoint's own copy of `nbytes` of payload."""
+        return round(nbytes * self.ns_per_byte) if nbytes > 0 else 0
+
+
+NO_SOFTWARE = SoftwareCost()
 
 _FIRST_BATCH = 16
 _MAX_BATCH = 4096

@@ -53,6 +53,9 @@ class DriverQueue:
         sim.inflight[self.address] = self.inflight
         self.backlog: deque = deque()
         self.memory = self.bus.driver_memory or FREE_MEMORY
+        self.cpu = self.bus.driver_cpu
+        self.software = driver.software
+        self.copies_payload = driver.copies_payload
         sharer = self.bus.sharers.get(self.dev_num)
         if sharer is not None:
             sharer.queues[index] = self
@@ -89,19 +92,23 @@ class DriverQueue:
             if self.dropping:
                 self.backlog.clear()
             return
-        env = self.env
         ring = self.ring
         backlog = self.backlog
         inflight = self.inflight
         memory = self.memory
         bus = self.bus
         buffers = self.buffers
+        software = self.software
+        copies = self.copies_payload
         self._publishing = True
         try:
             while backlog and ring.num_free:
                 before = _mark(ring)
+                endpoint = 0  # the endpoint's own software and its copies into the shared buffers
                 while backlog and ring.num_free:
                     request = backlog.popleft()
+                    outbound = request.size if request.workload.payload != "from-device" else 0
+                    endpoint += software.submit + software.copy(outbound) + (memory.copy_in(outbound) if copies else 0)
                     address = PAYLOAD_BASE
                     if buffers is not None:
                         address = yield from buffers.share_buffer(self.dev_num, self.index, request)
@@ -109,9 +116,9 @@ class DriverQueue:
                     head = ring.add(((address, request.size, False),), request)
                     inflight[head] = request  # what the device is serving, for the request log
                 kick = ring.kick_needed()
-                cost = _cost(memory, ring, before)
+                cost = _cost(memory, ring, before) + endpoint
                 if cost:
-                    yield env.timeout(cost)
+                    yield from self.cpu.hold(cost)
                 if kick:
                     yield from bus.notify_device(self.dev_num, self.index)
         finally:
@@ -146,6 +153,8 @@ class DriverQueue:
         ring = self.ring
         memory = self.memory
         buffers = self.buffers
+        software = self.software
+        copies = self.copies_payload
         self._reclaiming = True
         try:
             while ring is self.ring:  # a reset lays out a new ring: the old one holds nothing to reclaim
@@ -155,9 +164,13 @@ class DriverQueue:
                     done.append(used[0])
                 if not done:
                     break
-                cost = _cost(memory, ring, before)
+                endpoint = 0  # copies out of the shared buffers, the endpoint's software handing them back
+                for request in done:
+                    inbound = request.size if request.workload.payload != "to-device" else 0
+                    endpoint += software.complete + software.copy(inbound) + (memory.copy_out(inbound) if copies else 0)
+                cost = _cost(memory, ring, before) + endpoint
                 if cost:
-                    yield env.timeout(cost)
+                    yield from self.cpu.hold(cost, irq=True)
                 if buffers is not None:
                     for request in done:
                         yield from buffers.release_buffer(self.dev_num, self.index, request)
@@ -186,6 +199,7 @@ class DeviceQueue:
         self.ring = SplitDevice(SplitRing.contiguous(buffer, 0, size, RING_ALIGN), event_idx)
         self.inflight = sim.inflight[sim.addresses.address_of(buffer)]
         self.memory = device.bus.device_memory or FREE_MEMORY
+        self.cpu = device.bus.device_cpu
         self.shares = device.shares
         self.stopped = False
         self.counts = sim.counter(device.name)
@@ -209,6 +223,9 @@ class DeviceQueue:
         memory = self.memory
         service = device.service
         copy_payload = device.copy_payload
+        software = device.software
+        hardware = device.hardware_engine
+        hold = self.cpu.hold
         inflight = self.inflight
         counts = self.counts
         mechanism = bus.mechanism
@@ -235,7 +252,7 @@ class DeviceQueue:
                 owed = 0
                 if before_service:
                     if cost:
-                        yield env.timeout(cost)
+                        yield from hold(cost)
                         cost = 0
                     if hooks:
                         yield from mechanism.map_buffer(device, self.index, chain)
@@ -245,17 +262,27 @@ class DeviceQueue:
                         break
                     if shares is not None:
                         shares.access(device, chain)
-                if copy_payload:
-                    cost += memory.read(length)
-                duration = service()
                 request = inflight.get(head)
-                if request is not None:
-                    request.start_ns = env.now + cost  # service starts once the buffer was read
-                    request.service_ns = duration
+                payload = request.workload.payload if request is not None else "to-device"
+                if copy_payload and payload != "from-device":
+                    cost += memory.copy_out(length)
+                cost += software.complete  # the device's task, woken for this buffer
+                duration = service()
                 counts["served"] += 1
                 counts["busy_ns"] += duration
-                if cost + duration:
-                    yield env.timeout(cost + duration)
+                if hardware:  # the core reads the buffer, then the device's own engine serves it
+                    if cost:
+                        yield from hold(cost)
+                    if request is not None:
+                        request.start_ns, request.service_ns = env.now, duration
+                    if duration:
+                        yield env.timeout(duration)
+                else:
+                    if cost + duration:
+                        yield from hold(cost + duration)
+                    if request is not None:  # service started once the buffer was read, on the same core
+                        request.start_ns, request.service_ns = env.now - duration, duration
+                reply = software.submit + (memory.copy_in(length) if copy_payload and payload != "to-device" else 0)
                 if hooks:
                     yield from mechanism.unmap_buffer(device, self.index, chain)
                 if shares is not None:
@@ -265,13 +292,13 @@ class DeviceQueue:
                 before = _mark(ring)
                 ring.push_used(head, length)
                 interrupt = ring.interrupt_needed()
-                cost = _cost(memory, ring, before)
+                cost = _cost(memory, ring, before) + reply
                 if not interrupt:
                     owed = cost
                     continue
                 if cost:
-                    yield env.timeout(cost)
+                    yield from hold(cost)
                 yield from bus.notify_driver(device.dev_num, self.index)
             if owed:
-                yield env.timeout(owed)
+                yield from hold(owed)
                 owed = 0
