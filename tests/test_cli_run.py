@@ -174,8 +174,8 @@ def test_run_writes_a_complete_result_folder(workdir, capsys):
     assert code == 0
     folder = workdir / "results" / "tiny"
     assert sorted(path.name for path in folder.iterdir()) == [
-        ".vmsim-result", "config.resolved.yaml", "events.parquet", "latency_cdf.png", "occupancy.png",
-        "requests.parquet", "summary.json", "throughput.png", "topology.png", "trace.json"]
+        ".vmsim-result", "config.resolved.yaml", "cpu_time.png", "events.parquet", "latency_cdf.png",
+        "occupancy.png", "requests.parquet", "summary.json", "throughput.png", "topology.png", "trace.json"]
     assert [path.name for path in (workdir / "results").iterdir()] == ["tiny"]
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["seed"] == 9 and summary["scenario"] == "tiny"

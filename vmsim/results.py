@@ -93,12 +93,33 @@ def summarize(output: SimOutput, *, wall_seconds: float, version: str = __versio
         "trace": None,
         "check": check_events(output.events),
         "workloads": output.workloads,
+        "processors": _per_request(output.processors, len(output.requests)),
         "warnings": run_warnings(output, int(latency.size)),
     })
 
 
+def _per_request(processors: dict, requests: int) -> dict:
+    """Each processor's report with its work per completed request, by activity: where the time went."""
+    return {name: {**report, "per_request_ns": {activity: ns / requests if requests else None
+                                                for activity, ns in report.get("by_activity_ns", {}).items()}}
+            for name, report in processors.items()}
+
+
+def cpu_time_table(summary: dict):
+    """Where the time went, from a summary (summary.json): one row per processor and activity, with the
+    work in ns over the run and per completed request (pandas DataFrame; group it as you like)."""
+    import pandas as pd
+
+    rows = [{"processor": name, "activity": activity, "ns": ns,
+             "ns_per_request": report.get("per_request_ns", {}).get(activity)}
+            for name, report in summary.get("processors", {}).items()
+            for activity, ns in report.get("by_activity_ns", {}).items()]
+    return pd.DataFrame(rows, columns=["processor", "activity", "ns", "ns_per_request"])
+
+
 SATURATED = 0.9
 """An open-loop workload that completes less than this share of what it offered is past capacity."""
+SHOWN_SATURATED = 3
 
 
 def run_warnings(output: SimOutput, measured: int) -> list[str]:
@@ -108,12 +129,17 @@ def run_warnings(output: SimOutput, measured: int) -> list[str]:
     workloads (Poisson, constant, trace) are held to what they offered.
     """
     warnings = []
-    for name, counts in output.workloads.items():
-        submitted, completed = counts["submitted"], counts["completed"]
-        if counts["arrivals"] != "closed" and submitted and completed < SATURATED * submitted:
-            warnings.append(f"workload {name} completed {completed:,} of the {submitted:,} requests it offered "
-                            f"({completed / submitted:.0%}): the load exceeds what the model carries, so "
-                            "latency grows with the run's length")
+    saturated = [(name, counts["completed"], counts["submitted"]) for name, counts in output.workloads.items()
+                 if counts["arrivals"] != "closed" and counts["submitted"]
+                 and counts["completed"] < SATURATED * counts["submitted"]]
+    for name, completed, submitted in saturated[:SHOWN_SATURATED]:
+        warnings.append(f"workload {name} completed {completed:,} of the {submitted:,} requests it offered "
+                        f"({completed / submitted:.0%}): the load exceeds what the model carries, so "
+                        "latency grows with the run's length")
+    if len(saturated) > SHOWN_SATURATED:
+        shares = [completed / submitted for _, completed, submitted in saturated[SHOWN_SATURATED:]]
+        warnings.append(f"... and {len(saturated) - SHOWN_SATURATED} more workloads completed {min(shares):.0%} to "
+                        f"{max(shares):.0%} of what they offered")
     if output.workloads and measured == 0:
         warnings.append(f"no request submitted after the warm-up ({format_ns(output.warmup_ns)}) completed: "
                         "latency and throughput are empty")
@@ -192,6 +218,7 @@ def format_summary(summary: dict, folder: Path | None = None) -> str:
          f"p99.9 {ns(latency['p999'])}  max {ns(latency['max'])}"),
     ]
     lines += _bus_lines(summary["buses"])
+    lines += _processor_lines(summary.get("processors", {}))
     lines += format_check(summary["check"])
     lines += [f"warning    {warning}" for warning in summary.get("warnings", [])]
     trace = summary.get("trace")
@@ -230,6 +257,16 @@ def _bus_lines(buses: dict) -> list[str]:
             if "rung" in counts:
                 lines.append(f"  {name}: {counts['rung']} rung, {counts.get('coalesced', 0)} coalesced, "
                              f"{counts.get('delivered', 0)} delivered")
+    return lines
+
+
+def _processor_lines(processors: dict) -> list[str]:
+    """The busiest cores: where a capacity answer runs out first."""
+    listed, more = _busiest(processors, lambda entry: entry["utilisation"], SHOWN_BUSES)
+    lines = [f"cpu {name}: {entry['utilisation']:.1%} busy ({entry['work_items']:,} thread and "
+             f"{entry['irq_items']:,} interrupt work items)" for name, entry in listed]
+    if more:
+        lines.append(f"  ... and {more} more processors")
     return lines
 
 
@@ -295,6 +332,11 @@ class RunResult:
         return self.requests_table.to_pandas()
 
     @property
+    def cpu_time(self):
+        """Where the time went: work per processor and activity, over the run and per request (DataFrame)."""
+        return cpu_time_table(self.summary)
+
+    @property
     def graph(self):
         """The topology graph (networkx DiGraph) the run was built from."""
         if self._graph is None:
@@ -346,6 +388,11 @@ class RunResult:
         from vmsim.analysis import plots
 
         return plots.topology(self.graph, ax=ax)
+
+    def plot_cpu_time(self, ax=None):
+        from vmsim.analysis import plots
+
+        return plots.cpu_time(self.cpu_time, ax=ax)
 
     # --- writing ------------------------------------------------------------------------------
 

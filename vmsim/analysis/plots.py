@@ -1,4 +1,4 @@
-"""The standard plots of a run: latency CDF, throughput over time, queue occupancy, topology.
+"""The standard plots of a run: latency CDF, throughput over time, queue occupancy, topology, CPU time.
 
 Each function draws into a given matplotlib `Axes` and returns it; without one it opens a pyplot
 figure (inline in Jupyter; matplotlib itself falls back to Agg where there is no display).
@@ -19,6 +19,10 @@ PLOT_FILES = {
     "throughput.png": "plot_throughput",
     "occupancy.png": "plot_occupancy",
     "topology.png": "plot_topology",
+    "cpu_time.png": "plot_cpu_time",
+}
+ACTIVITY_COLOURS = {  # fixed, so an activity keeps its colour in every figure
+    "service": "C0", "software": "C1", "copies": "C2", "rings": "C3", "frames": "C4", "notify": "C5", "setup": "C7",
 }
 _MAX_LEGEND_ENTRIES = 12
 
@@ -112,6 +116,28 @@ def occupancy(series: dict, ax=None, *, sim_time_ns: int):
     ax.legend(loc="best", fontsize=8)
     ax.set_xlabel(f"simulated time ({unit})")
     ax.grid(alpha=0.3)
+    return ax
+
+
+def cpu_time(table, ax=None):
+    """Where the time went: each processor's work per completed request, stacked by activity."""
+    ax = axes_or_new(ax)
+    if table.empty or table["ns_per_request"].isna().all():
+        ax.text(0.5, 0.5, "no modelled processor, or no completed request", ha="center", va="center",
+                transform=ax.transAxes)
+        ax.set_axis_off()
+        return ax
+    per_request = table.pivot_table(index="processor", columns="activity", values="ns_per_request",
+                                    aggfunc="sum", fill_value=0)
+    scale, unit = (1e3, "us") if per_request.to_numpy().sum(axis=1).max() >= 1e3 else (1, "ns")
+    left = np.zeros(len(per_request))
+    for activity in [name for name in ACTIVITY_COLOURS if name in per_request.columns] + \
+            [name for name in per_request.columns if name not in ACTIVITY_COLOURS]:
+        widths = per_request[activity].to_numpy() / scale
+        ax.barh(per_request.index, widths, left=left, label=activity, color=ACTIVITY_COLOURS.get(activity))
+        left += widths
+    ax.set(xlabel=f"work per completed request ({unit})", title="Where the time went")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, never over them
     return ax
 
 

@@ -12,6 +12,7 @@ from vmsim.sim.bus import Bus
 from vmsim.sim.core import Component, Simulation
 from vmsim.sim.costs import MemoryCost
 from vmsim.sim.doorbell import Doorbell
+from vmsim.sim.processor import Unshared
 from vmsim.sim.receive import Receiver, Waker
 
 INDEX_BYTES = 2
@@ -28,6 +29,10 @@ class Channel(Receiver, Component):
 
     `doorbell` replaces the `Doorbell` of `doorbell_kind` with a ready-made one (a Xen event-channel port,
     which the handler masks and unmasks).
+
+    `sender_cpu` and `receiver_cpu` are the processors each side's work holds (`vmsim.sim.processor`): the
+    sender's copy, index update and ring as thread work, the receiver's handler as interrupt work, a poll as
+    thread work. Without them the work takes its time on no shared processor.
     """
 
     def __init__(self, sim: Simulation, name: str, *, queue, bus_id: int, doorbell_kind,
@@ -35,8 +40,10 @@ class Channel(Receiver, Component):
                  sender_cpu_ns: int, receiver_cpu_ns: int, deliver, frame_in,
                  polling_ns: int | None = None, budget: int = 0,
                  retry_ns: int = 10_000_000, retries: int = 1000, index_bytes: int = INDEX_BYTES,
-                 doorbell=None):
+                 doorbell=None, sender_cpu=None, receiver_cpu=None):
         super().__init__(sim, name)
+        self.sender_cpu = sender_cpu or Unshared(sim.env)
+        self.cpu = self.receiver_cpu = receiver_cpu or Unshared(sim.env)
         self.queue = queue
         self.bus_id = bus_id
         self.sender_memory = sender_memory
@@ -74,7 +81,8 @@ class Channel(Receiver, Component):
         cost = self.sender_cpu_ns + self.sender_memory.write(len(frame) + self.index_bytes) \
             + self.sender_memory.read(self.index_bytes)
         if cost:
-            yield env.timeout(cost)
+            self.sender_cpu.account("frames", cost)
+            yield from self.sender_cpu.hold(cost)
             self.counts["busy_ns"] += cost
         attempts = 0
         while not self.queue.try_push(frame):
@@ -101,7 +109,8 @@ class Channel(Receiver, Component):
         if self.doorbell is not None:
             cost = self.doorbell.ring(dev_num)
             if cost:
-                yield self.env.timeout(cost)
+                self.sender_cpu.account("notify", cost)
+                yield from self.sender_cpu.hold(cost)
 
     # --- receiver -------------------------------------------------------------------------------
 
@@ -141,7 +150,9 @@ class Channel(Receiver, Component):
         while len(queue) and (not budget or handled < budget):
             if per_frame + owed:
                 counts["rx_busy_ns"] += per_frame + owed
-                yield env.timeout(per_frame + owed)
+                self.receiver_cpu.account("frames", per_frame)
+                self.receiver_cpu.account("notify", owed)
+                yield from self.receiver_cpu.hold(per_frame + owed, irq=True)
                 owed = 0
             frame = self.frame_in(queue.try_pop())
             now = env.now

@@ -37,8 +37,9 @@ class Processor(Component):
         self._stolen_earlier = 0  # _stolen before the interrupts that arrived at _stolen_at
         self._charged = 0  # ns of work handed out, including work still to run
         self._timeout = sim.env.timeout
-        self.counts = sim.counter(name)
-        self.counts.update(work_items=0, irq_items=0)
+        self.work_items = 0
+        self.irq_items = 0
+        self.by_activity: dict[str, int] = {}  # ns of work per activity, as the call sites name it
 
     def hold(self, cost: int, irq: bool = False):
         """Hold a core for `cost` ns, after the work submitted before (interrupt work: before it)."""
@@ -51,7 +52,7 @@ class Processor(Component):
         start = max(now, free_at[core])
         free_at[core] = end = start + cost
         self._charged += cost
-        self.counts["work_items"] += 1
+        self.work_items += 1
         stolen = self._stolen
         yield self._timeout(end - now)
         while True:  # interrupt work that arrived before this work was done ran first: wait that long more
@@ -61,12 +62,19 @@ class Processor(Component):
             stolen, extra = seen, seen - stolen
             yield self._timeout(extra)
 
+    def account(self, activity: str, ns: int) -> None:
+        """Say what `ns` of the work held on this processor was for (frames, notify, rings, copies, software,
+        service, setup): the "where the time went" table. Accounting is apart from holding because one hold
+        often pays for several activities at once (a ring update and the copy it publishes)."""
+        if ns:
+            self.by_activity[activity] = self.by_activity.get(activity, 0) + ns
+
     def _interrupt(self, cost: int):
         now = self.env.now
         start = max(now, self._irq_free_at)
         self._irq_free_at = end = start + cost
         self._charged += cost
-        self.counts["irq_items"] += 1
+        self.irq_items += 1
         if self._free_at[0] > now:  # thread work in progress or waiting: all of it moves back
             self._free_at[0] += cost
             if self._stolen_at != now:
@@ -84,3 +92,25 @@ class Processor(Component):
     def utilisation(self, now: int) -> float:
         """Share of the cores' time spent working, in [0, 1]."""
         return self.busy_ns(now) / (now * self.cores) if now > 0 else 0.0
+
+    def report(self, now: int) -> dict:
+        """What a run's summary says of this processor at `now`."""
+        return {"cores": self.cores, "busy_ns": self.busy_ns(now), "utilisation": self.utilisation(now),
+                "work_items": self.work_items, "irq_items": self.irq_items,
+                "by_activity_ns": dict(sorted(self.by_activity.items()))}
+
+
+class Unshared:
+    """Work that takes its time but waits for no other work: the side of a bus whose processor the bus kind
+    does not model yet (Xen and FF-A hold their domains' and partitions' vCPUs in their own steps)."""
+
+    cores = 0
+
+    def __init__(self, env):
+        self._timeout = env.timeout
+
+    def hold(self, cost: int, irq: bool = False):
+        yield self._timeout(cost)
+
+    def account(self, activity: str, ns: int) -> None:
+        """Unshared work is not reported."""

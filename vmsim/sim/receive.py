@@ -39,11 +39,13 @@ class Receiver:
       out-of-band notification words), a generator; nothing by default;
     - `leave()`: its exit after draining (unmask, give the vCPU back), a generator whose value says whether
       to run again at once (a send arrived while masked, the budget ran out with frames left);
-    - `polling_ns`: poll every that often instead of waiting for a wake-up, each look costing `poll()`.
+    - `polling_ns`: poll every that often instead of waiting for a wake-up, each look costing `poll()`,
+      held on `cpu` (a processor) when the receiver has one.
     """
 
     waker: Waker
     polling_ns: int | None = None
+    cpu = None
 
     def wake(self) -> None:
         """The handler is to run (the notifier delivered)."""
@@ -55,7 +57,13 @@ class Receiver:
         polling = self.polling_ns
         while True:
             if polling:
-                yield env.timeout(polling + self.poll())
+                cost = self.poll()
+                if self.cpu is None:
+                    yield env.timeout(polling + cost)
+                else:
+                    yield env.timeout(polling)
+                    self.cpu.account("notify", cost)
+                    yield from self.cpu.hold(cost)
             else:
                 yield waker.event
                 waker.event = env.event()

@@ -104,11 +104,12 @@ class DriverQueue:
         try:
             while backlog and ring.num_free:
                 before = _mark(ring)
-                endpoint = 0  # the endpoint's own software and its copies into the shared buffers
+                own = copied = 0  # the endpoint's own software; its copies into the shared buffers
                 while backlog and ring.num_free:
                     request = backlog.popleft()
                     outbound = request.size if request.workload.payload != "from-device" else 0
-                    endpoint += software.submit + software.copy(outbound) + (memory.copy_in(outbound) if copies else 0)
+                    own += software.submit + software.copy(outbound)
+                    copied += memory.copy_in(outbound) if copies else 0
                     address = PAYLOAD_BASE
                     if buffers is not None:
                         address = yield from buffers.share_buffer(self.dev_num, self.index, request)
@@ -116,9 +117,14 @@ class DriverQueue:
                     head = ring.add(((address, request.size, False),), request)
                     inflight[head] = request  # what the device is serving, for the request log
                 kick = ring.kick_needed()
-                cost = _cost(memory, ring, before) + endpoint
+                rings = _cost(memory, ring, before)
+                cost = rings + own + copied
                 if cost:
-                    yield from self.cpu.hold(cost)
+                    cpu = self.cpu
+                    cpu.account("rings", rings)
+                    cpu.account("software", own)
+                    cpu.account("copies", copied)
+                    yield from cpu.hold(cost)
                 if kick:
                     yield from bus.notify_device(self.dev_num, self.index)
         finally:
@@ -164,13 +170,19 @@ class DriverQueue:
                     done.append(used[0])
                 if not done:
                     break
-                endpoint = 0  # copies out of the shared buffers, the endpoint's software handing them back
+                own = copied = 0  # the endpoint's software handing them back; copies out of the shared buffers
                 for request in done:
                     inbound = request.size if request.workload.payload != "to-device" else 0
-                    endpoint += software.complete + software.copy(inbound) + (memory.copy_out(inbound) if copies else 0)
-                cost = _cost(memory, ring, before) + endpoint
+                    own += software.complete + software.copy(inbound)
+                    copied += memory.copy_out(inbound) if copies else 0
+                rings = _cost(memory, ring, before)
+                cost = rings + own + copied
                 if cost:
-                    yield from self.cpu.hold(cost, irq=True)
+                    cpu = self.cpu
+                    cpu.account("rings", rings)
+                    cpu.account("software", own)
+                    cpu.account("copies", copied)
+                    yield from cpu.hold(cost, irq=True)
                 if buffers is not None:
                     for request in done:
                         yield from buffers.release_buffer(self.dev_num, self.index, request)
@@ -226,6 +238,7 @@ class DeviceQueue:
         software = device.software
         hardware = device.hardware_engine
         hold = self.cpu.hold
+        account = self.cpu.account
         inflight = self.inflight
         counts = self.counts
         mechanism = bus.mechanism
@@ -248,7 +261,9 @@ class DeviceQueue:
                     break
                 head, chain = popped
                 length = sum(descriptor[1] for descriptor in chain)
-                cost = owed + _cost(memory, ring, before)
+                rings = _cost(memory, ring, before)
+                account("rings", rings)
+                cost = owed + rings
                 owed = 0
                 if before_service:
                     if cost:
@@ -265,7 +280,10 @@ class DeviceQueue:
                 request = inflight.get(head)
                 payload = request.workload.payload if request is not None else "to-device"
                 if copy_payload and payload != "from-device":
-                    cost += memory.copy_out(length)
+                    copied = memory.copy_out(length)
+                    account("copies", copied)
+                    cost += copied
+                account("software", software.complete)
                 cost += software.complete  # the device's task, woken for this buffer
                 duration = service()
                 counts["served"] += 1
@@ -278,11 +296,15 @@ class DeviceQueue:
                     if duration:
                         yield env.timeout(duration)
                 else:
+                    account("service", duration)
                     if cost + duration:
                         yield from hold(cost + duration)
                     if request is not None:  # service started once the buffer was read, on the same core
                         request.start_ns, request.service_ns = env.now - duration, duration
-                reply = software.submit + (memory.copy_in(length) if copy_payload and payload != "to-device" else 0)
+                copied = memory.copy_in(length) if copy_payload and payload != "to-device" else 0
+                account("copies", copied)
+                account("software", software.submit)
+                reply = software.submit + copied
                 if hooks:
                     yield from mechanism.unmap_buffer(device, self.index, chain)
                 if shares is not None:
@@ -292,7 +314,9 @@ class DeviceQueue:
                 before = _mark(ring)
                 ring.push_used(head, length)
                 interrupt = ring.interrupt_needed()
-                cost = _cost(memory, ring, before) + reply
+                rings = _cost(memory, ring, before)
+                account("rings", rings)
+                cost = rings + reply
                 if not interrupt:
                     owed = cost
                     continue

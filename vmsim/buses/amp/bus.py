@@ -35,12 +35,14 @@ class AmpBus(QueuePairBus):
 
     def __init__(self, sim: Simulation, spec, *, doorbell_to_device, doorbell_to_driver,
                  driver_memory: MemoryCost, device_memory: MemoryCost, driver_cpu_ns: int, device_cpu_ns: int,
-                 max_queues: int, device_count: int):
+                 max_queues: int, device_count: int, driver_cpu=None, device_cpu=None):
         in_band = spec.notify == "in-band"
         super().__init__(sim, spec.name, layout=spec.layout,
                          max_msg_size=spec.max_msg_size or spec.element_size, in_band=in_band)
         self.spec = spec
         self.mechanism = VmsimShare(self)  # the window is a carve-out both cores reach
+        self.driver_cpu = driver_cpu or self.driver_cpu  # each side's work holds its core
+        self.device_cpu = device_cpu or self.device_cpu
         self.driver_memory = driver_memory
         self.device_memory = device_memory
         self.ready = sim.env.event()
@@ -67,10 +69,12 @@ class AmpBus(QueuePairBus):
         self.to_device = Channel(sim, f"{spec.name}.to_device", queue=to_device, doorbell_kind=doorbell_to_device,
                                  sender_memory=driver_memory, receiver_memory=device_memory,
                                  sender_cpu_ns=driver_cpu_ns, receiver_cpu_ns=device_cpu_ns,
+                                 sender_cpu=self.driver_cpu, receiver_cpu=self.device_cpu,
                                  deliver=self.deliver_to_device, **common)
         self.to_driver = Channel(sim, f"{spec.name}.to_driver", queue=to_driver, doorbell_kind=doorbell_to_driver,
                                  sender_memory=device_memory, receiver_memory=driver_memory,
                                  sender_cpu_ns=device_cpu_ns, receiver_cpu_ns=driver_cpu_ns,
+                                 sender_cpu=self.device_cpu, receiver_cpu=self.driver_cpu,
                                  deliver=self.deliver_to_driver, **common)
         if num_notif:
             self.to_device.extra_pending = lambda: self._drain_notifications(self.device_peer, self.to_device)
@@ -85,7 +89,8 @@ class AmpBus(QueuePairBus):
                    driver_memory=driver_memory, device_memory=device_memory,
                    driver_cpu_ns=context.cpu_ns(context.driver.cpu), device_cpu_ns=context.device_cpu_ns,
                    max_queues=max((d.queues for d in context.devices), default=1),
-                   device_count=len(context.devices))
+                   device_count=len(context.devices), driver_cpu=context.driver_processor(),
+                   device_cpu=context.device_processor())
 
     def _window_bytes(self, num_notif: int) -> int:
         n, size = self.spec.queue_elements, self.spec.element_size
@@ -109,21 +114,25 @@ class AmpBus(QueuePairBus):
     def start(self) -> None:
         super().start()
         if self.format == "amp-2026":
-            both = [self.env.process(self._handshake(self.device_peer, self.device_memory)),
-                    self.env.process(self._handshake(self.driver_peer, self.driver_memory))]
+            both = [self.env.process(self._handshake(self.device_peer, self.device_memory, self.device_cpu)),
+                    self.env.process(self._handshake(self.driver_peer, self.driver_memory, self.driver_cpu))]
             self.env.all_of(both).callbacks.append(lambda _event: self.ready.succeed())
         else:
             self.ready.succeed()
 
-    def _handshake(self, peer: AmpQueuePeer, memory: MemoryCost):
+    def _handshake(self, peer: AmpQueuePeer, memory: MemoryCost, cpu):
         """INIT -> READY -> RUN (L-amp26 `vmamp_shmem_queue_init`), re-checking every `handshake_retry`."""
         log = self.sim.log
         component = log.components(f"{self.name}.{peer.role}")
         state = peer.start()
-        yield self.env.timeout(memory.write(peer.tx.slots * peer.tx.element_size + 8))
+        laid_out = memory.write(peer.tx.slots * peer.tx.element_size + 8)
+        cpu.account("setup", laid_out)
+        yield from cpu.hold(laid_out)
         log.mark(self.env.now, component, self._state_event, self.bus_id, -1, state)
         while state != RUN:
-            yield self.env.timeout(memory.read(8) + memory.write(8))
+            looked = memory.read(8) + memory.write(8)
+            cpu.account("setup", looked)
+            yield from cpu.hold(looked)
             new = peer.poll_handshake()
             if new != state:
                 state = new
@@ -144,7 +153,8 @@ class AmpBus(QueuePairBus):
         interrupt = peer.notif.notify(self._slots[dev_num] * self.vq_bits + vq)
         cost = memory.read(NOTIFICATION_WORD) + memory.write(NOTIFICATION_WORD)
         if cost:
-            yield self.env.timeout(cost)
+            channel.sender_cpu.account("notify", cost)
+            yield from channel.sender_cpu.hold(cost)
         if interrupt:
             yield from channel.ring(dev_num)
 
@@ -160,11 +170,12 @@ class AmpBus(QueuePairBus):
         numbers = {slot: n for n, slot in self._slots.items()}
         while True:
             if notifier.masked:
-                yield from self._set_masks(notifier, memory, ALL_BITS)
+                yield from self._set_masks(notifier, memory, ALL_BITS, channel.receiver_cpu)
             for word in words:
                 cost = memory.read(2 * NOTIFICATION_WORD)
                 if cost:
-                    yield self.env.timeout(cost)
+                    channel.receiver_cpu.account("notify", cost)
+                    yield from channel.receiver_cpu.hold(cost, irq=True)
                 bits = notifier.acknowledge(word)
                 while bits:
                     low = bits & -bits
@@ -180,13 +191,14 @@ class AmpBus(QueuePairBus):
                             yield from work
             if not notifier.masked:
                 return
-            yield from self._set_masks(notifier, memory, 0)
+            yield from self._set_masks(notifier, memory, 0, channel.receiver_cpu)
             if not any(notifier.pending(word) for word in words):
                 return
 
-    def _set_masks(self, notifier, memory: MemoryCost, bits: int):
+    def _set_masks(self, notifier, memory: MemoryCost, bits: int, cpu):
         for word in range(notifier.num_notif):
             notifier.set_mask(word, bits)
         cost = memory.write(NOTIFICATION_WORD * notifier.num_notif)
         if cost:
-            yield self.env.timeout(cost)
+            cpu.account("notify", cost)
+            yield from cpu.hold(cost, irq=True)
