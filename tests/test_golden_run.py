@@ -13,8 +13,8 @@ import numpy as np
 import vmsim
 
 SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "stm32mp1-i2c.yaml"
-REQUESTS_SHA256 = "9a9af0115bf6ccb450c713796f4173159b879851abca69079b743ceb90656cd8"
-EVENTS_SHA256 = "08888e6883edc8ff1cb0f7e0dfad13763e677b5ee1cf636cf681ffa086165b64"
+REQUESTS_SHA256 = "ae19dd2e3121fb8e2f36517db60a8020f694519579c5b43e351c5dbc6105e5f2"
+EVENTS_SHA256 = "a7d2f57ceac2e0b06abb2985cd043e5b931bcbba013cbbdfb75d5bd08996c510"
 
 
 def digest(*chunks: bytes) -> str:

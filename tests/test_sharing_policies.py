@@ -22,11 +22,12 @@ def marks(output, event, side="driver"):
 
 def test_on_first_use_puts_each_share_on_its_request_s_path_and_at_allocation_shares_ahead():
     """One share per request either way, but at allocation the next region is shared while the current
-    request runs (one more share: the reserve left at the end), so a request rarely waits for a share."""
+    request runs (one more share: the reserve left at the end), so a request rarely waits for a share. The
+    share ahead still holds the driver's core, so a third of the time is won, not all of the share's."""
     _, first_use = run(shared("amp"))
     _, ahead = run(shared("amp", {"policy": "at-allocation"}))
     assert (counts(first_use, "amp")["shares"], counts(ahead, "amp")["shares"]) == (40, 41)
-    assert mean_latency(ahead) < 0.6 * mean_latency(first_use)
+    assert mean_latency(ahead) < 0.7 * mean_latency(first_use)
     assert verdict(first_use) == verdict(ahead) == {}
 
 

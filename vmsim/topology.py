@@ -210,6 +210,9 @@ def _platform_references(scenario: Scenario) -> Iterable[Problem]:
         for index, item in enumerate(getattr(scenario, section)):
             if item.cpu is not None and item.cpu not in platform.cpus:
                 yield (section, index, "cpu"), unknown("cpu kind", item.cpu, platform.cpus, platform.name)
+            if item.software is not None and item.software not in platform.software:
+                yield (section, index, "software"), unknown("software path", item.software, platform.software,
+                                                            platform.name)
     for index, bus in enumerate(scenario.buses):
         memories = (
             [("memory", "driver"), ("memory", "device")]

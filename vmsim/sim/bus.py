@@ -30,6 +30,7 @@ from collections import deque
 
 from vmsim.errors import DecodeError
 from vmsim.sim.core import Component, Simulation, SimulationError
+from vmsim.sim.processor import Unshared
 from vmsim.sim.share_mechanism import ShareMechanism
 from vmsim.wire import get_layout
 
@@ -70,6 +71,9 @@ class Bus(Component):
         self.regions: dict[int, object] = {}  # share id -> Region, shared or on its way
         self.shares = None  # DeviceShares, the device side's regions, once a device on the bus has `sharing:`
         self.mechanism = ShareMechanism(self)  # how the bus makes memory reachable; a plug-in chooses its own
+        # the processors the driver's and the device side's work holds (`vmsim.sim.processor`); a plug-in that
+        # models its cores sets them, the others leave work unshared
+        self.driver_cpu = self.device_cpu = Unshared(sim.env)
         self._owed = 0  # device-side time spent while answering (retrieving, mapping), paid before the answer
         self._late = 0  # and how much later than that the answer leaves (a late acknowledgement, a fault)
 

@@ -9,7 +9,7 @@ scenario's service-time model and returns them on the used ring.
 from __future__ import annotations
 
 from vmsim.sim.core import Component, Simulation
-from vmsim.sim.costs import Sampler
+from vmsim.sim.costs import NO_SOFTWARE, Sampler, SoftwareCost
 from vmsim.sim.virtqueue import DeviceQueue
 from vmsim.wire.virtio import (
     DRIVER_OK,
@@ -27,7 +27,8 @@ class Device(Component):
 
     def __init__(self, sim: Simulation, name: str, *, bus, dev_num: int, device_id: int, queues: int,
                  queue_size: int, config_size: int, feature_bits: int, service: Sampler,
-                 copy_payload: bool, added_at: int | None, event_idx: bool, removed_at: int | None = None):
+                 copy_payload: bool, added_at: int | None, event_idx: bool, removed_at: int | None = None,
+                 software: SoftwareCost = NO_SOFTWARE, hardware_engine: bool = False):
         super().__init__(sim, name)
         self.bus = bus
         self.dev_num = dev_num
@@ -38,6 +39,8 @@ class Device(Component):
         self.offered = 1 << F_VERSION_1 | (1 << F_RING_EVENT_IDX if event_idx else 0)
         self.service = service
         self.copy_payload = copy_payload
+        self.software = software  # its own software per message: the task woken per request, its reply
+        self.hardware_engine = hardware_engine  # service runs in hardware of its own, not on the device's core
         self.added_at = added_at
         self.removed_at = removed_at  # hot-unplug: the bus removes the device then
         self.shares = None  # the bus's DeviceShares when this device's buffers are shared under a policy

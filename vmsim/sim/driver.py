@@ -8,6 +8,7 @@ specs require, and then moves I/O through split virtqueues whose rings live in r
 from __future__ import annotations
 
 from vmsim.sim.core import Component, Simulation, SimulationError
+from vmsim.sim.costs import NO_SOFTWARE, SoftwareCost
 from vmsim.sim.virtqueue import DriverQueue
 from vmsim.wire.virtio import ACKNOWLEDGE, DRIVER, DRIVER_OK, F_RING_EVENT_IDX, F_VERSION_1, FEATURES_OK
 
@@ -37,9 +38,12 @@ class Driver(Component):
 
     SUPPORTED_FEATURES = 1 << F_VERSION_1 | 1 << F_RING_EVENT_IDX
 
-    def __init__(self, sim: Simulation, name: str, *, discovery: str):
+    def __init__(self, sim: Simulation, name: str, *, discovery: str, software: SoftwareCost = NO_SOFTWARE,
+                 copies_payload: bool = False):
         super().__init__(sim, name)
         self.discovery = discovery
+        self.software = software  # its endpoint's own software per request (a user-space application's syscalls)
+        self.copies_payload = copies_payload  # it copies payload into and out of the shared buffers
         self.buses: list = []
         self.handles: dict[tuple[str, int], DeviceHandle] = {}
         self.counts = sim.counter(name)

@@ -11,15 +11,17 @@ import gc
 import importlib
 import math
 from contextlib import contextmanager
+from functools import partial
 
 from simpy.core import StopSimulation
 
 from vmsim.errors import OverloadError, ScenarioError
 from vmsim.sim.core import Simulation, SimulationError
-from vmsim.sim.costs import FREE_MEMORY, MemoryCost, sampler
+from vmsim.sim.costs import FREE_MEMORY, NO_SOFTWARE, MemoryCost, SoftwareCost, sampler
 from vmsim.sim.device import Device
 from vmsim.sim.driver import Driver
 from vmsim.sim.output import SimOutput
+from vmsim.sim.processor import Processor
 from vmsim.sim.sharing import ShareDriver, largest_size
 from vmsim.sim.workload import Workload
 from vmsim.wire.virtio import DEVICE_IDS
@@ -47,12 +49,23 @@ class BusContext:
     that the buses of a kind share (the vCPUs of a Xen domain that serves several buses).
     """
 
-    def __init__(self, platform, driver, devices: list, scenario=None, shared: dict | None = None):
+    def __init__(self, platform, driver, devices: list, scenario=None, shared: dict | None = None,
+                 driver_processor=None, device_processor=None):
         self.platform = platform
         self.driver = driver
         self.devices = devices
         self.scenario = scenario
         self.shared = {} if shared is None else shared
+        self._driver_processor = driver_processor
+        self._device_processor = device_processor
+
+    def driver_processor(self):
+        """The driver's core, shared by every bus the driver runs (made on first use)."""
+        return self._driver_processor()
+
+    def device_processor(self):
+        """The core the bus's device side runs on: one per bus (made on first use)."""
+        return self._device_processor()
 
     def cpu_ns(self, name: str | None) -> int:
         """Software cost per frame on the named core (zero when no core is named)."""
@@ -84,7 +97,9 @@ class Model:
         self.scenario = scenario
         self.sim = sim = Simulation(scenario.seed, keep_wire=scenario.keep_wire)
         platform = scenario.platform
-        self.drivers = {d.name: Driver(sim, d.name, discovery=d.discovery) for d in scenario.drivers}
+        self.processors: dict[str, Processor] = {}
+        self.drivers = {d.name: Driver(sim, d.name, discovery=d.discovery, copies_payload=d.data == "copy",
+                                       software=self._software(d.software)) for d in scenario.drivers}
         driver_specs = {d.name: d for d in scenario.drivers}
         on_bus: dict[str, list] = {}
         for device in scenario.devices:
@@ -93,7 +108,9 @@ class Model:
         self.buses = {}
         shared: dict = {}
         for spec in scenario.buses:
-            context = BusContext(platform, driver_specs[spec.driver], on_bus.get(spec.name, []), scenario, shared)
+            context = BusContext(platform, driver_specs[spec.driver], on_bus.get(spec.name, []), scenario, shared,
+                                 driver_processor=partial(self._processor, f"{spec.driver}.cpu"),
+                                 device_processor=partial(self._processor, f"{spec.name}.device_cpu"))
             bus = bus_plugin(spec).build(sim, spec, context)
             self.buses[spec.name] = bus
             self.drivers[spec.driver].attach_bus(bus)
@@ -105,7 +122,8 @@ class Model:
                 sim, name, bus=bus, dev_num=spec.dev_num, device_id=DEVICE_IDS[spec.kind], queues=spec.queues,
                 queue_size=spec.queue_size, config_size=spec.config_size, feature_bits=spec.feature_bits,
                 service=sampler(spec.service, sim.rng(f"{name}.service")), copy_payload=spec.data == "copy",
-                added_at=spec.added_at, event_idx=getattr(bus.spec, "event_idx", True), removed_at=spec.removed_at)
+                added_at=spec.added_at, event_idx=getattr(bus.spec, "event_idx", True), removed_at=spec.removed_at,
+                software=self._software(spec.software), hardware_engine=spec.engine == "hardware")
         device_specs = {d.name: d for d in scenario.devices}
         bus_specs = {b.name: b for b in scenario.buses}
         self.workloads = []
@@ -117,8 +135,18 @@ class Model:
                 device=self.devices[spec.device], vq=spec.vq, arrivals=arrivals,
                 sizes=sampler(spec.size, sim.rng(f"{spec.name}.size")), requests=spec.requests,
                 start_ns=spec.start, trace=(traces or {}).get(spec.name), max_backlog=scenario.limits.backlog,
+                payload=spec.payload,
                 think=sampler(arrivals.think, sim.rng(f"{spec.name}.think")) if arrivals.kind == "closed" else None))
         self._sharing(scenario)
+
+    def _processor(self, name: str) -> Processor:
+        found = self.processors.get(name)
+        if found is None:
+            found = self.processors[name] = Processor(self.sim, name)
+        return found
+
+    def _software(self, name: str | None) -> SoftwareCost:
+        return SoftwareCost.of(self.scenario.platform.software[name]) if name else NO_SOFTWARE
 
     def _sharing(self, scenario) -> None:
         """A driver-side ShareDriver for each device with `sharing:`, fed by its workloads' buffer lives; a
@@ -175,6 +203,7 @@ class Model:
                 f"{scenario.name}: the model stalled with {sim.completed} requests completed and nothing left "
                 f"to happen (devices ready: {len(sim.init_done)} of {len(self.devices)})")
         stopped = env.now
+        processors = {name: processor.report(stopped) for name, processor in sorted(self.processors.items())}
         self._teardown()
         if progress is not None:
             progress(1.0)
@@ -183,7 +212,8 @@ class Model:
                          events=sim.log, requests=sim.requests, counters=sim.counters, series=sim.series,
                          init_done_ns=dict(sim.init_done),
                          workloads={w.name: {"arrivals": w.arrivals.kind, "submitted": w.submitted,
-                                             "completed": w.completed} for w in self.workloads})
+                                             "completed": w.completed} for w in self.workloads},
+                         processors=processors)
 
     def _clock_limit(self, _event) -> None:
         """The int64 guard: reached with nothing else scheduled, the model has stalled (the run ends and

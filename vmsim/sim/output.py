@@ -30,6 +30,8 @@ class SimOutput:
     `series` maps a dotted name to a step function (queue occupancy over time).
     `init_done_ns` maps each device's dotted name to the time its driver set DRIVER_OK.
     `workloads` maps each workload to its arrival kind and the requests it submitted and saw completed.
+    `processors` maps each modelled core to its `cores`, `busy_ns`, `utilisation` (never above 1) and the
+    thread and interrupt work items it served.
     """
 
     scenario: str
@@ -42,3 +44,4 @@ class SimOutput:
     series: dict[str, Series] = field(default_factory=dict)
     init_done_ns: dict[str, int] = field(default_factory=dict)
     workloads: dict[str, dict] = field(default_factory=dict)
+    processors: dict[str, dict] = field(default_factory=dict)

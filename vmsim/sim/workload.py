@@ -31,7 +31,7 @@ class Workload(Component):
 
     def __init__(self, sim: Simulation, name: str, *, driver, bus, device, vq: int, arrivals, sizes: Sampler,
                  requests: int | None, start_ns: int, trace: tuple[list[int], list[int]] | None = None,
-                 think: Sampler | None = None, max_backlog: int | None = None):
+                 think: Sampler | None = None, max_backlog: int | None = None, payload: str = "to-device"):
         super().__init__(sim, name)
         self.driver = driver
         self.bus = bus
@@ -45,6 +45,7 @@ class Workload(Component):
         self.think = think
         self.submitted = 0
         self.completed = 0
+        self.payload = payload  # which way the payload moves: to-device, from-device or both (an echo)
         self.max_backlog = max_backlog if max_backlog is not None else 2**63
         self.done = sim.env.event()
         self.queue = None
