@@ -1,8 +1,10 @@
 """vCPU pools: the servers a domain's or a partition's bus work holds while it runs (Xen domains, FF-A
 partitions), shared by every bus that domain or partition is on.
 
-Work waits for a free vCPU, without pre-emption; urgent work (a TLB-flush IPI handler) goes ahead of work
-that waits at normal priority, and work of one priority is served first come, first served. A SimPy
+Work waits for a free vCPU, without pre-emption; urgent work goes ahead of work that waits at normal
+priority, and work of one priority is served first come, first served. An interrupt (a TLB-flush IPI)
+lands on the vCPUs that are running something: each holder's work takes that much longer, paid when its
+current `work` ends or when it `settle`s; a vCPU spinning on a lock (`busy_wait`) takes it in the wait. A SimPy
 `PriorityResource` holds the vCPUs, so each hold costs a request and a release event (`vmsim.sim.processor`
 is the one-timeout-per-item model of a core).
 """
@@ -54,11 +56,48 @@ class VcpuPool:
             self.counts[hold.account] += held - hold.attributed
 
     def work(self, ns: int, account: str):
-        """`ns` of work on the vCPU the active process holds, counted under `account`."""
+        """`ns` of work on the vCPU the active process holds, counted under `account`, then the interrupts
+        that landed on it meanwhile."""
         yield self.env.timeout(ns)
         hold = self._holders[self.env.active_process]
         hold.attributed += ns
         self.counts[account] += ns
+        if hold.owed:
+            yield from self.settle()
+
+    def settle(self):
+        """Run the interrupts that landed on the active process's vCPU and are not paid yet (call before
+        `leave` where the last step was not `work`)."""
+        hold = self._holders[self.env.active_process]
+        while hold.owed:
+            owed, hold.owed = hold.owed, 0
+            yield self.env.timeout(owed)
+            hold.attributed += owed
+            self.counts[hold.owed_account] += owed
+
+    def busy_wait(self, waiting, account: str):
+        """Run `waiting` (a generator: a lock's request, a memory-bandwidth stall) with the vCPU held and busy,
+        counted under `account`; interrupts that land meanwhile are taken in the wait, at no extra time."""
+        hold = self._holders[self.env.active_process]
+        start, owed = self.env.now, hold.owed
+        result = yield from waiting
+        waited = self.env.now - start
+        hold.attributed += waited
+        self.counts[account] += waited
+        hold.owed = owed + max(0, hold.owed - owed - waited)
+        return result
+
+    def interrupt(self, ns: int, account: str) -> int:
+        """An IPI to every vCPU that another process holds: each loses `ns`, counted under `account` (as
+        pre-emption would, its holder's work ends `ns` later); the number of vCPUs interrupted."""
+        sender = self.env.active_process
+        targets = 0
+        for process, hold in self._holders.items():
+            if process is not sender:
+                hold.owed += ns
+                hold.owed_account = account
+                targets += 1
+        return targets
 
     def run(self, ns: int, account: str, priority: int = NORMAL):
         """`ns` of work on a free vCPU; zero work needs none."""
@@ -66,6 +105,7 @@ class VcpuPool:
             return
         yield from self.enter(account, priority)
         yield self.env.timeout(ns)
+        yield from self.settle()
         self.leave()
 
     def running(self) -> int:
@@ -78,9 +118,9 @@ class VcpuPool:
 
 
 class _Hold:
-    """One process's hold on a vCPU: since when, for what, and the part other accounts took."""
+    """One process's hold on a vCPU: since when, for what, the part other accounts took, interrupts owed."""
 
-    __slots__ = ("account", "attributed", "depth", "since", "vcpu")
+    __slots__ = ("account", "attributed", "depth", "owed", "owed_account", "since", "vcpu")
 
     def __init__(self, vcpu, since: int, account: str | None):
         self.vcpu = vcpu
@@ -88,3 +128,5 @@ class _Hold:
         self.account = account
         self.depth = 1
         self.attributed = 0
+        self.owed = 0  # interrupt time that landed on this vCPU and is not paid yet
+        self.owed_account = account

@@ -27,8 +27,19 @@ follow QEMU's `virtio-msg-bus-xen` and Xen's `vmp` (virtio-msg-protocol.md secti
   their grants ended at reclaim: per region, not per request (`vmsim.sim.sharing`).
 - **Domains** are vCPU pools (a SimPy PriorityResource per domain, shared by every bus the domain is
   on): frame handling in both directions, grant operations and, on the backend, each request from
-  map to unmap (its service included) hold one vCPU. Work waits for a free vCPU (no preemption);
-  TLB-flush IPI handlers go ahead of waiting work. This is where many DomUs contend for one backend.
+  map to unmap (its service included) hold one vCPU. Work waits for a free vCPU (no preemption).
+  This is where many DomUs contend for one backend.
+- **Backend contention**: each ring's device worker is one serial thread (blkback's kthread per ring).
+  Every map and unmap op spends `grant_lock` under the backend domain's grant-table lock, which all its
+  buses share; each unmap flushes the unmapping vCPU's TLB and, when other backend vCPUs run something,
+  interrupts each of them (each loses `tlb_flush`, its work ending that much later) and waits
+  `tlb_ack + tlb_ipi` per target for the acknowledgements, on x86 (`tlb_ipis`) under the hypervisor's
+  one global flush lock. Waiting for either lock spins on the vCPU. So map/unmap throughput peaks and
+  then falls as guests are added: the flush lock's hold grows with the vCPUs it must reach.
+- **Batching**: the worker takes every request the ring holds per wake-up; with `grant_batch` > 1 the
+  maps or grant copies of up to that many requests already available go in one hypercall (its entry
+  paid once); responses notify the frontend only when the ring asks (event index), once per batch.
+  Copies (grant copy, copies into persistent grants) share the host's memory: `copy_streams` at once.
 """
 
 
@@ -65,6 +76,7 @@ class XenBus(QueuePairBus):
         self.scheme = spec.grants
         self.driver_memory = driver_memory
         self.device_memory = device_memory
+        self.host = host
         self.front = host.domain(spec.frontend)
         self.back = host.domain(spec.backend)
         self.proxy = spec.frontend == XEN
@@ -150,9 +162,10 @@ class XenBus(QueuePairBus):
         self.sim.log.mark(self.env.now, component, self._events[event], self.bus_id, dev_num, value)
         self.counts[event] += 1
 
-    def steps(self, domain: Domain, component: int, steps: list[tuple], dev_num: int = -1):
-        """(event, value, ns) steps back to back on one vCPU of `domain`, each logged as it starts."""
-        total = sum(step[2] for step in steps)
+    def steps(self, domain: Domain, component: int, steps: list[tuple], dev_num: int = -1, copy_ns: int = 0):
+        """(event, value, ns) steps back to back on one vCPU of `domain`, each logged as it starts, then a
+        copy of `copy_ns` at full speed on the host's memory."""
+        total = sum(step[2] for step in steps) + copy_ns
         if not total:
             for event, value, _ns in steps:
                 if event:
@@ -164,6 +177,8 @@ class XenBus(QueuePairBus):
                 self._mark(component, event, value, dev_num)
             if ns:
                 yield from domain.work(ns, "grants_ns")
+        yield from self.copy(domain, copy_ns)
+        yield from domain.settle()
         domain.leave()
 
     def held_steps(self, steps: list[tuple], dev_num: int):
@@ -172,4 +187,55 @@ class XenBus(QueuePairBus):
             if event:
                 self._mark(self.back_id, event, value, dev_num)
             if ns:
-                yield from self.back.work(ns, "tlb_ns" if event == "tlb.shootdown" else "grants_ns")
+                yield from self.back.work(ns, "grants_ns")
+
+    # --- contended steps: the grant-table lock, the TLB flush, the host's memory ---------------------
+
+    def grant_op(self, event: str, value: int, ns: int, ops: int, dev_num: int):
+        """A backend map or unmap hypercall of `ops` grant ops, `ns` in all, on the vCPU the request holds;
+        `grant_lock` per op of it under the backend domain's grant-table lock."""
+        back = self.back
+        self._mark(self.back_id, event, value, dev_num)
+        locked = min(ns, self.costs.grant_lock * ops)
+        if locked:
+            lock = back.grant_lock.request()
+            yield from back.busy_wait(_granted(lock), "lock_ns")
+            yield from back.work(locked, "grants_ns")
+            back.grant_lock.release(lock)
+        if ns > locked:
+            yield from back.work(ns - locked, "grants_ns")
+
+    def flush_tlbs(self, dev_num: int):
+        """After an unmap, on the vCPU the request holds: flush its own TLB, then every other running backend
+        vCPU's: an IPI each (under the hypervisor's global flush lock when flushes are IPIs), each losing
+        `tlb_flush`, and wait for their acknowledgements."""
+        costs, back = self.costs, self.back
+        if costs.tlb_shootdown:
+            yield from back.work(costs.tlb_shootdown, "tlb_ns")
+        if back.running() <= 1:
+            self._mark(self.back_id, "tlb.shootdown", 0, dev_num)
+            return
+        lock = self.host.flush_lock.request() if costs.tlb_ipis else None
+        if lock is not None:
+            yield from back.busy_wait(_granted(lock), "lock_ns")
+        targets = back.interrupt(costs.tlb_flush, "tlb_ns")
+        self._mark(self.back_id, "tlb.shootdown", targets, dev_num)
+        if targets:
+            yield from back.work(costs.tlb_ack + costs.tlb_ipi * targets, "tlb_ns")
+        if lock is not None:
+            self.host.flush_lock.release(lock)
+
+    def copy(self, domain: Domain, ns: int):
+        """A copy of `ns` at full speed on the vCPU `domain`'s active process holds; the host's memory takes
+        `copy_streams` copies at once, so more wait for it with their vCPUs busy."""
+        if not ns:
+            return
+        if self.host.copies is None:
+            yield from domain.work(ns, "copy_ns")
+        else:
+            yield from domain.busy_wait(self.host.copies.hold(ns), "copy_ns")
+
+
+def _granted(request):
+    """Wait for a SimPy resource request (as a generator, for `busy_wait`)."""
+    yield request

@@ -9,7 +9,6 @@ from collections import deque
 from vmsim.buses.xen.host import DIRECTORY_BASE, DIRECTORY_ENTRY, GREF_FIRST
 from vmsim.sim.core import SimulationError
 from vmsim.sim.share_mechanism import VmsimShare
-from vmsim.sim.vcpus import URGENT
 from vmsim.wire.memory import PAGE_SHIFT, pages
 
 
@@ -29,6 +28,7 @@ class XenGrants(VmsimShare):
         self._directory_free = deque(range(bus.spec.directory_pages))
         self._directory_pages: dict[int, list[int]] = {}
         self._directory_waiting: list = []
+        self._batched: dict[tuple[int, int], int] = {}  # (dev_num, vq) -> requests left in the current batch
 
     def share_buffer(self, dev_num: int, vq: int, request):
         """Frontend: grant the buffer (or copy it into a persistent grant, or place it in the directory)."""
@@ -37,7 +37,7 @@ class XenGrants(VmsimShare):
         if self.bus.scheme == "directory":
             address = yield from self._directory_alloc(count)
         elif self.bus.scheme == "persistent":
-            steps = [(None, 0, self._memcpy(request.size))]
+            steps = []
             free = self._pool.get(count)
             if free:
                 address = free.pop()
@@ -45,8 +45,9 @@ class XenGrants(VmsimShare):
                 gref = self.new_grefs(count)
                 address = gref << PAGE_SHIFT
                 self._grants[address] = (gref, count)
-                steps.insert(0, ("grant.grant", gref, costs.grant_entry * count))
-            yield from self.bus.steps(self.bus.front, self.bus.front_id, steps, dev_num)
+                steps.append(("grant.grant", gref, costs.grant_entry * count))
+            yield from self.bus.steps(self.bus.front, self.bus.front_id, steps, dev_num,
+                                      copy_ns=self._memcpy(request.size))
         else:
             gref = self.new_grefs(count)
             address = gref << PAGE_SHIFT
@@ -74,45 +75,57 @@ class XenGrants(VmsimShare):
 
     def map_buffer(self, device, vq: int, chain):
         """Backend: take a vCPU for the whole request (given back in `unmap_buffer`) and reach the data."""
-        yield from self.bus.back.enter("service_ns")
+        bus = self.bus
+        costs = bus.costs
+        yield from bus.back.enter("service_ns")
+        batched = self._joins_batch(device, vq)
         for address, length, *_ in chain:
-            yield from self.bus.held_steps(self._access(address, length), device.dev_num)
+            if address not in self._grants:
+                continue  # in a region shared under a policy: mapped when it was shared
+            first, count = self._grants[address]
+            saved = costs.hypercall if batched else 0  # the batch's first request paid the hypercall's entry
+            mapped = bus.scheme == "persistent" and address in self._mapped
+            if bus.spec.gfn2mfn and bus.scheme != "directory" and not mapped:
+                yield from bus.held_steps([("gfn2mfn", count, costs.gfn2mfn * count)], device.dev_num)
+            if bus.scheme == "map-unmap":
+                yield from bus.grant_op("grant.map", first, max(0, costs.grant_map * count - saved), count,
+                                       device.dev_num)
+            elif bus.scheme == "copy":
+                yield from bus.held_steps([("grant.copy", length, max(0, costs.grant_copy - saved))], device.dev_num)
+                yield from bus.copy(bus.back, self._memcpy(length))
+            elif bus.scheme == "persistent":
+                if not mapped:
+                    self._mapped.add(address)
+                    yield from bus.grant_op("grant.map", first, costs.grant_map * count, count, device.dev_num)
+            else:
+                yield from bus.held_steps([(None, 0, bus.device_memory.read(DIRECTORY_ENTRY * count))],
+                                          device.dev_num)
 
     def unmap_buffer(self, device, vq: int, chain):
-        """Backend: unmap per-request grants and flush the other running vCPUs' TLBs; free the vCPU."""
-        back = self.bus.back
-        if self.bus.scheme == "map-unmap":
-            costs = self.bus.costs
+        """Backend: unmap per-request grants and flush the TLBs (`XenBus.flush_tlbs`); free the vCPU."""
+        bus = self.bus
+        if bus.scheme == "map-unmap":
             for address, *_ in chain:
                 if address not in self._grants:
                     continue  # in a region shared under a policy: mapped for as long as it is shared
                 gref, count = self._grants[address]
-                others = back.running() - 1
-                yield from self.bus.held_steps([
-                    ("grant.unmap", gref, costs.grant_unmap * count),
-                    ("tlb.shootdown", others, costs.tlb_shootdown + costs.tlb_ipi * others)], device.dev_num)
-                for _ in range(others):
-                    self.bus.env.process(back.run(costs.tlb_flush, "tlb_ns", URGENT))
-        back.leave()
+                yield from bus.grant_op("grant.unmap", gref, bus.costs.grant_unmap * count, count, device.dev_num)
+                yield from bus.flush_tlbs(device.dev_num)
+        yield from bus.back.settle()
+        bus.back.leave()
 
-    def _access(self, address: int, length: int) -> list[tuple]:
-        """The backend's steps to reach one buffer under the bus's scheme (none in a region shared under a
-        policy, which the backend mapped when it was shared)."""
-        if address not in self._grants:
-            return []
-        costs = self.bus.costs
-        first, count = self._grants[address]
-        translate = [("gfn2mfn", count, costs.gfn2mfn * count)] if self.bus.spec.gfn2mfn else []
-        if self.bus.scheme == "map-unmap":
-            return [*translate, ("grant.map", first, costs.grant_map * count)]
-        if self.bus.scheme == "copy":
-            return [*translate, ("grant.copy", length, costs.grant_copy + self._memcpy(length))]
-        if self.bus.scheme == "persistent":
-            if address in self._mapped:
-                return []
-            self._mapped.add(address)
-            return [*translate, ("grant.map", first, costs.grant_map * count)]
-        return [(None, 0, self.bus.device_memory.read(DIRECTORY_ENTRY * count))]
+    def _joins_batch(self, device, vq: int) -> bool:
+        """Whether this request's maps or copies go in the hypercall of a batch an earlier request opened; if
+        not, it opens one for up to `grant_batch` requests, itself and those already available on the ring."""
+        key = (device.dev_num, vq)
+        left = self._batched.get(key, 0)
+        if left:
+            self._batched[key] = left - 1
+            return True
+        limit = self.bus.spec.grant_batch
+        if limit > 1:
+            self._batched[key] = min(limit - 1, device.queues[vq].ring.pending())
+        return False
 
     # --- helpers ----------------------------------------------------------------------------------
 
@@ -156,11 +169,10 @@ class XenGrants(VmsimShare):
         return self.bus.logged(steps, region.dev_num)
 
     def detach_region(self, region) -> int:
-        """Backend, giving the region up: unmap it and flush the TLBs of its other running vCPUs."""
+        """Backend, giving the region up: unmap it and flush the TLBs of its other running vCPUs (the IPIs
+        land on them; the flush lock is not modelled here: a region is given up rarely)."""
         costs, back = self.bus.costs, self.bus.back
-        others = max(0, back.running() - 1)  # the vCPUs running something else (this one may hold none)
-        for _ in range(others):
-            self.bus.env.process(back.run(costs.tlb_flush, "tlb_ns", URGENT))
+        others = back.interrupt(costs.tlb_flush, "tlb_ns")
         return self.bus.logged([("grant.unmap", region.handle, costs.grant_unmap * region.pages),
                              ("tlb.shootdown", others, costs.tlb_shootdown + costs.tlb_ipi * others)],
                             region.dev_num)

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import simpy
+
 from vmsim.buses.xen.spec import XEN
 from vmsim.sim.channel import Channel
 from vmsim.sim.core import Simulation
 from vmsim.sim.doorbell import Doorbell
+from vmsim.sim.processor import Processor
 from vmsim.sim.vcpus import VcpuPool
 
 GREF_FIRST = 8  # grant references below 8 are reserved (GNTTAB_NR_RESERVED_ENTRIES)
@@ -39,16 +42,22 @@ class NoCosts:
         return 0
 
 
+ACCOUNTS = ("frames_ns", "grants_ns", "lock_ns", "tlb_ns", "copy_ns", "service_ns")
+"""What a domain's vCPU time is spent on: frame handling, grant operations, spinning on the grant-table or
+flush lock, TLB flushes (its own and the IPIs it takes), copies, and holding a request while it is served."""
+
+
 class Domain(VcpuPool):
-    """A domain's vCPUs (`VcpuPool`, counters `domain.<name>`) that all its bus work runs on, and its
-    event-channel ports."""
+    """A domain's vCPUs (`VcpuPool`, counters `domain.<name>`) that all its bus work runs on, its grant-table
+    lock and its event-channel ports."""
 
     def __init__(self, sim: Simulation, name: str, vcpus: int | None, upcall_extra: int):
         counts = sim.counter(f"domain.{name}")
-        counts.update(vcpus=vcpus or 0, busy_ns=0, frames_ns=0, grants_ns=0, tlb_ns=0, service_ns=0)
+        counts.update(vcpus=vcpus or 0, busy_ns=0, **dict.fromkeys(ACCOUNTS, 0))
         super().__init__(sim.env, vcpus or HYPERVISOR_VCPUS, counts)
         self.name = name
         self.upcall_extra = upcall_extra
+        self.grant_lock = simpy.Resource(sim.env, capacity=1)  # the lock its map and unmap ops take
         self._ports = 0
 
     def port(self) -> int:
@@ -58,10 +67,13 @@ class Domain(VcpuPool):
 
 
 class XenHost:
-    """The domains of one model, shared by all its Xen buses (one backend serving many DomUs)."""
+    """The domains of one model, shared by all its Xen buses (one backend serving many DomUs), the
+    hypervisor's global TLB-flush lock and the host memory copies share."""
 
     def __init__(self, sim: Simulation, domains, costs):
         self.sim = sim
+        self.flush_lock = simpy.Resource(sim.env, capacity=1)
+        self.copies = Processor(sim, "xen.copies", cores=costs.copy_streams) if costs.copy_streams else None
         self.domains: dict[str, Domain] = {}
         for spec in domains:
             extra = costs.vm_switch + costs.sched_wakeup if spec.pcpu == "shared" else 0
@@ -104,16 +116,19 @@ class XenChannel(Channel):
         """Unmask (EVTCHNOP_unmask) and give the vCPU back; run again if a send came while masked."""
         if self.unmask_ns:
             yield self.env.timeout(self.unmask_ns)
+        yield from self.domain.settle()
         self.domain.leave()
         return self.doorbell.unmask() or bool(self.budget and len(self.queue))
 
     def send(self, frame: bytes, dev_num: int):
         yield from self.sender.enter("frames_ns")
         yield from super().send(frame, dev_num)
+        yield from self.sender.settle()
         self.sender.leave()
 
     def back_off(self):
         """The sender sleeps without its vCPU, as the reference driver's msleep does."""
+        yield from self.sender.settle()
         self.sender.leave()
         yield from super().back_off()
         yield from self.sender.enter("frames_ns")

@@ -16,7 +16,13 @@ XEN = "xen"
 class XenCosts(Strict):
     """What the Xen hypervisor operations of a Xen bus cost (event-channel send and upcall are doorbells).
 
-    Grant operations include their hypercall; `tlb_*` is the flush that follows each grant unmap.
+    Grant operations include their hypercall (a batch of several pays it once); `tlb_*` is the flush that
+    follows each grant unmap; `grant_lock` is the part of each map or unmap op spent holding the backend
+    domain's grant-table lock, which every bus to that backend shares. With `tlb_ipis` the flush is an IPI
+    to each other running backend vCPU under the hypervisor's one global flush lock, held from the send
+    until the last acknowledgement (Xen on x86); without, a broadcast invalidation nothing serialises
+    (Arm). `copy_streams` copies (grant copy, copies into persistent grants) run at once at full speed on
+    the host's memory; more share it (0: no limit).
     """
 
     hypercall: TimeNs = 0
@@ -29,6 +35,10 @@ class XenCosts(Strict):
     tlb_shootdown: TimeNs = 0
     tlb_ipi: TimeNs = 0
     tlb_flush: TimeNs = 0
+    tlb_ack: TimeNs = 0
+    tlb_ipis: bool = False
+    grant_lock: TimeNs = 0
+    copy_streams: int = Field(default=0, ge=0, le=1024)
     grant_copy: TimeNs = 0
     memcpy_per_kib: TimeNs = 0
     gfn2mfn: TimeNs = 0
@@ -64,6 +74,7 @@ class XenBusSpec(Strict):
     event_idx: bool = True
     rx_budget: int = Field(default=0, ge=0)
     grants: Literal["map-unmap", "persistent", "copy", "directory"] = "map-unmap"
+    grant_batch: int = Field(default=1, ge=1, le=256)
     gfn2mfn: bool = False
     directory_pages: int = Field(default=256, ge=1, le=1 << 20)
     tx_retry: TimeNs = 10_000_000
