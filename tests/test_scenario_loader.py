@@ -6,6 +6,7 @@ lines, so the expected `file:line` in each message can be read straight off the 
 
 import os
 import pickle
+from pathlib import Path
 
 import pytest
 import yaml
@@ -708,3 +709,14 @@ def test_a_lognormal_needs_a_positive_mean(tmp_path):
     override = "devices.i2c0.service={dist: lognormal, mean: 0 ns, sigma: 5}"
     assert problems(write(tmp_path, BASE), [override]) == [
         f"--set {override}: devices[0].service.mean: Input should be greater than 0 (got 0)"]
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "scenarios").rglob("*.yaml")),
+                         ids=lambda path: path.stem)
+def test_every_shipped_scenario_s_resolved_config_loads_back_equal(path, tmp_path):
+    """Every key survives the round trip, bandwidths included (their unit is required on input, so they are
+    written with one)."""
+    scenario = load(path)
+    copy = tmp_path / "config.resolved.yaml"
+    copy.write_text(yaml.safe_dump(resolved_dict(scenario), sort_keys=False))
+    assert load(copy) == scenario

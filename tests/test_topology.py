@@ -147,6 +147,21 @@ def test_a_replayed_trace_is_checked_with_its_largest_size(tmp_path):
                                      "pages, more than the 256 of its bus's grant directory (directory_pages)")]
 
 
+def test_a_trace_shorter_than_the_requests_asked_for_is_refused_when_nothing_else_ends_the_run(tmp_path):
+    """Seven arrivals cannot make a thousand requests: without `duration` the run would wait for ever (the
+    scenario fuzzer found the model stalled); with one, the run simply ends."""
+    (tmp_path / "trace.csv").write_text("time\n" + "\n".join(f"{i} us" for i in range(7)) + "\n")
+    data = resolved_dict(load(Path(__file__).parents[1] / "scenarios" / "published" / "ti-am64x-linux-m4f.yaml"))
+    data["workloads"][0]["arrivals"] = {"kind": "trace", "file": str(tmp_path / "trace.csv")}
+    data.pop("duration", None)
+    with pytest.raises(ScenarioError) as caught:
+        load_dict(data)
+    assert caught.value.problems == [
+        "<dict>: workloads[0].requests: 1000 requests, but the trace replayed has 7 rows and the scenario has no "
+        "duration, so the run would never end: ask for at most 7, or give `duration`"]
+    load_dict({**data, "duration": "1 ms"})
+
+
 def test_duplicate_names_are_reported_alone():
     """With two components of one name the graph is ambiguous, so other checks would mislead."""
     data = scenario_dict()

@@ -16,16 +16,20 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from vmsim.units import parse_rate_hz, parse_size_bytes, parse_time_ns
+from vmsim.units import parse_bandwidth, parse_rate_hz, parse_size_bytes, parse_time_ns
 
 TimeNs = Annotated[int, BeforeValidator(parse_time_ns)]
 SizeBytes = Annotated[int, BeforeValidator(parse_size_bytes)]
 RateHz = Annotated[float, BeforeValidator(parse_rate_hz)]
+BytesPerSecond = Annotated[float, BeforeValidator(parse_bandwidth),
+                           PlainSerializer(lambda rate: f"{rate!r} B/s", when_used="json")]
+"""A bandwidth: its unit is required on input ("2 GB/s"), so the resolved config writes it in B/s."""
 Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$", max_length=64)]
 
 

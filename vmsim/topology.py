@@ -93,6 +93,7 @@ def problems(scenario: Scenario, graph: nx.DiGraph) -> list[Problem]:
         *_unique_dev_nums(scenario),
         *_one_device_cpu_per_bus(scenario),
         *_workload_targets(scenario, graph),
+        *_traces_long_enough(scenario),
         *_frames_fit(scenario),
         *(problem for kind in KINDS.values() if kind.checks is not None
           for problem in kind.checks(scenario, largest_request)),
@@ -386,6 +387,24 @@ def _sharing(scenario: Scenario) -> Iterable[Problem]:
             what = f"a pool of {count}" if sharing.policy == "pool" else f"a batch of {count}"
             yield (*where, "heap"), (f"{sharing.heap} bytes do not hold {what} buffers of {largest} bytes "
                                      f"({needed} bytes in whole pages)")
+
+
+def _traces_long_enough(scenario: Scenario) -> Iterable[Problem]:
+    """A run that ends on request counts needs each trace to hold as many arrivals as its workload asks for:
+    a shorter one leaves the model waiting for arrivals that never come."""
+    if scenario.duration is not None:
+        return
+    for index, workload in enumerate(scenario.workloads):
+        if workload.arrivals.kind != "trace" or workload.requests is None:
+            continue
+        try:
+            rows = len(read_trace(workload.arrivals.file).times_ns)
+        except ScenarioError:  # the loader reports it at the workload's `file:`
+            continue
+        if workload.requests > rows:
+            yield ("workloads", index, "requests"), (
+                f"{workload.requests} requests, but the trace replayed has {rows} rows and the scenario has no "
+                f"duration, so the run would never end: ask for at most {rows}, or give `duration`")
 
 
 def largest_request(workload) -> tuple[int, tuple[str, ...]]:

@@ -16,6 +16,7 @@ from pydantic import BeforeValidator, Field, create_model, model_validator
 from vmsim.buses import doorbell_kinds, sealed
 from vmsim.buses.xen.spec import DomainSpec
 from vmsim.schema import (
+    BytesPerSecond,
     ConstantSize,
     ConstantTime,
     Name,
@@ -26,7 +27,7 @@ from vmsim.schema import (
     TimeDist,
     TimeNs,
 )
-from vmsim.units import parse_bandwidth, parse_time_ns
+from vmsim.units import parse_time_ns
 from vmsim.wire.virtio import DEVICE_IDS
 
 KINDS = sealed()  # the bus kinds this schema is built from
@@ -78,7 +79,7 @@ class SoftwareKind(Strict):
 
     submit: TimeNs = 0
     complete: TimeNs = 0
-    copy_rate: Annotated[float, BeforeValidator(parse_bandwidth)] | None = None
+    copy_rate: BytesPerSecond | None = None
 
 
 Platform = create_model(
