@@ -17,6 +17,11 @@ from __future__ import annotations
 
 from vmsim.sim.core import Component, Simulation
 
+ACTIVITIES = ("service", "software", "copies", "rings", "frames", "notify", "setup")
+"""What work on a processor is for: device service, endpoint software paths, payload copies through shared
+memory, virtqueue ring accesses, transport frames (software and queue memory), notifications (doorbells,
+acknowledgements, notification words, polls), and bus set-up (handshakes)."""
+
 
 class Processor(Component):
     """`cores` identical cores serving work first come, first served; interrupt work first on one core.
@@ -39,22 +44,28 @@ class Processor(Component):
         self._timeout = sim.env.timeout
         self.work_items = 0
         self.irq_items = 0
-        self.by_activity: dict[str, int] = {}  # ns of work per activity, as the call sites name it
+        self.by_activity = dict.fromkeys(ACTIVITIES, 0)  # ns of work per activity, as the call sites name it
 
     def hold(self, cost: int, irq: bool = False):
         """Hold a core for `cost` ns, after the work submitted before (interrupt work: before it)."""
-        if irq and self.cores == 1:
-            yield from self._interrupt(cost)
-            return
         now = self.env.now
         free_at = self._free_at
-        core = 0 if self.cores == 1 else free_at.index(min(free_at))
-        start = max(now, free_at[core])
-        free_at[core] = end = start + cost
+        if self.cores == 1:
+            if irq:
+                yield self._interrupt(cost, now)
+                return
+            end = (free_at[0] if free_at[0] > now else now) + cost  # noqa: FURB136 (max() costs a call, hot path)
+            free_at[0] = end
+        else:
+            core = free_at.index(min(free_at))
+            end = (free_at[core] if free_at[core] > now else now) + cost  # noqa: FURB136
+            free_at[core] = end
         self._charged += cost
         self.work_items += 1
         stolen = self._stolen
         yield self._timeout(end - now)
+        if self._stolen == stolen:  # no interrupt work arrived meanwhile: done
+            return
         while True:  # interrupt work that arrived before this work was done ran first: wait that long more
             seen = self._stolen if self._stolen_at < self.env.now else self._stolen_earlier
             if seen <= stolen:
@@ -63,15 +74,14 @@ class Processor(Component):
             yield self._timeout(extra)
 
     def account(self, activity: str, ns: int) -> None:
-        """Say what `ns` of the work held on this processor was for (frames, notify, rings, copies, software,
-        service, setup): the "where the time went" table. Accounting is apart from holding because one hold
-        often pays for several activities at once (a ring update and the copy it publishes)."""
-        if ns:
-            self.by_activity[activity] = self.by_activity.get(activity, 0) + ns
+        """Say what `ns` of the work held on this processor was for (one of `ACTIVITIES`): the "where the time
+        went" table. Accounting is apart from holding because one hold often pays for several activities at
+        once (a ring update and the copy it publishes)."""
+        self.by_activity[activity] += ns
 
-    def _interrupt(self, cost: int):
-        now = self.env.now
-        start = max(now, self._irq_free_at)
+    def _interrupt(self, cost: int, now: int):
+        """Interrupt work from `now`: the timeout it ends with."""
+        start = self._irq_free_at if self._irq_free_at > now else now  # noqa: FURB136
         self._irq_free_at = end = start + cost
         self._charged += cost
         self.irq_items += 1
@@ -82,7 +92,7 @@ class Processor(Component):
             self._stolen += cost
         elif self._free_at[0] < end:  # thread work submitted from now waits for the interrupt work
             self._free_at[0] = end
-        yield self._timeout(end - now)
+        return self._timeout(end - now)
 
     def busy_ns(self, now: int) -> int:
         """Work done by `now`: what was handed out, less what is still to run after `now`."""
@@ -97,7 +107,7 @@ class Processor(Component):
         """What a run's summary says of this processor at `now`."""
         return {"cores": self.cores, "busy_ns": self.busy_ns(now), "utilisation": self.utilisation(now),
                 "work_items": self.work_items, "irq_items": self.irq_items,
-                "by_activity_ns": dict(sorted(self.by_activity.items()))}
+                "by_activity_ns": {activity: ns for activity, ns in sorted(self.by_activity.items()) if ns}}
 
 
 class Unshared:
