@@ -159,3 +159,18 @@ def test_the_summary_lists_each_core_with_its_utilisation_never_above_one():
         assert entry["busy_ns"] <= output.sim_time_ns
         assert entry["irq_items"] > 0 and entry["work_items"] > 0
     assert processors["amp0.device_cpu"]["utilisation"] > 0.5
+
+
+def test_a_device_s_software_copies_its_payload_at_its_copy_rate():
+    """An echo of 1,000 bytes through a device whose software copies at 1 GB/s (1 ns a byte) in and out:
+    2,000 ns more on the device's core than without the copy rate."""
+    def device_busy(copy_rate):
+        data = scenario_dict(workloads=[{"name": "load", "device": "dev", "payload": "both",
+                                         "arrivals": {"kind": "closed", "outstanding": 1},
+                                         "size": {"dist": "constant", "value": "1000 B"}, "requests": 1}])
+        data["platform"]["software"] = {"app": {"copy_rate": copy_rate} if copy_rate else {}}
+        data["devices"][0]["software"] = "app"
+        _, output = run(data)
+        return output.processors["amp0.device_cpu"]["by_activity_ns"].get("software", 0)
+
+    assert device_busy("1 GB/s") - device_busy(None) == 2_000

@@ -283,8 +283,10 @@ class DeviceQueue:
                     copied = memory.copy_out(length)
                     account("copies", copied)
                     cost += copied
-                account("software", software.complete)
-                cost += software.complete  # the device's task, woken for this buffer
+                inbound = length if payload != "from-device" else 0
+                own = software.complete + software.copy(inbound)  # the device's task, woken for this buffer
+                account("software", own)
+                cost += own
                 duration = service()
                 counts["served"] += 1
                 counts["busy_ns"] += duration
@@ -303,8 +305,9 @@ class DeviceQueue:
                         request.start_ns, request.service_ns = env.now - duration, duration
                 copied = memory.copy_in(length) if copy_payload and payload != "to-device" else 0
                 account("copies", copied)
-                account("software", software.submit)
-                reply = software.submit + copied
+                own = software.submit + software.copy(length if payload != "to-device" else 0)
+                account("software", own)
+                reply = own + copied
                 if hooks:
                     yield from mechanism.unmap_buffer(device, self.index, chain)
                 if shares is not None:

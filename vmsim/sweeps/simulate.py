@@ -44,6 +44,8 @@ def flat_metrics(summary: dict, offered: float) -> dict[str, float]:
     for bus, entry in summary["buses"].items():
         counters[bus] = {**entry["counters"], "frames": entry["frames"], "bytes": entry["bytes"],
                          "utilisation_max": entry["utilisation_max"]}
+    for processor, report in summary.get("processors", {}).items():  # the cores: where capacity runs out
+        counters[processor] = {key: value for key, value in report.items() if not isinstance(value, dict)}
         for group in ("queues", "doorbells", "devices"):
             counters.update(entry[group])
     for component, counts in sorted(counters.items()):
