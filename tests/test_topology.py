@@ -157,8 +157,8 @@ def test_a_trace_shorter_than_the_requests_asked_for_is_refused_when_nothing_els
     with pytest.raises(ScenarioError) as caught:
         load_dict(data)
     assert caught.value.problems == [
-        "<dict>: workloads[0].requests: 1000 requests, but the trace replayed has 7 rows and the scenario has no "
-        "duration, so the run would never end: ask for at most 7, or give `duration`"]
+        ("<dict>: workloads[0].requests: 1000 requests, but the trace replayed has 7 rows and the scenario has no "
+         "duration, so the run would never end: ask for at most 7, or give `duration`")]
     load_dict({**data, "duration": "1 ms"})
 
 
