@@ -204,6 +204,12 @@ def shape_problem(text: str) -> tuple[int, str] | None:
                 open_nodes[-1][1] += size
             if expanded > MAX_YAML_NODES:
                 return line, f"more than {MAX_YAML_NODES:,} values once aliases are expanded"
+    except yaml.MarkedYAMLError as exc:
+        # PyYAML >= 6.0.4 limits nesting itself, in its scanner, which reads ahead of these events: the same
+        # problem, said the same way whichever limit is met first
+        if "nesting depth" in str(exc.problem) and exc.problem_mark is not None:
+            return exc.problem_mark.line + 1, f"nested more than {MAX_YAML_DEPTH} levels deep"
+        return None  # other syntax errors: the parse proper reports them with their line
     except yaml.YAMLError:
         return None
     finally:
