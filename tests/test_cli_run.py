@@ -17,31 +17,11 @@ import time
 
 import pandas as pd
 import pytest
+from tiny import TINY
 
 import vmsim
 from vmsim.cli import main
 from vmsim.scenario.overrides import override_arguments
-
-TINY = """\
-name: tiny
-seed: 5
-duration: 1 ms
-warmup: 100 us
-platform:
-  name: bench
-  memory:
-    ddr: {read_fixed: 80 ns, write_fixed: 40 ns}
-  doorbells:
-    ipi: {kind: ipi, ring: 200 ns, latency: 1 us}
-drivers:
-  - name: drv0
-buses:
-  - {kind: amp, name: amp0, driver: drv0, memory: ddr, doorbell: ipi}
-devices:
-  - {name: blk0, bus: amp0, dev_num: 1, kind: block, service: {dist: exponential, mean: 5 us}}
-workloads:
-  - {name: io, device: blk0, arrivals: {kind: poisson, rate: 50 kHz}}
-"""
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from tiny import TINY
 
 import vmsim
 import vmsim.sweeps.records as records_module
@@ -19,26 +20,6 @@ from vmsim.sweeps import record_checksum
 
 SIMULATE = simulate_module._simulate  # the real one, whatever a test patched in
 
-TINY = """\
-name: tiny
-seed: 5
-duration: 1 ms
-warmup: 100 us
-platform:
-  name: bench
-  memory:
-    ddr: {read_fixed: 80 ns, write_fixed: 40 ns}
-  doorbells:
-    ipi: {kind: ipi, ring: 200 ns, latency: 1 us}
-drivers:
-  - name: drv0
-buses:
-  - {kind: amp, name: amp0, driver: drv0, memory: ddr, doorbell: ipi}
-devices:
-  - {name: blk0, bus: amp0, dev_num: 1, kind: block, service: {dist: exponential, mean: 5 us}}
-workloads:
-  - {name: io0, device: blk0, arrivals: {kind: poisson, rate: 50 kHz}}
-"""
 
 PAIR = """\
 name: pair
@@ -46,7 +27,7 @@ scenario: tiny.yaml
 replications: 2
 parameters:
   grid:
-    workloads.io0.arrivals.rate: [50 kHz, 150 kHz]
+    workloads.io.arrivals.rate: [50 kHz, 150 kHz]
 """
 
 
