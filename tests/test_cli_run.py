@@ -128,7 +128,7 @@ def test_a_second_run_replaces_the_first_ones_result(workdir, capsys):
     assert cli(capsys, "run", "tiny.yaml", "--out", "same", "--no-plots", "--seed", "1")[0] == 0
     assert cli(capsys, "run", "tiny.yaml", "--out", "same", "--no-plots", "--no-trace", "--seed", "2")[0] == 0
     assert json.loads((workdir / "same" / "summary.json").read_text())["seed"] == 2
-    assert not (workdir / "same" / "trace.json").exists()
+    assert not (workdir / "same" / "trace.perfetto-trace").exists()
     assert sorted(path.name for path in workdir.iterdir()) == ["same", "tiny.yaml"]
 
 
@@ -155,7 +155,8 @@ def test_run_writes_a_complete_result_folder(workdir, capsys):
     folder = workdir / "results" / "tiny"
     assert sorted(path.name for path in folder.iterdir()) == [
         ".vmsim-result", "config.resolved.yaml", "cpu_time.png", "events.parquet", "latency_cdf.png",
-        "occupancy.png", "requests.parquet", "summary.json", "throughput.png", "topology.png", "trace.json"]
+        "occupancy.png", "requests.parquet", "summary.json", "throughput.png", "topology.png",
+        "trace.perfetto-trace"]
     assert [path.name for path in (workdir / "results").iterdir()] == ["tiny"]
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["seed"] == 9 and summary["scenario"] == "tiny"
@@ -163,8 +164,23 @@ def test_run_writes_a_complete_result_folder(workdir, capsys):
     assert len(requests) == summary["requests_total"]
     assert (requests["submit_ns"] >= summary["warmup_ns"]).sum() == summary["requests_completed"]
     assert len(pd.read_parquet(folder / "events.parquet")) == summary["events_logged"]
-    assert json.loads((folder / "trace.json").read_text())["traceEvents"]
+    assert summary["trace"]["bytes"] == (folder / "trace.perfetto-trace").stat().st_size > 0
     assert "seed 9" in out and "p99" in out and "results/tiny" in out
+
+
+def test_run_writes_the_json_trace_when_asked(workdir, capsys):
+    """`--trace-format json` keeps the Chrome trace-event JSON instead of Perfetto's protobuf."""
+    code, _, _ = cli(capsys, "run", "tiny.yaml", "--out", "json", "--no-plots", "--trace-format", "json")
+    assert code == 0
+    assert json.loads((workdir / "json" / "trace.json").read_text())["traceEvents"]
+    assert not (workdir / "json" / "trace.perfetto-trace").exists()
+    assert json.loads((workdir / "json" / "summary.json").read_text())["trace"]["file"] == "trace.json"
+
+
+def test_an_unknown_trace_format_exits_2_and_writes_nothing(workdir, capsys):
+    code, out, err = cli(capsys, "run", "tiny.yaml", "--trace-format", "svg")
+    assert_one_line_error(code, err, "--trace-format: unknown format 'svg' (one of perfetto, json)")
+    assert out == "" and [path.name for path in workdir.iterdir()] == ["tiny.yaml"]
 
 
 def test_run_without_plots_and_trace(workdir, capsys):

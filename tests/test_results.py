@@ -120,10 +120,15 @@ def test_written_summary_is_strict_json_with_the_resolved_config(tmp_path):
     result = make_result()
     folder = result.write(tmp_path / "out", plots=False, trace=True, resolved_config={"name": "handmade"})
     summary = json.loads((folder / "summary.json").read_text(), parse_constant=pytest.fail)
-    assert summary["trace"] == {"file": "trace.json", "events": 31, "limit": 200_000, "truncated": False}
+    trace = summary["trace"]
+    assert {key: trace[key] for key in ("file", "events", "limit", "truncated", "bytes")} == {
+        "file": "trace.perfetto-trace", "events": 31, "limit": 200_000, "truncated": False,
+        "bytes": (folder / "trace.perfetto-trace").stat().st_size}
+    assert trace["write_seconds"] >= 0
     assert (folder / "config.resolved.yaml").read_text() == "name: handmade\n"
     assert sorted(path.name for path in folder.iterdir()) == [
-        ".vmsim-result", "config.resolved.yaml", "events.parquet", "requests.parquet", "summary.json", "trace.json"]
+        ".vmsim-result", "config.resolved.yaml", "events.parquet", "requests.parquet", "summary.json",
+        "trace.perfetto-trace"]
 
 
 def test_a_failure_mid_write_leaves_nothing_behind(tmp_path, monkeypatch):
@@ -140,7 +145,7 @@ def test_a_failure_mid_write_leaves_nothing_behind(tmp_path, monkeypatch):
 
 def test_an_existing_result_is_replaced_only_on_success(tmp_path, monkeypatch):
     """The previous result stays intact when the new write fails, and is fully replaced when it succeeds:
-    trace.json of the first run is gone after a run without a trace. No hidden temporary or old folders
+    trace.perfetto-trace of the first run is gone after a run without a trace. No hidden temporary or old folders
     remain either way."""
     folder = tmp_path / "handmade"
     make_result().write(folder, plots=False, trace=True)
@@ -148,10 +153,10 @@ def test_an_existing_result_is_replaced_only_on_success(tmp_path, monkeypatch):
     monkeypatch.setattr(plots, "latency_cdf", lambda *args, **kwargs: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         make_result().write(folder, plots=True, trace=False)
-    assert (folder / "trace.json").exists() and (folder / "summary.json").exists()
+    assert (folder / "trace.perfetto-trace").exists() and (folder / "summary.json").exists()
 
     make_result().write(folder, plots=False, trace=False)
-    assert not (folder / "trace.json").exists() and (folder / "summary.json").exists()
+    assert not (folder / "trace.perfetto-trace").exists() and (folder / "summary.json").exists()
     assert [path.name for path in tmp_path.iterdir()] == ["handmade"]
 
 
@@ -226,7 +231,7 @@ def test_a_symlinked_destination_is_followed_and_stays_a_symlink(tmp_path):
     for trace in (True, False):
         assert make_result().write(link, plots=False, trace=trace) == link
         assert link.is_symlink() and (tmp_path / "disk" / "real" / "summary.json").is_file()
-    assert not (tmp_path / "disk" / "real" / "trace.json").exists()
+    assert not (tmp_path / "disk" / "real" / "trace.perfetto-trace").exists()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["disk", "link"]
     assert [path.name for path in (tmp_path / "disk").iterdir()] == ["real"]
 

@@ -23,10 +23,12 @@ def test_trace_is_valid_json_with_named_processes_and_threads(tmp_path):
     """Every event sits on a pid/tid that a metadata event names: a process per bus and one for
     requests, a thread per logging component, so the Perfetto UI shows readable tracks."""
     output = handmade.output()
-    note = write_trace(output, tmp_path / "trace.json", events=events_table(output),
-                       requests=requests_table(output), limit=1_000)
+    note = write_trace(output, tmp_path, events=events_table(output), requests=requests_table(output),
+                       limit=1_000, trace_format="json")
     document = json.loads((tmp_path / "trace.json").read_text())
-    assert note == {"file": "trace.json", "events": 31, "limit": 1_000, "truncated": False}
+    assert {key: note[key] for key in ("file", "events", "limit", "truncated", "bytes")} == {
+        "file": "trace.json", "events": 31, "limit": 1_000, "truncated": False,
+        "bytes": (tmp_path / "trace.json").stat().st_size}
     processes = {event["pid"]: event["args"]["name"] for event in document["traceEvents"]
                  if event["name"] == "process_name"}
     threads = {event["tid"]: event["args"]["name"] for event in document["traceEvents"]

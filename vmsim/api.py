@@ -22,7 +22,8 @@ def default_folder(scenario_name: str) -> Path:
 
 
 def run(path: str | Path, *, seed: int | None = None, out: str | Path | None = None, plots: bool = True,
-        trace: bool = True, write: bool = True, set: Mapping[str, object] | Iterable[str] | None = None,
+        trace: bool = True, trace_format: str = "perfetto", write: bool = True,
+        set: Mapping[str, object] | Iterable[str] | None = None,
         progress: Callable[[float], None] | None = None, **overrides) -> RunResult:
     """Run the scenario at `path` and return its `RunResult`.
 
@@ -30,6 +31,7 @@ def run(path: str | Path, *, seed: int | None = None, out: str | Path | None = N
     out:       result folder (default results/<scenario name>/), written atomically; an existing one is
                replaced only when empty or a vmsim result (see `vmsim.result_folder.check_destination`);
                a symlink is followed.
+    trace_format: "perfetto" (trace.perfetto-trace, Perfetto's protobuf) or "json" (trace.json).
     write:     False keeps everything in memory (no folder; plots/trace then unused).
     set:       overrides, {"dotted.key": value} or ["dotted.key=value", ...].
     progress:  called now and then with the fraction of the run done, in [0, 1].
@@ -41,7 +43,9 @@ def run(path: str | Path, *, seed: int | None = None, out: str | Path | None = N
     from vmsim.pipeline import load, simulate
     from vmsim.scenario import resolved_dict
     from vmsim.scenario.overrides import override_arguments
+    from vmsim.trace import check_trace_format
 
+    check_trace_format(trace_format)
     checked = load(path, override_arguments(set, seed=seed, **overrides))
     folder = Path(out) if out is not None else default_folder(checked.scenario.name)
     if write:
@@ -49,5 +53,6 @@ def run(path: str | Path, *, seed: int | None = None, out: str | Path | None = N
     ran = simulate(checked, progress)
     result = RunResult.of(checked.scenario, ran.output, wall_seconds=ran.wall_seconds, graph=checked.graph)
     if write:
-        result.write(folder, plots=plots, trace=trace, resolved_config=resolved_dict(checked.scenario))
+        result.write(folder, plots=plots, trace=trace, trace_format=trace_format,
+                     resolved_config=resolved_dict(checked.scenario))
     return result

@@ -38,7 +38,10 @@ def run(
     seed: Annotated[int | None, typer.Option("--seed", min=0, help="Replace the scenario's seed.")] = None,
     set_: SetOption = None,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip the PNG plots.")] = False,
-    no_trace: Annotated[bool, typer.Option("--no-trace", help="Skip trace.json.")] = False,
+    no_trace: Annotated[bool, typer.Option("--no-trace", help="Skip the Perfetto trace.")] = False,
+    trace_format: Annotated[str, typer.Option("--trace-format", help=(
+        "perfetto (trace.perfetto-trace, Perfetto's protobuf) or json (trace.json, Chrome trace events)."))
+    ] = "perfetto",
 ) -> None:
     """Simulate a scenario and write its result folder (tables, summary, plots, Perfetto trace).
 
@@ -57,7 +60,7 @@ def run(
 
         try:
             result = run_scenario(scenario, seed=seed, out=out, set=set_ or [], plots=not no_plots,
-                                  trace=not no_trace, progress=progress)
+                                  trace=not no_trace, trace_format=trace_format, progress=progress)
         except KeyboardInterrupt:
             bar.clear()  # Ctrl-C inside a bar update leaves tqdm believing it never drew: erase the bar here
             raise

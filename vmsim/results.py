@@ -1,8 +1,8 @@
 """What a run leaves: its tables, its summary, and `RunResult`, which writes them as a result folder.
 
 A result folder holds `events.parquet`, `requests.parquet`, `summary.json`, `config.resolved.yaml`, PNG
-plots, `trace.json` and the `.vmsim-result` marker listing them; `vmsim.result_folder` says which folders
-may be replaced and writes one atomically.
+plots, the Perfetto trace (`trace.perfetto-trace`, or `trace.json`) and the `.vmsim-result` marker listing
+them; `vmsim.result_folder` says which folders may be replaced and writes one atomically.
 """
 
 from __future__ import annotations
@@ -397,7 +397,8 @@ class RunResult:
     # --- writing ------------------------------------------------------------------------------
 
     def write(self, folder: Path, *, plots: bool = True, trace: bool = True,
-              trace_limit: int = TRACE_EVENT_LIMIT, resolved_config: dict | None = None) -> Path:
+              trace_limit: int = TRACE_EVENT_LIMIT, trace_format: str = "perfetto",
+              resolved_config: dict | None = None) -> Path:
         """Write the result folder atomically; returns its path (also kept in `self.path`)."""
 
         def fill(temporary: Path) -> None:
@@ -412,7 +413,7 @@ class RunResult:
             if trace:
                 from vmsim.trace import write_trace
 
-                summary["trace"] = write_trace(self.output, temporary / "trace.json", limit=trace_limit,
+                summary["trace"] = write_trace(self.output, temporary, limit=trace_limit, trace_format=trace_format,
                                                events=self.events_table, requests=self.requests_table)
             if plots:
                 from vmsim.analysis.plots import save_plots
