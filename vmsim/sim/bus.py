@@ -62,6 +62,7 @@ class Bus(Component):
         self.bus_id = sim.log.add_bus(name, layout)
         self.driver = None
         self.devices: dict[int, object] = {}
+        self.removed_for_driver: set[int] = set()  # devices whose EVENT_DEVICE(REMOVED) the driver took in
         self._pending: dict[tuple[bool, int], deque] = {}
         self._token = TOKEN_FIRST - 1
         self.counts = sim.counter(name)
@@ -211,7 +212,12 @@ class Bus(Component):
             event.succeed(frame)
         elif frame.bus:
             if frame.name == "EVENT_DEVICE":
-                self.driver.on_device_event(self, frame.fields["device_number"], frame.fields["device_bus_state"])
+                dev_num, state = frame.fields["device_number"], frame.fields["device_bus_state"]
+                if state & DEVICE_REMOVED:
+                    self.removed_for_driver.add(dev_num)
+                else:
+                    self.removed_for_driver.discard(dev_num)
+                self.driver.on_device_event(self, dev_num, state)
             else:
                 self.bus_event(frame)
         else:
@@ -337,6 +343,15 @@ class Bus(Component):
     def _send_to_driver(self, frame: bytes, dev_num: int):
         self._check_size(frame)
         yield from self.carry_to_driver(frame, dev_num)
+
+    def withdrawn(self, frame: bytes, dev_num: int) -> bool:
+        """True (and counted) for a transport frame to a device the driver has been told is removed: a plug-in
+        whose frames may wait before they go on the wire (an FF-A caller queued on the endpoint's lock) asks
+        this once the wait is over, so that nothing reaches a removed device after its removal was taken in."""
+        if dev_num not in self.removed_for_driver or self.layout.decode(frame).bus:
+            return False
+        self.counts["withdrawn"] = self.counts.get("withdrawn", 0) + 1
+        return True
 
     def _check_size(self, frame: bytes) -> None:
         if len(frame) > self.max_msg_size:

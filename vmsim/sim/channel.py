@@ -75,6 +75,8 @@ class Channel(Receiver, Component):
 
     # --- sender ---------------------------------------------------------------------------------
 
+    withdraws = None  # the bus's `withdrawn`, asked once the sender may write: a frame to a removed device stays
+
     def send(self, frame: bytes, dev_num: int):
         """Copy `frame` into the queue, publish it and ring (a generator: the sender's time passes)."""
         env = self.env
@@ -84,6 +86,8 @@ class Channel(Receiver, Component):
             self.sender_cpu.account("frames", cost)
             yield from self.sender_cpu.hold(cost)
             self.counts["busy_ns"] += cost
+        if self.withdraws is not None and self.withdraws(frame, dev_num):
+            return
         attempts = 0
         while not self.queue.try_push(frame):
             attempts += 1
@@ -172,6 +176,10 @@ class QueuePairBus(Bus):
     to_device: Channel
     to_driver: Channel
     ready = None  # an event a plug-in sets up and succeeds once the queues may carry frames
+
+    def start(self) -> None:
+        super().start()
+        self.to_device.withdraws = self.withdrawn
 
     def carry_to_device(self, frame: bytes, dev_num: int):
         if not self.ready.triggered:

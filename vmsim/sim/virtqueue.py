@@ -102,7 +102,7 @@ class DriverQueue:
         copies = self.copies_payload
         self._publishing = True
         try:
-            while backlog and ring.num_free:
+            while backlog and ring.num_free and not self.halted:  # a removal taken in while we paid ends the pass
                 before = _mark(ring)
                 own = copied = 0  # the endpoint's own software; its copies into the shared buffers
                 while backlog and ring.num_free:
@@ -125,7 +125,7 @@ class DriverQueue:
                     cpu.account("software", own)
                     cpu.account("copies", copied)
                     yield from cpu.hold(cost)
-                if kick:
+                if kick and not self.halted:
                     yield from bus.notify_device(self.dev_num, self.index)
         finally:
             self._publishing = False

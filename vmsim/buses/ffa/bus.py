@@ -240,7 +240,7 @@ class FfaBus(FfaMessages, Bus):
         (an event's RESP2 carries none, or every attempt was answered busy)."""
         lock = self.driver_side.lock.request()
         yield lock
-        response = yield from self._direct_locked(frame, dev_num)
+        response = None if self.withdrawn(frame, dev_num) else (yield from self._direct_locked(frame, dev_num))
         self.driver_side.lock.release(lock)
         return response
 
