@@ -149,6 +149,7 @@ class DeviceSpec(Strict):
     added_at: TimeNs | None = None
     removed_at: TimeNs | None = None
     reset_at: TimeNs | None = None
+    config_changes: list[TimeNs] = Field(default_factory=list, max_length=1000)
     sharing: Sharing | None = None
 
     @model_validator(mode="after")
@@ -157,6 +158,8 @@ class DeviceSpec(Strict):
             raise ValueError(f"unknown device kind {self.kind!r} (use one of {', '.join(DEVICE_IDS)})")
         if self.queue_size & (self.queue_size - 1):
             raise ValueError("queue_size must be a power of two (split virtqueue)")
+        if any(later <= earlier for earlier, later in zip(self.config_changes, self.config_changes[1:])):
+            raise ValueError("config_changes must be in increasing order")
         return self
 
 

@@ -135,13 +135,25 @@ class Device(Component):
         self.config[offset:offset + len(data)] = data
         return {"generation": self.generation, "offset": offset, "length": len(data), "data": bytes(data)}
 
+    def change_config_at(self, at: int):
+        """A scenario's `config_changes` entry: at `at` every byte of the config space becomes the new
+        generation's low byte, so that a read mixing two generations shows in the bytes too."""
+        yield self.env.timeout(at)
+        if self.bus.devices.get(self.dev_num) is self:  # not once the bus has removed it
+            yield from self.change_config(0, bytes([(self.generation + 1) & 0xFF]) * len(self.config))
+
     def change_config(self, offset: int, data: bytes):
-        """A device-side config change: bump the generation first, then tell the driver (a generator)."""
+        """A device-side config change: bump the generation first, then tell the driver (a generator), once
+        it is live: before DRIVER_OK the driver is still reading the config, and sees the new generation."""
         self.generation += 1
         self.config[offset:offset + len(data)] = data
-        frame = self._encode("EVENT_CONFIG", "event", {"device_status": self.status, "generation": self.generation,
-                                                        "offset": offset, "length": len(data), "data": bytes(data)},
-                             dev_num=self.dev_num)
+        if not self.status & DRIVER_OK:
+            return
+        fields = {"device_status": self.status, "generation": self.generation, "offset": offset,
+                  "length": len(data), "data": bytes(data)}
+        frame = self._encode("EVENT_CONFIG", "event", fields, dev_num=self.dev_num)
+        if len(frame) > self.bus.max_msg_size:  # too much to carry: say where, and the driver reads it
+            frame = self._encode("EVENT_CONFIG", "event", fields | {"length": 0, "data": b""}, dev_num=self.dev_num)
         yield from self.bus.event_to_driver(self.dev_num, frame)
 
     def _get_vqueue(self, fields):

@@ -19,7 +19,8 @@ CONFIG_RESPONSE_OVERHEAD = 12  # generation, offset, length before data[] in GET
 class DeviceHandle:
     """What the driver knows about one device: its info, negotiated features, config and queues."""
 
-    __slots__ = ("bus", "config", "dev_num", "failed", "features", "generation", "info", "queues", "ready")
+    __slots__ = ("bus", "config", "dev_num", "failed", "features", "generation", "info", "queues", "ready",
+                 "rereading")
 
     def __init__(self, bus, dev_num: int, ready):
         self.bus = bus
@@ -31,6 +32,7 @@ class DeviceHandle:
         self.queues: dict[int, DriverQueue] = {}
         self.ready = ready
         self.failed = False
+        self.rereading = False  # a read of the config after EVENT_CONFIG is under way
 
 
 class Driver(Component):
@@ -170,17 +172,35 @@ class Driver(Component):
         handle.ready.succeed(handle)
 
     def _read_config(self, handle: DeviceHandle, size: int):
-        """GET_CONFIG in chunks that fit the bus (as the Linux transport splits it)."""
+        """GET_CONFIG in chunks that fit the bus (as the Linux transport splits it), the whole read again
+        until the generation its first answer carries is the one its last answer carries: a change made by
+        the device in between may have left chunks of two generations (virtio 1.2 §2.5.1, the driver's
+        before/after loop on the config generation; virtio-msg gives the generation with every chunk)."""
         chunk = handle.bus.max_msg_size - handle.bus.layout.header_size - CONFIG_RESPONSE_OVERHEAD
-        data = bytearray()
-        while len(data) < size:
-            length = min(chunk, size - len(data))
-            answer = (yield self._ask(handle, "GET_CONFIG", {"offset": len(data), "length": length})).fields
-            if not answer["length"]:
+        while True:
+            data = bytearray()
+            generations = []
+            while len(data) < size:
+                length = min(chunk, size - len(data))
+                answer = (yield self._ask(handle, "GET_CONFIG", {"offset": len(data), "length": length})).fields
+                if not answer["length"]:
+                    break
+                data += answer["data"]
+                generations.append(answer["generation"])
+            if not generations or generations[0] == generations[-1]:
                 break
-            data += answer["data"]
-            handle.generation = answer["generation"]
+        if generations:
+            handle.generation = generations[-1]
         handle.config = bytes(data)
+
+    def _reread_config(self, handle: DeviceHandle):
+        """After EVENT_CONFIG: read the config again; one read at a time, since a read under way already
+        reads until the generation holds still."""
+        handle.rereading = True
+        try:
+            yield from self._read_config(handle, handle.info["config_size"])
+        finally:
+            handle.rereading = False
 
     def _fail(self, handle: DeviceHandle, why: str) -> None:
         handle.failed = True
@@ -192,12 +212,15 @@ class Driver(Component):
 
     def on_event(self, bus, frame):
         """EVENT_USED: returns the queue's reclaim for the receive context to run; EVENT_CONFIG records
-        the new generation (nothing to run)."""
+        the new generation and reads the config again, in a process of its own (its answers arrive in the
+        receive context that runs this)."""
         if frame.name == "EVENT_USED":
             return self.on_used(bus, frame.dev_num, frame["vq_index"])
         handle = self.handles.get((bus.name, frame.dev_num))
         if handle is not None and frame.name == "EVENT_CONFIG":
             handle.generation = frame["generation"]
+            if handle.ready.triggered and not handle.rereading:
+                self.env.process(self._reread_config(handle))
         return None
 
     def on_used(self, bus, dev_num: int, vq: int):

@@ -150,12 +150,14 @@ class Model:
 
     def _sharing(self, scenario) -> None:
         """A driver-side ShareDriver for each device with `sharing:`, fed by its workloads' buffer lives; a
-        driver-side reset for each device with `reset_at`."""
+        driver-side reset for each device with `reset_at`; its device-side `config_changes`."""
         for spec in scenario.devices:
             device = self.devices[spec.name]
             if spec.reset_at is not None:
                 driver = device.bus.driver
                 self.sim.env.process(driver.reset_device(device.bus, spec.dev_num, spec.reset_at))
+            for at in spec.config_changes:
+                self.sim.env.process(device.change_config_at(at))
             if spec.sharing is None:
                 continue
             mine = [(workload, w) for workload, w in zip(self.workloads, scenario.workloads) if w.device == spec.name]
