@@ -77,3 +77,15 @@ def test_the_linux_to_linux_scenario_puts_config_changes_on_the_wire():
     assert names.count("EVENT_CONFIG") == 2
     assert names.count("GET_CONFIG") >= 2 * 3  # the set-up's read and one after each event, request and answer
     assert names.index("GET_CONFIG", names.index("EVENT_CONFIG")) > names.index("EVENT_CONFIG")
+
+
+def test_changes_close_together_leave_the_driver_on_the_newest_generation():
+    """A second change lands at many moments of the driver's read after the first (mid-read, after its last
+    chunk, before its EVENT_CONFIG arrives): each time the driver ends with the device's bytes and generation."""
+    stale = {}
+    for gap in range(1_000, 40_000, 1_000):
+        model, _ = run(_chunked(config_changes=[500_000, 500_000 + gap]))
+        handle = model.drivers["linux"].handles[("amp0", 1)]
+        if (handle.generation, handle.config) != (2, bytes([2]) * 100):
+            stale[gap] = (handle.generation, handle.config[:1])
+    assert stale == {}

@@ -19,8 +19,8 @@ CONFIG_RESPONSE_OVERHEAD = 12  # generation, offset, length before data[] in GET
 class DeviceHandle:
     """What the driver knows about one device: its info, negotiated features, config and queues."""
 
-    __slots__ = ("bus", "config", "dev_num", "failed", "features", "generation", "info", "queues", "ready",
-                 "rereading")
+    __slots__ = ("announced", "bus", "config", "dev_num", "failed", "features", "generation", "info", "queues",
+                 "ready", "rereading")
 
     def __init__(self, bus, dev_num: int, ready):
         self.bus = bus
@@ -32,6 +32,7 @@ class DeviceHandle:
         self.queues: dict[int, DriverQueue] = {}
         self.ready = ready
         self.failed = False
+        self.announced = 0  # the newest generation an EVENT_CONFIG gave
         self.rereading = False  # a read of the config after EVENT_CONFIG is under way
 
 
@@ -194,11 +195,12 @@ class Driver(Component):
         handle.config = bytes(data)
 
     def _reread_config(self, handle: DeviceHandle):
-        """After EVENT_CONFIG: read the config again; one read at a time, since a read under way already
-        reads until the generation holds still."""
+        """After EVENT_CONFIG: read the config again until the read is of the newest generation announced;
+        one such loop at a time, so an EVENT_CONFIG arriving meanwhile only raises what it reads up to."""
         handle.rereading = True
         try:
-            yield from self._read_config(handle, handle.info["config_size"])
+            while handle.generation < handle.announced:
+                yield from self._read_config(handle, handle.info["config_size"])
         finally:
             handle.rereading = False
 
@@ -211,14 +213,14 @@ class Driver(Component):
     # --- events from the bus ----------------------------------------------------------------------
 
     def on_event(self, bus, frame):
-        """EVENT_USED: returns the queue's reclaim for the receive context to run; EVENT_CONFIG records
-        the new generation and reads the config again, in a process of its own (its answers arrive in the
-        receive context that runs this)."""
+        """EVENT_USED: returns the queue's reclaim for the receive context to run; EVENT_CONFIG notes the
+        generation it announces and has the config read again, in a process of its own (its answers arrive in
+        the receive context that runs this)."""
         if frame.name == "EVENT_USED":
             return self.on_used(bus, frame.dev_num, frame["vq_index"])
         handle = self.handles.get((bus.name, frame.dev_num))
         if handle is not None and frame.name == "EVENT_CONFIG":
-            handle.generation = frame["generation"]
+            handle.announced = max(handle.announced, frame["generation"])
             if handle.ready.triggered and not handle.rereading:
                 self.env.process(self._reread_config(handle))
         return None
