@@ -63,18 +63,25 @@ def summarize(output: SimOutput, *, wall_seconds: float, version: str = __versio
               requests: pa.Table | None = None) -> dict:
     """The numbers a user reads first, as a JSON-ready dict (see results/README.md for each key).
 
-    Latency and throughput cover the requests submitted at or after `warmup_ns`, so start-up
-    (device init, empty queues) does not flatter or penalise the steady state. `check` is the verdict of
+    Latency and throughput cover the requests submitted at or after `warmup_ns` and completed by
+    `sim_time_ns`, so start-up (device init, empty queues) does not flatter or penalise the steady state,
+    and requests the teardown after the end completes (`Model._teardown` runs simulated time on) are left
+    out (`requests_after_end` counts them). Each bus and device gets the latency of its own requests. `check` is the verdict of
     the safety checks over the event log (`vmsim.analysis.checks`). `requests` is the run's requests table
     when the caller keeps it (a `RunResult`), so the log is turned into a table once.
     """
     requests = requests_table(output) if requests is None else requests
     submit = requests.column("submit_ns").to_numpy()
-    measured = submit >= output.warmup_ns
+    complete = requests.column("complete_ns").to_numpy()
+    by_end = complete <= output.sim_time_ns  # the teardown after the end may still complete requests
+    measured = (submit >= output.warmup_ns) & by_end
     order = np.argsort(submit[measured], kind="stable")
     latency = requests.column("latency_ns").to_numpy()[measured][order]
+    devices = np.asarray(requests.column("device").to_pylist(), dtype=object)
     window_s = (output.sim_time_ns - output.warmup_ns) / 1e9
     interval = batch_means(latency, DEFAULT_BATCHES)
+    counters = group_counters(output)
+    _add_latency(counters["buses"], devices[measured][order], latency)
     return json_ready({
         "scenario": output.scenario,
         "seed": output.seed,
@@ -84,18 +91,29 @@ def summarize(output: SimOutput, *, wall_seconds: float, version: str = __versio
         "wall_seconds": round(wall_seconds, 3),
         "requests_total": len(output.requests),
         "requests_completed": int(latency.size),
+        "requests_after_end": int((~by_end).sum()),
         "throughput_rps": latency.size / window_s if window_s > 0 else math.nan,
         "latency_ns": latency_summary(latency),
         "latency_ci95_ns": interval.as_dict(),
-        **group_counters(output),
+        **counters,
         "init_done_ns": dict(output.init_done_ns),
         "events_logged": len(output.events),
         "trace": None,
         "check": check_events(output.events),
         "workloads": output.workloads,
         "processors": _per_request(output.processors, len(output.requests)),
-        "warnings": run_warnings(output, int(latency.size)),
+        "warnings": run_warnings(output, int(latency.size), complete[by_end], devices[by_end]),
     })
+
+
+def _add_latency(buses: dict, devices: np.ndarray, latency: np.ndarray) -> None:
+    """`latency_ns` per bus and per device (pooled latency hides a slow device behind fast ones); a
+    device's dotted name starts with its bus."""
+    for bus, entry in buses.items():
+        on_bus = np.array([name.split(".", 1)[0] == bus for name in devices], dtype=bool)
+        entry["latency_ns"] = latency_summary(latency[on_bus])
+        for name in sorted(set(devices[on_bus])):
+            entry["devices"].setdefault(name, {})["latency_ns"] = latency_summary(latency[devices == name])
 
 
 def _per_request(processors: dict, requests: int) -> dict:
@@ -122,11 +140,18 @@ SATURATED = 0.9
 SHOWN_SATURATED = 3
 
 
-def run_warnings(output: SimOutput, measured: int) -> list[str]:
-    """What a user must not miss in the numbers: a load the model did not carry, nothing measured.
+STALL_SHARE = 0.25
+"""A device that completes nothing in this last share of the measured window while requests wait has stalled."""
+
+
+def run_warnings(output: SimOutput, measured: int, complete_ns=(), devices=()) -> list[str]:
+    """What a user must not miss in the numbers: a load the model did not carry, nothing measured, a device
+    that stopped completing (or never did) while requests waited for it, frames a full queue delayed or lost.
 
     A closed loop always has its `outstanding` requests in flight at the end, so only open-loop
-    workloads (Poisson, constant, trace) are held to what they offered.
+    workloads (Poisson, constant, trace) are held to what they offered; a stall is a stall whatever the
+    loop. `complete_ns` and `devices` are the completion time and device of each request completed by the
+    end.
     """
     warnings = []
     saturated = [(name, counts["completed"], counts["submitted"]) for name, counts in output.workloads.items()
@@ -140,9 +165,51 @@ def run_warnings(output: SimOutput, measured: int) -> list[str]:
         shares = [completed / submitted for _, completed, submitted in saturated[SHOWN_SATURATED:]]
         warnings.append(f"... and {len(saturated) - SHOWN_SATURATED} more workloads completed {min(shares):.0%} to "
                         f"{max(shares):.0%} of what they offered")
+    warnings += _stall_warnings(output, np.asarray(complete_ns), np.asarray(devices, dtype=object))
+    warnings += _full_queue_warnings(output.counters)
     if output.workloads and measured == 0:
         warnings.append(f"no request submitted after the warm-up ({format_ns(output.warmup_ns)}) completed: "
                         "latency and throughput are empty")
+    return warnings
+
+
+def _stall_warnings(output: SimOutput, complete_ns: np.ndarray, devices: np.ndarray) -> list[str]:
+    """Each device with requests still waiting at the end that completed none at all, or none in the last
+    `STALL_SHARE` of the measured window: its latency covers only the requests that got through, so a stall
+    would otherwise look like a fast device."""
+    submitted: dict[str, int] = {}
+    for counts in output.workloads.values():
+        if "device" in counts:
+            submitted[counts["device"]] = submitted.get(counts["device"], 0) + counts["submitted"]
+    window = output.sim_time_ns - output.warmup_ns
+    quiet_from = output.sim_time_ns - int(window * STALL_SHARE)
+    warnings = []
+    for device, count in submitted.items():
+        done = complete_ns[devices == device]
+        waiting = count - done.size
+        if waiting <= 0 or window <= 0:
+            continue
+        if done.size == 0:
+            warnings.append(f"device {device} completed none of the {count:,} requests submitted to it: "
+                            "it never made progress")
+        elif done.max() < quiet_from:
+            warnings.append(f"device {device} stalled: it completed nothing after {format_ns(int(done.max()))}, nor in "
+                            f"the last {STALL_SHARE:.0%} of the measured window, while {waiting:,} requests "
+                            "waited for it; its latency covers only the requests completed before")
+    return warnings
+
+
+def _full_queue_warnings(counters: dict) -> list[str]:
+    """Every queue a sender found full (`full`, the sender waited `tx_retry`) or gave up on (`tx_failed`,
+    the frame is lost): time the latency of the requests that got through may not show."""
+    warnings = []
+    for name, counts in sorted(counters.items()):
+        full, failed = int(counts.get("full", 0)), int(counts.get("tx_failed", 0))
+        if failed:
+            warnings.append(f"{name}: {failed:,} frames dropped after the queue stayed full through every retry")
+        if full:
+            warnings.append(f"{name}: the sender found the queue full {full:,} times and waited to retry "
+                            "(tx_retry) each time")
     return warnings
 
 
@@ -217,6 +284,7 @@ def format_summary(summary: dict, folder: Path | None = None) -> str:
         (f"           p50 {ns(latency['p50'])}  p90 {ns(latency['p90'])}  p99 {ns(latency['p99'])}  "
          f"p99.9 {ns(latency['p999'])}  max {ns(latency['max'])}"),
     ]
+    lines += _bus_latency_lines(summary["buses"])
     lines += _bus_lines(summary["buses"])
     lines += _processor_lines(summary.get("processors", {}))
     lines += format_check(summary["check"])
@@ -257,6 +325,23 @@ def _bus_lines(buses: dict) -> list[str]:
             if "rung" in counts:
                 lines.append(f"  {name}: {counts['rung']} rung, {counts.get('coalesced', 0)} coalesced, "
                              f"{counts.get('delivered', 0)} delivered")
+    return lines
+
+
+def _bus_latency_lines(buses: dict) -> list[str]:
+    """With more than one bus, each bus's own latency (the busiest `SHOWN_BUSES`): the pooled line can hide
+    a slow bus behind fast ones."""
+    with_latency = {bus: entry for bus, entry in buses.items() if "latency_ns" in entry}
+    if len(with_latency) < 2:
+        return []
+    shown, _ = _busiest(with_latency, lambda entry: entry["utilisation_max"], SHOWN_BUSES)
+    lines = []
+    for bus, entry in shown:
+        latency = entry["latency_ns"]
+        label = "by bus" if not lines else ""
+        figures = "no request measured" if latency["p50"] is None else (
+            f"p50 {format_ns(latency['p50'])}  p99 {format_ns(latency['p99'])}  max {format_ns(latency['max'])}")
+        lines.append(f"{label:<11}{bus}: {figures}")
     return lines
 
 

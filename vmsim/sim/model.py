@@ -213,7 +213,7 @@ class Model:
         return SimOutput(scenario=scenario.name, seed=scenario.seed, sim_time_ns=stopped, warmup_ns=scenario.warmup,
                          events=sim.log, requests=sim.requests, counters=sim.counters, series=sim.series,
                          init_done_ns=dict(sim.init_done),
-                         workloads={w.name: {"arrivals": w.arrivals.kind, "submitted": w.submitted,
+                         workloads={w.name: {"arrivals": w.arrivals.kind, "device": w.device.name, "submitted": w.submitted,
                                              "completed": w.completed} for w in self.workloads},
                          processors=processors)
 

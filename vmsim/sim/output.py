@@ -29,7 +29,8 @@ class SimOutput:
     "amp0.doorbell.to_device": {"rung": 400, "coalesced": 12, "delivered": 388}}``.
     `series` maps a dotted name to a step function (queue occupancy over time).
     `init_done_ns` maps each device's dotted name to the time its driver set DRIVER_OK.
-    `workloads` maps each workload to its arrival kind and the requests it submitted and saw completed.
+    `workloads` maps each workload to its arrival kind, its device's dotted name and the requests it submitted
+    and saw completed.
     `processors` maps each modelled core to its `cores`, `busy_ns`, `utilisation` (never above 1) and the
     thread and interrupt work items it served.
     """
