@@ -13,8 +13,8 @@ import numpy as np
 import vmsim
 
 SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "stm32mp1-i2c.yaml"
-REQUESTS_SHA256 = "eae842bf24ce34accf686a60463f39e865af3fcdbaeec0875eeadeab457c0ba7"
-EVENTS_SHA256 = "3c90c4c058fb5f36bed02cde816e2936eb57b4698129facbc907f0c05212c964"
+REQUESTS_SHA256 = "408a9d314cd62270f1588133148a552b25f54ca726f4b03693ae4bce135e1e9b"
+EVENTS_SHA256 = "e607716094f99c5fe0c1ac6ac305728e9ace64e5cd340a496303324467f4a1ab"
 
 
 def digest(*chunks: bytes) -> str:
@@ -25,7 +25,7 @@ def digest(*chunks: bytes) -> str:
 
 
 def test_the_stm32mp1_i2c_run_is_the_same_to_the_byte():
-    """499 requests and 3,545 logged events of the shipped STM32MP1 virtio-i2c pair (seed 1): every request's
+    """499 requests and 3,569 logged events of the shipped STM32MP1 virtio-i2c pair (seed 1): every request's
     times, and every event's time, kind, component and frame bytes."""
     output = vmsim.run(SCENARIO, write=False).output
     requests = output.requests.columns()
@@ -35,6 +35,6 @@ def test_the_stm32mp1_i2c_run_is_the_same_to_the_byte():
     event_bytes = [np.frombuffer(log.time, dtype=np.int64).astype("<i8").tobytes(),
                    np.frombuffer(log.event, dtype=np.int32).astype("<i4").tobytes(),
                    np.frombuffer(log.component, dtype=np.int32).astype("<i4").tobytes(), bytes(log.blob)]
-    assert (len(requests["request_id"]), len(log)) == (499, 3545)
+    assert (len(requests["request_id"]), len(log)) == (499, 3569)
     assert digest(*request_bytes) == REQUESTS_SHA256
     assert digest(*event_bytes) == EVENTS_SHA256

@@ -10,8 +10,9 @@ from vmsim.scenario import load
 from vmsim.wire import get_layout
 
 SCENARIOS = sorted((Path(__file__).parent.parent / "scenarios").rglob("*.yaml"))
-INIT_ORDER = ["GET_DEVICE_INFO", "SET_DEVICE_STATUS", "GET_DEVICE_FEATURES", "SET_DRIVER_FEATURES",
-              "SET_DEVICE_STATUS", "GET_VQUEUE", "SET_VQUEUE"]  # GET_CONFIG only when there is config space
+INIT_ORDER = ["GET_DEVICE_INFO", "SET_DEVICE_STATUS", "SET_DEVICE_STATUS", "SET_DEVICE_STATUS",  # reset, ACK, DRIVER
+              "GET_DEVICE_FEATURES", "SET_DRIVER_FEATURES", "SET_DEVICE_STATUS", "GET_DEVICE_STATUS",
+              "GET_VQUEUE", "SET_VQUEUE"]  # GET_CONFIG only when there is config space
 
 
 def brief(path: Path) -> list[str]:

@@ -6,14 +6,16 @@ from vmsim.sim import build
 from vmsim.wire import get_layout
 
 INIT_ORDER = [
-    "GET_DEVICE_INFO", "SET_DEVICE_STATUS", "GET_DEVICE_FEATURES", "SET_DRIVER_FEATURES", "SET_DEVICE_STATUS",
-    "GET_CONFIG", "GET_VQUEUE", "SET_VQUEUE", "SET_DEVICE_STATUS",
+    "GET_DEVICE_INFO", "SET_DEVICE_STATUS", "SET_DEVICE_STATUS", "SET_DEVICE_STATUS", "GET_DEVICE_FEATURES",
+    "SET_DRIVER_FEATURES", "SET_DEVICE_STATUS", "GET_DEVICE_STATUS", "GET_CONFIG", "GET_VQUEUE", "SET_VQUEUE",
+    "SET_DEVICE_STATUS",
 ]
 
 
 def test_driver_discovers_with_get_devices_then_initialises_in_spec_order():
-    """GET_DEVICES finds dev 1; then device info, ACKNOWLEDGE|DRIVER, features, FEATURES_OK, config,
-    one GET_VQUEUE/SET_VQUEUE pair per queue and DRIVER_OK, each a request answered before the next."""
+    """GET_DEVICES finds dev 1; then device info, reset, ACKNOWLEDGE, DRIVER, features, FEATURES_OK read
+    back, config, one GET_VQUEUE/SET_VQUEUE pair per queue and DRIVER_OK, each a request answered before the
+    next."""
     _, output = run(scenario_dict(workloads=[]) | {"duration": 1_000_000})
     requests = [name for component, name, _ in frames(output) if component == "amp0.to_device"]
     assert requests == ["GET_DEVICES"] + INIT_ORDER
@@ -22,15 +24,34 @@ def test_driver_discovers_with_get_devices_then_initialises_in_spec_order():
     assert list(output.init_done_ns) == ["amp0.dev"]
 
 
-def test_status_answers_carry_features_ok_and_driver_ok():
-    """The driver checks FEATURES_OK in the device's answer; the last status written is 0xF."""
-    _, output = run(scenario_dict(workloads=[]) | {"duration": 1_000_000})
+def _statuses(output, name: str) -> list[int]:
+    """The status each answer to `name` carried back to the driver."""
     layout = get_layout("v1")
     columns = output.events.columns()
-    statuses = [layout.decode(w).fields["status"] for w, e, n, c in
-                zip(columns["wire"], columns["event"], columns["msg_name"], columns["component"])
-                if e == "rx" and n == "SET_DEVICE_STATUS" and c == "amp0.to_driver"]
-    assert statuses == [0x3, 0xB, 0xF]
+    return [layout.decode(w).fields["status"] for w, e, n, c in
+            zip(columns["wire"], columns["event"], columns["msg_name"], columns["component"])
+            if e == "rx" and n == name and c == "amp0.to_driver"]
+
+
+def test_the_driver_resets_then_sets_each_status_bit_in_its_own_write():
+    """virtio 1.x §3.1.1: reset, ACKNOWLEDGE, DRIVER, FEATURES_OK, DRIVER_OK, one bit added per write, each
+    kept by the device; the status read back after FEATURES_OK still has it."""
+    _, output = run(scenario_dict(workloads=[]) | {"duration": 1_000_000})
+    assert _statuses(output, "SET_DEVICE_STATUS") == [0x0, 0x1, 0x3, 0xB, 0xF]
+    assert _statuses(output, "GET_DEVICE_STATUS") == [0xB]
+
+
+def test_a_device_that_drops_features_ok_fails_its_initialisation():
+    """A device that refuses the features takes FEATURES_OK back out; the driver sees it in the status it
+    reads back, sets up no queue and reports the device failed."""
+    model = build(scenario(workloads=[], duration=1_000_000))
+    device = model.devices["dev"]
+    device._feature_words = lambda _bits, _first, count: [0xFFFFFFFF] * count  # promises more than it takes
+    device.offered = 0
+    output = model.run()
+    requests = [name for component, name, _ in frames(output) if component == "amp0.to_device"]
+    assert requests[-1] == "GET_DEVICE_STATUS" and "GET_VQUEUE" not in requests
+    assert output.counters["linux"]["devices_failed"] == 1 and not output.init_done_ns
 
 
 def test_each_queue_gets_its_own_vqueue_pair_and_config_is_read_in_chunks():

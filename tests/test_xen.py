@@ -21,8 +21,9 @@ XEN = {"hypercall": 160, "evtchn_unmask": 200, "vm_switch": 3000, "sched_wakeup"
        "grant_map": 3000, "grant_unmap": 2000, "tlb_shootdown": 500, "tlb_ipi": 1000, "tlb_flush": 400,
        "grant_copy": 1000, "memcpy_per_kib": 128, "gfn2mfn": 300}
 BIG, LITTLE, SERVICE, START = 300, 700, 2000, 1_000_000
-INIT = ["GET_DEVICES", "GET_DEVICE_INFO", "SET_DEVICE_STATUS", "GET_DEVICE_FEATURES", "SET_DRIVER_FEATURES",
-        "SET_DEVICE_STATUS", "GET_CONFIG", "GET_VQUEUE", "SET_VQUEUE", "SET_DEVICE_STATUS"]
+INIT = ["GET_DEVICES", "GET_DEVICE_INFO", "SET_DEVICE_STATUS", "SET_DEVICE_STATUS", "SET_DEVICE_STATUS",
+        "GET_DEVICE_FEATURES", "SET_DRIVER_FEATURES", "SET_DEVICE_STATUS", "GET_DEVICE_STATUS", "GET_CONFIG",
+        "GET_VQUEUE", "SET_VQUEUE", "SET_DEVICE_STATUS"]
 
 
 def read(nbytes):

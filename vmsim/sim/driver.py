@@ -122,7 +122,7 @@ class Driver(Component):
             yield from sharer.reset()
         for queue in handle.queues.values():
             queue.restart()
-        yield from self._initialise(bus, dev_num)
+        yield from self._initialise(bus, dev_num, reset=False)  # reset just above, before the regions went back
         for queue in handle.queues.values():
             queue.resume()
         if sharer is not None:
@@ -132,14 +132,20 @@ class Driver(Component):
         frame = handle.bus.layout.encode(name, "request", fields, dev_num=handle.dev_num)
         return handle.bus.request(handle.dev_num, frame)
 
-    def _initialise(self, bus, dev_num: int):
-        """GET_DEVICE_INFO, status ACKNOWLEDGE|DRIVER, features, FEATURES_OK (checked), config,
-        GET_VQUEUE then SET_VQUEUE per queue, DRIVER_OK (virtio 1.x §3.1.1 over virtio-msg)."""
+    def _initialise(self, bus, dev_num: int, reset: bool = True):
+        """virtio 1.x §3.1.1 over virtio-msg: GET_DEVICE_INFO (the one message an inactive device takes),
+        reset (status 0) unless the caller has just reset it, ACKNOWLEDGE, then DRIVER, each its own write;
+        features, FEATURES_OK, then the status read back with GET_DEVICE_STATUS to see that FEATURES_OK
+        stayed set (step 6); config, GET_VQUEUE then SET_VQUEUE per queue, DRIVER_OK."""
         handle = self.handle(bus, dev_num)
         ask = self._ask
         info = (yield ask(handle, "GET_DEVICE_INFO", {})).fields
         handle.info = info
-        status = ACKNOWLEDGE | DRIVER
+        if reset:
+            yield ask(handle, "SET_DEVICE_STATUS", {"status": 0})
+        status = ACKNOWLEDGE
+        yield ask(handle, "SET_DEVICE_STATUS", {"status": status})
+        status |= DRIVER
         yield ask(handle, "SET_DEVICE_STATUS", {"status": status})
         blocks = info["num_feature_bits"] // 32
         offered_words = (yield ask(handle, "GET_DEVICE_FEATURES", {"block_index": 0, "num_blocks": blocks}))
@@ -148,8 +154,8 @@ class Driver(Component):
         words = [(wanted >> (32 * i)) & 0xFFFFFFFF for i in range(blocks)]
         yield ask(handle, "SET_DRIVER_FEATURES", {"block_index": 0, "num_blocks": blocks, "features": words})
         status |= FEATURES_OK
-        answer = (yield ask(handle, "SET_DEVICE_STATUS", {"status": status})).fields
-        if not answer["status"] & FEATURES_OK:
+        yield ask(handle, "SET_DEVICE_STATUS", {"status": status})
+        if not (yield ask(handle, "GET_DEVICE_STATUS", {})).fields["status"] & FEATURES_OK:
             self._fail(handle, "device refused FEATURES_OK")
             return
         handle.features = wanted
