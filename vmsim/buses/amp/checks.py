@@ -28,6 +28,7 @@ def problems(scenario, largest_request) -> Iterable[Problem]:
                 ("buses", index, "element_size"),
                 f"{bus.queue_format} queues have fixed {SLOT_SIZE}-byte slots, not {bus.element_size}",
             )
+        yield from _no_effect(bus, index)
         if bus.notify != "out-of-band":
             continue
         if bus.queue_format != "amp-2026":
@@ -56,6 +57,21 @@ def problems(scenario, largest_request) -> Iterable[Problem]:
                     "of amp-2026's notification words"
                 ),
             )
+
+
+def _no_effect(bus, index: int) -> Iterable[Problem]:
+    """Settings that change nothing where they stand: a user who sets one expects an effect and gets none."""
+    if bus.masked_notifications and bus.notify == "in-band":
+        yield (
+            ("buses", index, "masked_notifications"),
+            ("masks amp-2026's out-of-band notification words, and in-band notification has none: "
+             "it has no effect (set notify: out-of-band, or drop it)"),
+        )
+    if bus.polling is not None and bus.doorbell_to_driver is not None:
+        yield (
+            ("buses", index, "doorbell_to_driver"),
+            "a polling bus rings no doorbell, so this one is never used (drop it, or polling)",
+        )
 
 
 def share_checks(bus, sharing) -> Iterable[tuple[tuple, str]]:
