@@ -148,11 +148,11 @@ def test_a_persistent_grant_is_reused_without_grant_operations():
 
 # Hand sums: the parts every scheme shares, then what each scheme adds.
 SUBMIT = write(20) + read(2)  # descriptor, avail slot and idx; avail_event
-AVAIL = BIG + write(14 + 2) + read(2) + EVTCHN["ring"] + EVTCHN["latency"]  # EVENT_AVAIL, 14 bytes in draft-6b
+AVAIL = BIG + write(16 + 2) + read(2) + EVTCHN["ring"] + EVTCHN["latency"]  # EVENT_AVAIL, 16 bytes in v1
 DEVICE_RX = EVTCHN["ack"] + LITTLE + read(64) + read(2) + write(2)  # a whole slot and the tail
 POP = read(20)
 USED = write(10) + read(2)
-USED_FRAME = LITTLE + write(10 + 2) + read(2) + EVTCHN["ring"] + EVTCHN["latency"]  # EVENT_USED, 10 bytes
+USED_FRAME = LITTLE + write(12 + 2) + read(2) + EVTCHN["ring"] + EVTCHN["latency"]  # EVENT_USED, 12 bytes
 DRIVER_RX = EVTCHN["ack"] + BIG + read(64) + read(2) + write(2)
 RECLAIM = read(12) + write(2)
 MEMCPY_512 = 512 * XEN["memcpy_per_kib"] // 1024

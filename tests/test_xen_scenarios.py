@@ -5,6 +5,8 @@ The base scenario is valid; each test edits one line (keeping line numbers), so 
 `file:line` can be read straight off the text.
 """
 
+from pathlib import Path
+
 import pytest
 
 from vmsim.cli import main
@@ -61,7 +63,7 @@ def test_the_base_scenario_loads_with_its_domains_and_costs(tmp_path):
     assert [(d.name, d.kind, d.vcpus, d.pcpu) for d in scenario.domains] == [
         ("domu1", "domu", 1, "pinned"), ("dom0", "dom0", 4, "pinned")]
     bus = scenario.buses[0]
-    assert (bus.queue_bytes, bus.layout, bus.queue_format, bus.element_size) == (1024, "draft-6b", "spsc-2024", 64)
+    assert (bus.queue_bytes, bus.layout, bus.queue_format, bus.element_size) == (1024, "v1", "spsc-2024", 64)
     assert scenario.platform.xen.hypercall == 157
 
 
@@ -147,3 +149,15 @@ def test_xen_profiles_cite_the_published_hypervisor_figures(name):
         assert door.kind == "evtchn" and door.ring == hypercall and abs(door.ring + door.latency - total) <= 1
         assert "row 29" in platform.provenance[f"doorbells.{bell}.latency"]
     assert "row 27" in platform.provenance["xen.hypercall"]
+
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+
+
+@pytest.mark.parametrize("path", sorted([*SCENARIOS.glob("xen-*.yaml"), SCENARIOS / "sharing" / "xen-vsock.yaml"]),
+                         ids=lambda p: p.stem)
+def test_the_shipped_xen_scenarios_speak_pr28_s_8_byte_header(path):
+    """Issue 15: the pre-PR28 6-byte header (draft-6b) stays available, but no shipped Xen scenario falls
+    back to it; they run v1 or v1 with vmsim's share messages."""
+    buses = [bus for bus in load(path).buses if bus.kind == "xen"]
+    assert buses and {bus.layout for bus in buses} <= {"v1", "vmsim-share"}

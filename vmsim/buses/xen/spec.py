@@ -63,7 +63,7 @@ class XenBusSpec(Strict):
     driver: Name
     frontend: Name
     backend: Name
-    layout: Literal["draft-6b", "v1", "vmsim-share"] = "draft-6b"
+    layout: Literal["v1", "draft-6b", "vmsim-share"] = "v1"  # draft-6b: the Xen codec's pre-PR28 6-byte header
     queue_format: Literal["spsc-2024", "spsc-2025"] = "spsc-2024"
     queue_bytes: SizeBytes = Field(default=1024, gt=0)
     max_msg_size: SizeBytes | None = None
