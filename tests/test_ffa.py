@@ -192,6 +192,21 @@ def test_a_partition_without_direct_messages_bootstraps_over_indirect():
     assert len(output.requests) == 50
 
 
+def test_the_driver_holds_its_core_for_its_frames_its_legs_of_each_call_and_its_memory_calls():
+    """The driver's side of an FF-A bus runs on the driver's core (`linux.cpu`): frame handling per direct call,
+    the leg there and back of each call (the caller spins through the world switches), the probe-time
+    FFA_MEM_SHARE of the 4 MiB pool with its crossing, and the notification's acknowledgement in its handler."""
+    _, output = run(one_request(ffa_dict()))
+    core = output.processors["linux.cpu"]
+    work = core["by_activity_ns"]
+    calls = output.counters["ffa0"]["direct_calls"]
+    pool_share = 2 * LEG + 10_000 + 1024 * 200
+    assert work["calls"] == pool_share + calls * 2 * LEG
+    assert work["frames"] in (calls * BIG, (calls + 1) * BIG)  # the run may stop in the next call's frame handling
+    assert work["notify"] == ACK and core["irq_items"] >= 1
+    assert 0 < core["utilisation"] <= 1
+
+
 # --- partitions --------------------------------------------------------------------------------------
 
 

@@ -22,7 +22,8 @@ PLOT_FILES = {
     "cpu_time.png": "plot_cpu_time",
 }
 ACTIVITY_COLOURS = {  # fixed, so an activity keeps its colour in every figure
-    "service": "C0", "software": "C1", "copies": "C2", "rings": "C3", "frames": "C4", "notify": "C5", "setup": "C7",
+    "service": "C0", "software": "C1", "copies": "C2", "rings": "C3", "frames": "C4", "notify": "C5", "calls": "C6",
+    "setup": "C7",
 }
 _MAX_LEGEND_ENTRIES = 12
 

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 from vmsim.sim.core import Component, Simulation
 
-ACTIVITIES = ("service", "software", "copies", "rings", "frames", "notify", "setup")
+ACTIVITIES = ("service", "software", "copies", "rings", "frames", "notify", "calls", "setup")
 """What work on a processor is for: device service, endpoint software paths, payload copies through shared
 memory, virtqueue ring accesses, transport frames (software and queue memory), notifications (doorbells,
-acknowledgements, notification words, polls), and bus set-up (handshakes)."""
+acknowledgements, notification words, polls), calls into firmware or a hypervisor (an FF-A SMC or HVC and its
+world switches, paid by the caller), and bus set-up (handshakes)."""
 
 
 class Processor(Component):

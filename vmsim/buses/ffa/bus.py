@@ -3,7 +3,9 @@
 A frame's path: the driver's endpoint (a kernel, or a VM behind a hypervisor: Xen's FF-A mediator,
 KVM/pKVM) -> the EL3 SPMD -> the SPMC (OP-TEE at S-EL1, or Hafnium at S-EL2 with partitions as VMs) ->
 the partition; or VM to VM through the hypervisor. `FfaPath` sums the platform's per-hop costs; the
-partition's vCPUs are a shared resource every bus it serves queues on.
+partition's vCPUs are a shared resource every bus it serves queues on; the driver's side holds the driver's
+core for its frame handling, memory calls and its legs of every call it makes (as thread work; its receive
+handler's as interrupt work).
 
 Three methods carry frames (L-26, the 2026 Linux bus): FFA_MSG_SEND_DIRECT_REQ2/RESP2 (the frame in
 x4..x17, synchronous, at most 104 bytes), FFA_MSG_SEND2 through the RX/TX buffers (one message per
@@ -80,7 +82,8 @@ class FfaBus(FfaMessages, Bus):
     match_tokens = True  # responses may overtake each other (yields, busy retries, several vCPUs)
 
     def __init__(self, sim: Simulation, spec, *, partition: Partition, path: FfaPath, costs, notification,
-                 driver_memory: MemoryCost, device_memory: MemoryCost, driver_cpu_ns: int, device_cpu_ns: int):
+                 driver_memory: MemoryCost, device_memory: MemoryCost, driver_cpu_ns: int, device_cpu_ns: int,
+                 driver_cpu=None):
         super().__init__(sim, spec.name, layout=spec.layout, max_msg_size=spec.max_msg_size, in_band=True)
         self.spec = spec
         self.generation = generation = GENERATIONS[spec.layout]
@@ -93,12 +96,13 @@ class FfaBus(FfaMessages, Bus):
         self.device_memory = device_memory
         self.driver_cpu_ns = driver_cpu_ns
         self.device_cpu_ns = device_cpu_ns
+        self.driver_cpu = driver_cpu or self.driver_cpu  # the driver's work holds its core
         self.ready = sim.env.event()
         self.transport = None  # the method frames travel by: bootstrap, then the negotiated one
         self.event_delivery = None
-        self.driver_side = Side(self, "driver", DRIVER_ENDPOINT, driver_cpu_ns, driver_memory,
+        self.driver_side = Side(self, "driver", DRIVER_ENDPOINT, self.driver_cpu, driver_cpu_ns, driver_memory,
                                  path.driver_call, notification)
-        self.device_side = Side(self, "device", PARTITION_ENDPOINT, device_cpu_ns, device_memory,
+        self.device_side = Side(self, "device", PARTITION_ENDPOINT, self.device_cpu, device_cpu_ns, device_memory,
                                  path.partition_call, notification)
         for side, peer, direction in ((self.driver_side, self.device_side, "to_device"),
                                       (self.device_side, self.driver_side, "to_driver")):
@@ -131,7 +135,7 @@ class FfaBus(FfaMessages, Bus):
         return cls(sim, spec, partition=partition, path=FfaPath(ffa, partition.kind, hypervisor), costs=ffa,
                    notification=context.doorbell(spec.notification), driver_memory=driver_memory,
                    device_memory=device_memory, driver_cpu_ns=context.cpu_ns(context.driver.cpu),
-                   device_cpu_ns=context.device_cpu_ns)
+                   device_cpu_ns=context.device_cpu_ns, driver_cpu=context.driver_processor())
 
     # --- logging ----------------------------------------------------------------------------------
 
@@ -188,7 +192,7 @@ class FfaBus(FfaMessages, Bus):
         side = self.driver_side
         size = max(MIN_MESSAGE_SIZE, self.max_msg_size)
         side.fifo_tx, side.fifo_rx = create_fifo_pair(self._fifo_region, 0, len(self._fifo_region), size)
-        yield self.env.timeout(side.memory.write(2 * HEADER_SIZE))
+        yield from side.work("setup", side.memory.write(2 * HEADER_SIZE))
         yield from self.bus_call("FIFO_CONFIGURE", {"mem_handle": handle, "page_count": pages,
                                                      "driver_notif_id": FIFO_DRIVER_NOTIF_ID})
 
@@ -245,26 +249,26 @@ class FfaBus(FfaMessages, Bus):
         return response
 
     def _direct_locked(self, frame: bytes, dev_num: int):
-        env, partition, leg = self.env, self.partition, self.path.leg
+        partition, leg = self.partition, self.path.leg
         driver = self.driver_side
         request = pack_direct_req2(frame)  # x4..x17
         if self.driver_cpu_ns:
-            yield env.timeout(self.driver_cpu_ns)
+            yield from driver.work("frames", self.driver_cpu_ns)
         for attempt in range(1, self.spec.busy_retries + 1):
             self.counts["direct_calls"] += 1
             self.mark(driver.component, "ffa.msg_send_direct_req2", dev_num, len(frame))
             self._sent(driver, dev_num, frame)
-            yield env.timeout(leg)
+            yield from driver.work("calls", leg)
             if self._busy_response and not partition.vcpus.free():
                 partition.counts["busy_answers"] += 1
                 reply = BUSY_IMAGE
             else:
                 response = yield from self._direct_at_partition(request, dev_num)
                 if not response:
-                    yield env.timeout(leg)
+                    yield from driver.work("calls", leg)
                     return None  # an event: its RESP2 carries no frame
                 reply = pack_direct_req2(response)
-            yield env.timeout(leg)
+            yield from driver.work("calls", leg)
             response = unpack_direct_req2(reply)
             if response is not None:
                 self._frame(driver.inbound, "rx", dev_num, response)
@@ -284,9 +288,10 @@ class FfaBus(FfaMessages, Bus):
             vcpus.leave()  # FFA_YIELD: the partition hands its CPU back
             partition.counts["yields"] += 1
             self.mark(device.component, "ffa.yield", dev_num)
-            yield env.timeout(self.path.leg + self._sleep())  # Linux sleeps 1-2 ms, then FFA_RUN (A.6 row 35)
+            yield from self.driver_side.work("calls", self.path.leg)  # back to the driver, whose core it holds
+            yield env.timeout(self._sleep())  # Linux sleeps 1-2 ms, then FFA_RUN (A.6 row 35)
             self.mark(self.driver_side.component, "ffa.run", dev_num)
-            yield env.timeout(self.path.leg)
+            yield from self.driver_side.work("calls", self.path.leg)
             yield from vcpus.enter()
         received = unpack_direct_req2(request)
         if self.device_cpu_ns:
@@ -380,7 +385,7 @@ class DriverReceiver(Receiver):
     def enter(self):
         side = self.side
         if side.bell.ack_cost:
-            yield self.env.timeout(side.bell.ack_cost)
+            yield from side.work("notify", side.bell.ack_cost, irq=True)
         side.release_space()
 
     def drain(self):

@@ -107,7 +107,9 @@ class FfaMemory(ShareMechanism):
     # --- memory: the driver side ---------------------------------------------------------------------
 
     def _mem_call(self, event: str, op, pages: int, extra: int = 0):
-        yield self.bus.env.timeout(self._memory_call(self.bus.driver_side, event, op, pages, extra))
+        """The driver's FF-A memory call: its core is held for the whole call, the framework's work included."""
+        driver = self.bus.driver_side
+        yield from driver.work("calls", self._memory_call(driver, event, op, pages, extra))
 
     def mem_share(self, pages: int, lend: bool = False):
         """FFA_MEM_SHARE (or LEND, which also takes the pages out of the owner's stage 2): a handle."""

@@ -1,5 +1,7 @@
 """How an FF-A bus moves frames besides direct messages: FFA_MSG_SEND2 through the RX/TX buffers, the 2026
-FIFO rings, and the FF-A notifications that kick their receivers."""
+FIFO rings, and the FF-A notifications that kick their receivers. Each cost is held on the paying side's core
+(`Side.work`): a sender's as thread work, a receive handler's as interrupt work; the partition's side holds a
+vCPU around these steps instead."""
 
 from __future__ import annotations
 
@@ -10,14 +12,14 @@ from vmsim.buses.ffa.protocol import FIFO_DEVICE_NOTIF_ID, FIFO_DRIVER_NOTIF_ID,
 class FfaMessages:
     """The indirect and FIFO half of `FfaBus` (a mixin over its state): sending and reading one frame."""
 
-    def _notification_set(self, sender: Side, receiver: Side, notif_id: int, dev_num: int):
+    def _notification_set(self, sender: Side, receiver: Side, notif_id: int, dev_num: int, irq: bool = False):
         """FFA_NOTIFICATION_SET: a call to the framework, which then signals the receiver."""
         self.mark(sender.component, "ffa.notification_set", dev_num, notif_id)
         if sender.call:
-            yield self.env.timeout(sender.call)
+            yield from sender.work("calls", sender.call, irq)
         cost = receiver.bell.ring(dev_num)
         if cost:
-            yield self.env.timeout(cost)
+            yield from sender.work("notify", cost, irq)
 
     # --- indirect messages ------------------------------------------------------------------------------
 
@@ -34,19 +36,22 @@ class FfaMessages:
         sender.tx[MSG_SEND2_HEADER.size:size] = frame
         cost = sender.cpu_ns + sender.memory.write(size)
         if cost:
-            yield env.timeout(cost)
+            yield from sender.work("frames", cost)
         for attempt in range(1, self.spec.tx_busy_retries + 1):
             self.mark(sender.component, "ffa.msg_send2", dev_num, len(frame))
             if not receiver.rx.full:
                 receiver.rx.full = True
                 receiver.rx.buffer[:size] = sender.tx[:size]
-                yield env.timeout(sender.call + sender.memory.read(size) + receiver.memory.write(size))
+                copied = sender.memory.read(size) + receiver.memory.write(size)  # the framework's, in the call
+                sender.cpu.account("calls", sender.call)
+                sender.cpu.account("frames", copied)
+                yield from sender.cpu.hold(sender.call + copied)
                 self._sent(sender, dev_num, frame)
                 cost = receiver.bell.ring(dev_num)
                 if cost:
-                    yield env.timeout(cost)
+                    yield from sender.work("notify", cost)
                 break
-            yield env.timeout(sender.call)
+            yield from sender.work("calls", sender.call)
             self.counts["busy"] += 1
             self.mark(sender.component, "ffa.busy", dev_num, attempt)
             if attempt == self.spec.tx_busy_retries:
@@ -57,15 +62,14 @@ class FfaMessages:
 
     def _read_mailbox(self, side: Side):
         """Read the message in `side`'s RX buffer, then give the buffer back with FFA_RX_RELEASE."""
-        env = self.env
         _flags, _, offset, _ids, size, _ = MSG_SEND2_HEADER.unpack_from(side.rx.buffer)
         frame = bytes(side.rx.buffer[offset:offset + size])
         cost = side.cpu_ns + side.memory.read(offset + size)
         if cost:
-            yield env.timeout(cost)
+            yield from side.work("frames", cost, irq=True)
         self.mark(side.component, "ffa.rx_release")
         if side.call:
-            yield env.timeout(side.call)
+            yield from side.work("calls", side.call, irq=True)
         side.rx.full = False
         self._frame(side.inbound, "rx", -1, frame)
         return frame
@@ -75,7 +79,6 @@ class FfaMessages:
     def _fifo_send(self, sender: Side, receiver: Side, frame: bytes, dev_num: int):
         """Push into the sender's ring and kick the peer with an FF-A notification (L-26 notifies per
         message). A full ring waits, without the lock, for the consumer's notify-after-full."""
-        env = self.env
         ring = sender.fifo_tx
         lock = sender.lock.request()
         yield lock
@@ -91,7 +94,7 @@ class FfaMessages:
             yield sender.space
             lock = sender.lock.request()
             yield lock
-        yield env.timeout(sender.cpu_ns + cost)
+        yield from sender.work("frames", sender.cpu_ns + cost)
         self._sent(sender, dev_num, frame)
         yield from self._notification_set(sender, receiver, self._notif_id(receiver), dev_num)
         sender.lock.release(lock)
@@ -103,11 +106,11 @@ class FfaMessages:
         frame = self.frame_in(ring.try_pop())
         cost = side.cpu_ns + side.memory.read(ring.bytes_read - read) + side.memory.write(ring.bytes_written - written)
         if cost:
-            yield self.env.timeout(cost)
+            yield from side.work("frames", cost, irq=True)
         self._frame(side.inbound, "rx", -1, frame)
         if ring.was_full:
             peer = self.device_side if side is self.driver_side else self.driver_side
-            yield from self._notification_set(side, peer, self._notif_id(peer), -1)
+            yield from self._notification_set(side, peer, self._notif_id(peer), -1, irq=True)
         return frame
 
     def _notif_id(self, receiver: Side) -> int:

@@ -66,16 +66,17 @@ class Mailbox:
 
 
 class Side:
-    """One end of the bus: its send lock, CPU and memory costs, ABI call cost, RX/TX buffers, FIFO ring
-    ends, the notification that wakes its handler, and its log components."""
+    """One end of the bus: its send lock, the core its work holds, CPU and memory costs, ABI call cost,
+    RX/TX buffers, FIFO ring ends, the notification that wakes its handler, and its log components."""
 
-    __slots__ = ("bell", "call", "component", "cpu_ns", "endpoint", "fifo_rx", "fifo_tx", "inbound", "lock",
+    __slots__ = ("bell", "call", "component", "cpu", "cpu_ns", "endpoint", "fifo_rx", "fifo_tx", "inbound", "lock",
                  "memory", "outbound", "rx", "sent", "space", "tx", "wake")
 
-    def __init__(self, bus, role: str, endpoint: int, cpu_ns: int, memory: MemoryCost, call: int, kind):
+    def __init__(self, bus, role: str, endpoint: int, cpu, cpu_ns: int, memory: MemoryCost, call: int, kind):
         sim, env, log = bus.sim, bus.env, bus.sim.log
         toward = "to_device" if role == "device" else "to_driver"
         self.endpoint = endpoint
+        self.cpu = cpu  # the driver's core; the partition's side is `Unshared`: its callers hold a vCPU instead
         self.cpu_ns = cpu_ns
         self.memory = memory
         self.call = call
@@ -90,6 +91,12 @@ class Side:
         self.wake = Waker(env)
         self.bell = Doorbell(sim, f"{bus.name}.{toward}.doorbell", kind, bus.bus_id, self.wake.kick)
         self.space = env.event()
+
+    def work(self, activity: str, cost: int, irq: bool = False):
+        """`cost` ns of this side's work on its core, said to be for `activity` (`vmsim.sim.processor`);
+        `irq` for its receive handler's work."""
+        self.cpu.account(activity, cost)
+        yield from self.cpu.hold(cost, irq)
 
     def release_space(self) -> None:
         """A notification arrived: wake a sender waiting for room in its FIFO ring (notify-after-full)."""
