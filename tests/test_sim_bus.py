@@ -5,8 +5,8 @@ import gc
 import pytest
 from sim_helpers import frames, run, scenario, scenario_dict
 
+from vmsim.errors import StalledError, VmsimError
 from vmsim.sim import build
-from vmsim.sim.core import SimulationError
 from vmsim.wire import get_layout
 
 
@@ -181,8 +181,10 @@ def test_frames_that_cannot_be_used_are_discarded_and_counted(side, data):
 
 def test_a_model_left_with_nothing_to_do_before_its_end_says_it_stalled():
     """A device unplugged before the workload's last request leaves the run waiting for completions that
-    cannot come; the run says where it stopped instead of ending as if it had finished."""
+    cannot come; the run says where it stopped, and why, instead of ending as if it had finished. The user
+    caused it, so it is a one-line user error (exit 2), not a traceback."""
     stalled = scenario_dict()
     stalled["devices"][0]["removed_at"] = "1 us"
-    with pytest.raises(SimulationError, match="the model stalled with 0 requests completed and nothing left"):
+    with pytest.raises(StalledError, match="the model stalled with 0 requests completed and nothing left") as raised:
         run(stalled)
+    assert "devices removed: dev" in str(raised.value) and isinstance(raised.value, VmsimError)

@@ -39,3 +39,9 @@ class OverloadError(VmsimError):
     An open-loop workload offered faster than its device serves piles up requests without bound: the
     run would take minutes and gigabytes to say only "saturated". It stops early and says so instead.
     """
+
+
+class StalledError(VmsimError):
+    """A run that can go no further: nothing is left to happen, yet what ends it has not come (its requests
+    cannot complete: a device removed, frames dropped after every retry, costs so large that retries give up).
+    """

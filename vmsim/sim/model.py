@@ -15,8 +15,8 @@ from functools import partial
 
 from simpy.core import StopSimulation
 
-from vmsim.errors import OverloadError, ScenarioError
-from vmsim.sim.core import Simulation, SimulationError
+from vmsim.errors import OverloadError, ScenarioError, StalledError
+from vmsim.sim.core import Simulation
 from vmsim.sim.costs import FREE_MEMORY, NO_SOFTWARE, MemoryCost, SoftwareCost, sampler
 from vmsim.sim.device import Device
 from vmsim.sim.driver import Driver
@@ -201,9 +201,7 @@ class Model:
         with _model_frozen():
             env.run()  # returns once `stop` is processed, or when the clock limit found nothing else to do
         if not stop.triggered:
-            raise SimulationError(
-                f"{scenario.name}: the model stalled with {sim.completed} requests completed and nothing left "
-                f"to happen (devices ready: {len(sim.init_done)} of {len(self.devices)})")
+            raise StalledError(self._stall_message())
         stopped = env.now
         processors = {name: processor.report(stopped) for name, processor in sorted(self.processors.items())}
         self._teardown()
@@ -216,6 +214,18 @@ class Model:
                          workloads={w.name: {"arrivals": w.arrivals.kind, "device": w.device.name, "submitted": w.submitted,
                                              "completed": w.completed} for w in self.workloads},
                          processors=processors)
+
+    def _stall_message(self) -> str:
+        """What stopped a run that can go no further, with what the counters say may have caused it."""
+        sim, scenario = self.sim, self.scenario
+        dropped = sum(int(counts.get("tx_failed", 0)) for counts in sim.counters.values())
+        removed = [spec.name for spec in scenario.devices if spec.removed_at is not None]
+        causes = [f"{dropped:,} frames dropped after every retry"] if dropped else []
+        causes += [f"devices removed: {', '.join(removed)}"] if removed else []
+        because = f"; {'; '.join(causes)}" if causes else ""
+        return (f"{scenario.name}: the model stalled with {sim.completed} requests completed and nothing left to "
+                f"happen (devices ready: {len(sim.init_done)} of {len(self.devices)}{because}); give `duration` to "
+                "end the run at a time instead of on its requests")
 
     def _clock_limit(self, _event) -> None:
         """The int64 guard: reached with nothing else scheduled, the model has stalled (the run ends and
