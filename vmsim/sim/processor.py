@@ -5,8 +5,10 @@ device service) holds it for its cost, so a core is never more than 100 % busy a
 one core wait for each other.
 
 A processor serves its work first come, first served, and a work item's cost is known when it is
-submitted; so the time it finishes is known too, and one timeout per item is the whole cost in
-events (a SimPy `Resource` would add a request and a release event to every item). Interrupt work
+submitted. On an idle core one timeout per item is the whole cost in events (a SimPy `Resource` would
+add a request and a release event to every item); an item queued behind others waits on a plain event
+until its turn, so that interrupt work, which pushes back only the running item, costs one extra wake-up
+at most, however long the queue. Interrupt work
 (`irq=True`) on a one-core processor pre-empts thread work and resumes it afterwards: it runs after
 the interrupt work queued before it only, and every piece of thread work not finished when it arrives
 is pushed back by its cost. A pool of several cores (a domain's vCPUs) hands each item to the core
@@ -14,6 +16,8 @@ that frees first.
 """
 
 from __future__ import annotations
+
+from collections import deque
 
 from vmsim.sim.core import Component, Simulation
 
@@ -37,6 +41,8 @@ class Processor(Component):
             raise ValueError(f"{name}: a processor has at least one core, not {cores}")
         self.cores = cores
         self._free_at = [0] * cores  # when each core has finished the work handed to it so far
+        self._thread_running = False  # one core: a thread item holds it (interrupt work aside)
+        self._waiting: deque = deque()  # one core: the turns of the thread items queued behind it
         self._irq_free_at = 0  # when the interrupt work handed to the (one) core so far is done
         self._stolen = 0  # interrupt time that pushed back thread work in progress or waiting
         self._stolen_at = -1  # when interrupt work last pushed thread work back
@@ -51,28 +57,40 @@ class Processor(Component):
         """Hold a core for `cost` ns, after the work submitted before (interrupt work: before it)."""
         now = self.env.now
         free_at = self._free_at
-        if self.cores == 1:
-            if irq:
-                yield self._interrupt(cost, now)
-                return
-            end = (free_at[0] if free_at[0] > now else now) + cost  # noqa: FURB136 (max() costs a call, hot path)
-            free_at[0] = end
-        else:
-            core = free_at.index(min(free_at))
-            end = (free_at[core] if free_at[core] > now else now) + cost  # noqa: FURB136
-            free_at[core] = end
         self._charged += cost
-        self.work_items += 1
-        stolen = self._stolen
-        yield self._timeout(end - now)
-        if self._stolen == stolen:  # no interrupt work arrived meanwhile: done
+        if self.cores > 1:
+            core = free_at.index(min(free_at))
+            end = (free_at[core] if free_at[core] > now else now) + cost  # noqa: FURB136 (max() costs a call)
+            free_at[core] = end
+            self.work_items += 1
+            yield self._timeout(end - now)
             return
-        while True:  # interrupt work that arrived before this work was done ran first: wait that long more
-            seen = self._stolen if self._stolen_at < self.env.now else self._stolen_earlier
-            if seen <= stolen:
-                return
-            stolen, extra = seen, seen - stolen
-            yield self._timeout(extra)
+        if irq:
+            yield self._interrupt(cost, now)
+            return
+        self.work_items += 1
+        free_at[0] = (free_at[0] if free_at[0] > now else now) + cost  # noqa: FURB136 (the core's busy period)
+        if self._thread_running:  # wait for the thread work ahead: only the running item has a timeout
+            turn = self.env.event()
+            self._waiting.append(turn)
+            yield turn
+            now = self.env.now
+        else:
+            self._thread_running = True
+        start = self._irq_free_at if self._irq_free_at > now else now  # noqa: FURB136 (after interrupt work)
+        stolen = self._stolen
+        yield self._timeout(start + cost - now)
+        if self._stolen != stolen:
+            while True:  # interrupt work that arrived before this work was done ran first: wait that long more
+                seen = self._stolen if self._stolen_at < self.env.now else self._stolen_earlier
+                if seen <= stolen:
+                    break
+                stolen, extra = seen, seen - stolen
+                yield self._timeout(extra)
+        if self._waiting:
+            self._waiting.popleft().succeed()
+        else:
+            self._thread_running = False
 
     def account(self, activity: str, ns: int) -> None:
         """Say what `ns` of the work held on this processor was for (one of `ACTIVITIES`): the "where the time
@@ -84,7 +102,6 @@ class Processor(Component):
         """Interrupt work from `now`: the timeout it ends with."""
         start = self._irq_free_at if self._irq_free_at > now else now  # noqa: FURB136
         self._irq_free_at = end = start + cost
-        self._charged += cost
         self.irq_items += 1
         if self._free_at[0] > now:  # thread work in progress or waiting: all of it moves back
             self._free_at[0] += cost
