@@ -25,15 +25,9 @@ def normalise(name: str) -> str:
 
 
 def declared(requirements: list[str]) -> set[str]:
-    """Distribution names of requirement strings, extras like dask[distributed] included."""
-    names = set()
-    for requirement in requirements:
-        match = re.match(r"\s*([A-Za-z0-9._-]+)(?:\[([^\]]*)\])?", requirement)
-        names.add(normalise(match.group(1)))
-        for extra in filter(None, (match.group(2) or "").split(",")):
-            if (match.group(1), extra.strip()) == ("dask", "distributed"):
-                names.add("distributed")
-    return names
+    """Distribution names of requirement strings. An extra (dask[distributed]) is not a declaration of what it
+    pulls in: a package vmsim imports is named itself."""
+    return {normalise(re.match(r"\s*([A-Za-z0-9._-]+)", requirement).group(1)) for requirement in requirements}
 
 
 CORE = declared(PROJECT["dependencies"])
