@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from vmsim.sim.costs import FREE_MEMORY
+from vmsim.sim.costs import FREE_MEMORY, NO_SOFTWARE
 from vmsim.sim.receive import Waker
 from vmsim.sim.share_mechanism import PAYLOAD_BASE
 from vmsim.wire.rings import SplitDevice, SplitDriver, SplitRing, split_ring_layout
@@ -56,6 +56,8 @@ class DriverQueue:
         self.cpu = self.bus.driver_cpu
         self.software = driver.software
         self.copies_payload = driver.copies_payload
+        # most drivers neither run an endpoint software path nor copy payload: skip the per-request sums then
+        self._endpoint_work = driver.software is not NO_SOFTWARE or driver.copies_payload
         sharer = self.bus.sharers.get(self.dev_num)
         if sharer is not None:
             sharer.queues[index] = self
@@ -98,18 +100,15 @@ class DriverQueue:
         memory = self.memory
         bus = self.bus
         buffers = self.buffers
-        software = self.software
-        copies = self.copies_payload
+        endpoint_work = self._endpoint_work
         self._publishing = True
         try:
             while backlog and ring.num_free and not self.halted:  # a removal taken in while we paid ends the pass
                 before = _mark(ring)
-                own = copied = 0  # the endpoint's own software; its copies into the shared buffers
+                published = []
                 while backlog and ring.num_free:
                     request = backlog.popleft()
-                    outbound = request.size if request.workload.payload != "from-device" else 0
-                    own += software.submit + software.copy(outbound)
-                    copied += memory.copy_in(outbound) if copies else 0
+                    published.append(request)
                     address = PAYLOAD_BASE
                     if buffers is not None:
                         address = yield from buffers.share_buffer(self.dev_num, self.index, request)
@@ -117,18 +116,33 @@ class DriverQueue:
                     head = ring.add(((address, request.size, False),), request)
                     inflight[head] = request  # what the device is serving, for the request log
                 kick = ring.kick_needed()
-                rings = _cost(memory, ring, before)
-                cost = rings + own + copied
+                cost = self._charge(_cost(memory, ring, before), published if endpoint_work else (), "to-device")
                 if cost:
-                    cpu = self.cpu
-                    cpu.account("rings", rings)
-                    cpu.account("software", own)
-                    cpu.account("copies", copied)
-                    yield from cpu.hold(cost)
+                    yield from self.cpu.hold(cost)
                 if kick and not self.halted:
                     yield from bus.notify_device(self.dev_num, self.index)
         finally:
             self._publishing = False
+
+    def _charge(self, rings: int, requests, direction: str) -> int:
+        """The driver's time for one ring update: the ring bytes, and for each request its endpoint software
+        and, going `direction`, its payload copy through the shared buffers (into them to the device, out of
+        them from it). Accounted by activity; returns the total to hold the driver's core for."""
+        software, memory, copies = self.software, self.memory, self.copies_payload
+        own = copied = 0
+        for request in requests:
+            moved = request.size if request.workload.payload in (direction, "both") else 0
+            if direction == "to-device":
+                own += software.submit + software.copy(moved)
+                copied += memory.copy_in(moved) if copies else 0
+            else:
+                own += software.complete + software.copy(moved)
+                copied += memory.copy_out(moved) if copies else 0
+        cpu = self.cpu
+        cpu.account("rings", rings)
+        cpu.account("software", own)
+        cpu.account("copies", copied)
+        return rings + own + copied
 
     def flush(self):
         """Kick for what this pass added so far if the ring says so: a buffer hook runs it before it waits,
@@ -159,8 +173,7 @@ class DriverQueue:
         ring = self.ring
         memory = self.memory
         buffers = self.buffers
-        software = self.software
-        copies = self.copies_payload
+        endpoint_work = self._endpoint_work
         self._reclaiming = True
         try:
             while ring is self.ring:  # a reset lays out a new ring: the old one holds nothing to reclaim
@@ -170,19 +183,9 @@ class DriverQueue:
                     done.append(used[0])
                 if not done:
                     break
-                own = copied = 0  # the endpoint's software handing them back; copies out of the shared buffers
-                for request in done:
-                    inbound = request.size if request.workload.payload != "to-device" else 0
-                    own += software.complete + software.copy(inbound)
-                    copied += memory.copy_out(inbound) if copies else 0
-                rings = _cost(memory, ring, before)
-                cost = rings + own + copied
+                cost = self._charge(_cost(memory, ring, before), done if endpoint_work else (), "from-device")
                 if cost:
-                    cpu = self.cpu
-                    cpu.account("rings", rings)
-                    cpu.account("software", own)
-                    cpu.account("copies", copied)
-                    yield from cpu.hold(cost, irq=True)
+                    yield from self.cpu.hold(cost, irq=True)
                 if buffers is not None:
                     for request in done:
                         yield from buffers.release_buffer(self.dev_num, self.index, request)
