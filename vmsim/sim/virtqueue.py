@@ -108,7 +108,8 @@ class DriverQueue:
                 published = []
                 while backlog and ring.num_free:
                     request = backlog.popleft()
-                    published.append(request)
+                    if endpoint_work:
+                        published.append(request)
                     address = PAYLOAD_BASE
                     if buffers is not None:
                         address = yield from buffers.share_buffer(self.dev_num, self.index, request)
@@ -116,7 +117,7 @@ class DriverQueue:
                     head = ring.add(((address, request.size, False),), request)
                     inflight[head] = request  # what the device is serving, for the request log
                 kick = ring.kick_needed()
-                cost = self._charge(_cost(memory, ring, before), published if endpoint_work else (), "to-device")
+                cost = self._charge(_cost(memory, ring, before), published, "to-device")
                 if cost:
                     yield from self.cpu.hold(cost)
                 if kick and not self.halted:
@@ -128,6 +129,10 @@ class DriverQueue:
         """The driver's time for one ring update: the ring bytes, and for each request its endpoint software
         and, going `direction`, its payload copy through the shared buffers (into them to the device, out of
         them from it). Accounted by activity; returns the total to hold the driver's core for."""
+        cpu = self.cpu
+        if not requests:  # no endpoint work: the ring bytes alone
+            cpu.account("rings", rings)
+            return rings
         software, memory, copies = self.software, self.memory, self.copies_payload
         own = copied = 0
         for request in requests:
@@ -138,7 +143,6 @@ class DriverQueue:
             else:
                 own += software.complete + software.copy(moved)
                 copied += memory.copy_out(moved) if copies else 0
-        cpu = self.cpu
         cpu.account("rings", rings)
         cpu.account("software", own)
         cpu.account("copies", copied)
