@@ -8,6 +8,7 @@ pyplot backend, so writing a result folder never touches the user's backend or o
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,29 @@ ACTIVITY_COLOURS = {  # fixed, so an activity keeps its colour in every figure
     "setup": "C7",
 }
 _MAX_LEGEND_ENTRIES = 12
+
+# One colour per method or format in every figure of a notebook: the names a study compares get fixed
+# colours (colour-blind-safe Okabe-Ito first), any other name a colour from its text, never its position.
+NAMED_COLOURS = {
+    "amp-2026": "#0072B2", "spsc-2025": "#E69F00", "spsc-2024": "#009E73",
+    "amp": "#0072B2", "ffa": "#D55E00", "xen": "#CC79A7", "ideal": "#56B4E9",
+    "doorbell": "#0072B2", "polling": "#D55E00", "in-band": "#009E73", "out-of-band": "#E69F00",
+    "masked": "#CC79A7", "unmasked": "#56B4E9",
+}
+HASHED_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                  "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd")
+
+
+def colour_of(name: str) -> str:
+    """The colour of a method, format or series `name`, the same in every figure and every process.
+
+    Known names (queue formats, bus kinds, notification modes) have fixed colours; any other name takes one
+    from a checksum of its text (not Python's salted `hash`), so a label keeps its colour whatever else a
+    figure draws or in what order."""
+    key = str(name).strip().lower()
+    if key in NAMED_COLOURS:
+        return NAMED_COLOURS[key]
+    return HASHED_COLOURS[zlib.crc32(key.encode()) % len(HASHED_COLOURS)]
 
 
 def axes_or_new(ax):
