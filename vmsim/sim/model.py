@@ -204,6 +204,7 @@ class Model:
             raise StalledError(self._stall_message())
         stopped = env.now
         processors = {name: processor.report(stopped) for name, processor in sorted(self.processors.items())}
+        waiting = {w.name: w.waiting() for w in self.workloads}  # at the end, before the teardown runs time on
         self._teardown()
         if progress is not None:
             progress(1.0)
@@ -212,7 +213,7 @@ class Model:
                          events=sim.log, requests=sim.requests, counters=sim.counters, series=sim.series,
                          init_done_ns=dict(sim.init_done),
                          workloads={w.name: {"arrivals": w.arrivals.kind, "device": w.device.name, "submitted": w.submitted,
-                                             "completed": w.completed} for w in self.workloads},
+                                             "completed": w.completed, **waiting[w.name]} for w in self.workloads},
                          processors=processors)
 
     def _stall_message(self) -> str:

@@ -107,6 +107,16 @@ class Workload(Component):
         self.queue.submit(request)
         return True
 
+    def waiting(self) -> dict:
+        """The requests still waiting, read once at the end (nothing is tracked per request): how many the
+        driver holds back (not yet on the ring), how many are on the ring, and when the oldest was submitted."""
+        if self.queue is None:
+            return {"backlog": 0, "on_ring": 0, "oldest_waiting_ns": None}
+        backlog = [request.submit_ns for request in self.queue.backlog if request.workload is self]
+        on_ring = [token.submit_ns for token in self.queue.ring.outstanding()
+                   if getattr(token, "workload", None) is self]
+        return {"backlog": len(backlog), "on_ring": len(on_ring), "oldest_waiting_ns": min(backlog + on_ring, default=None)}
+
     def complete(self, request: Request, now: int) -> None:
         """Called by the driver's queue when the request's buffer came back on the used ring."""
         self.completed += 1
