@@ -110,12 +110,13 @@ class FfaBus(FfaMessages, Bus):
             side.sent = sim.counter(f"{spec.name}.{direction}")
             side.sent.update(frames=0, bytes=0, full=0)
         self.counts.update(method="", event_delivery="", direct_calls=0, event_polls=0, busy=0, tx_failed=0, mem_busy=0,
-                           shares=0, reclaims=0, unmapped_access=0)
+                           shares=0, reclaims=0, unmapped_access=0, polls_lost=0, repolls=0)
         self._rng = sim.rng(f"{spec.name}.yield") if spec.yield_probability else None
         self._sleep = sampler(spec.driver_sleep, sim.rng(f"{spec.name}.sleep"))
         self._busy_response = spec.when_busy == "busy-response"
         # device side
         self._events: deque = deque()  # events waiting for EVENT_POLL (direct buses)
+        self._repolling = False  # a poll after a lost one is scheduled
         self._device_events = generation.device_events
         self._fifo_region = None
         self.mechanism = FfaMemory(self)
@@ -123,8 +124,8 @@ class FfaBus(FfaMessages, Bus):
         self._log = log
         self._ev = {name: log.events(name) for name in (
             "tx", "rx", "queue.full", "ffa.msg_send_direct_req2", "ffa.msg_send_direct_resp2", "ffa.busy",
-            "ffa.yield", "ffa.run", "ffa.msg_send2", "ffa.rx_release", "ffa.notification_set", "ffa.mem_share",
-            "ffa.mem_lend", "ffa.mem_retrieve_req", "ffa.mem_relinquish", "ffa.mem_reclaim", "ffa.method")}
+            "ffa.yield", "ffa.run", "ffa.poll_lost", "ffa.msg_send2", "ffa.rx_release", "ffa.notification_set",
+            "ffa.mem_share", "ffa.mem_lend", "ffa.mem_retrieve_req", "ffa.mem_relinquish", "ffa.mem_reclaim", "ffa.method")}
 
     @classmethod
     def build(cls, sim: Simulation, spec, context) -> FfaBus:
@@ -221,7 +222,7 @@ class FfaBus(FfaMessages, Bus):
 
     def _send_down(self, frame: bytes, dev_num: int):
         if self.transport == "direct":
-            response = yield from self._direct(frame, dev_num)
+            _taken, response = yield from self._direct(frame, dev_num)
             if response is not None:
                 self.driver_receives(response)
         elif self.transport == "indirect":
@@ -240,13 +241,16 @@ class FfaBus(FfaMessages, Bus):
     # --- direct messages ------------------------------------------------------------------------------
 
     def _direct(self, frame: bytes, dev_num: int):
-        """FFA_MSG_SEND_DIRECT_REQ2 under the driver endpoint's lock; returns the RESP2 frame, or None
-        (an event's RESP2 carries none, or every attempt was answered busy)."""
+        """FFA_MSG_SEND_DIRECT_REQ2 under the driver endpoint's lock; returns (taken, the RESP2 frame or None):
+        an event's RESP2 carries no frame; `taken` is False when every attempt was answered busy."""
         lock = self.driver_side.lock.request()
         yield lock
-        response = None if self.withdrawn(frame, dev_num) else (yield from self._direct_locked(frame, dev_num))
+        if self.withdrawn(frame, dev_num):
+            answer = True, None
+        else:
+            answer = yield from self._direct_locked(frame, dev_num)
         self.driver_side.lock.release(lock)
-        return response
+        return answer
 
     def _direct_locked(self, frame: bytes, dev_num: int):
         partition, leg = self.partition, self.path.leg
@@ -266,17 +270,17 @@ class FfaBus(FfaMessages, Bus):
                 response = yield from self._direct_at_partition(request, dev_num)
                 if not response:
                     yield from driver.work("calls", leg)
-                    return None  # an event: its RESP2 carries no frame
+                    return True, None  # an event: its RESP2 carries no frame
                 reply = pack_direct_req2(response)
             yield from driver.work("calls", leg)
             response = unpack_direct_req2(reply)
             if response is not None:
                 self._frame(driver.inbound, "rx", dev_num, response)
-                return response
+                return True, response
             self.counts["busy"] += 1  # the all-zero sentinel: retried at once (L-26)
             self.mark(driver.component, "ffa.busy", dev_num, attempt)
         self.counts["tx_failed"] += 1  # L-26 returns -EBUSY after its retry budget: the frame is lost
-        return None
+        return False, None
 
     def _direct_at_partition(self, request: bytes, dev_num: int):
         """The partition takes a vCPU (or yields it back first), reads the frame from x4..x17 and answers;
@@ -327,15 +331,37 @@ class FfaBus(FfaMessages, Bus):
             yield from self._notification_set(self.device_side, self.driver_side, EVENT_NOTIF_ID, dev_num)
 
     def drain_events(self):
-        """EVENT_POLL until the empty answer, at most `poll_budget` per run (L-26); True once drained."""
+        """EVENT_POLL until the empty answer, at most `poll_budget` per run (L-26); True once drained, or once
+        a poll was refused busy through every retry (`lost_poll` says what happens to the events left)."""
         for _ in range(self.spec.poll_budget):
             self.counts["event_polls"] += 1
             frame = self.encode("EVENT_POLL", "request", {}, token=self.next_token())
-            response = yield from self._direct(frame, 0)
+            taken, response = yield from self._direct(frame, 0)
+            if not taken:
+                self._poll_lost()
+                return True
             if response is None or response[0] == BUS_RESPONSE and response[1] == EVENT_POLL:
                 return True
             self.driver_receives(response)  # the answer *is* the pending event
         return False
+
+    def _poll_lost(self) -> None:
+        """An EVENT_POLL refused busy through every retry leaves the partition's events waiting, and nothing
+        rings for them again: with `lost_poll: repoll` the driver polls again after its sleep (1-2 ms, as
+        between busy retries of an indirect send), until a poll is taken; with `wait` they wait for the
+        next notification or `poll_interval` (a device waiting on them stalls meanwhile)."""
+        self.counts["polls_lost"] += 1
+        self.mark(self.driver_side.component, "ffa.poll_lost")
+        if self.spec.lost_poll == "repoll" and not self._repolling:
+            self._repolling = True
+            self.env.process(self._repoll())
+
+    def _repoll(self):
+        yield self.env.timeout(self._sleep())
+        self._repolling = False
+        self.counts["repolls"] += 1
+        while not (yield from self.drain_events()):
+            pass
 
     def _poller(self):
         """POLL mode: a drain every `poll_interval`; a run that used its whole budget goes again at once."""
