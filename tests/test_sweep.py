@@ -388,7 +388,7 @@ def test_len_keeps_the_first_items_of_a_base_list(workdir):
     with pytest.raises(ScenarioError) as caught:
         load_sweep("count.yaml")
     assert str(caught.value) == ("count.yaml:4: parameters.grid.len(workloads): 3 is not a count from 1 to 2 "
-                                 "(the base scenario's workloads has 2)")
+                                 "(the base scenario's workloads has 2 items)")
 
 
 # --- sweep files checked up front ---------------------------------------------------------------

@@ -141,10 +141,10 @@ def _apply(data: dict, overrides: list[Override], locations: Locations, problems
     for override in overrides:
         try:
             container, slot, path = locate(data, override)
+            value = override.value_over(container, slot)
         except ScenarioError as exc:
             problems.extend(exc.problems)
             continue
-        value = override.value
         if path[0] == "platform" and len(path) > 1 and "provenance" in data["platform"]:
             provenance = data["platform"]["provenance"]
             replaced = ".".join(map(str, path[1:]))

@@ -4,6 +4,9 @@ Keys walk mappings by key and lists by index (`buses[0]`, `buses.0`) or by an it
 (`buses.amp0.queue_elements`). The value is read as YAML, so `16`, `true`, `[1, 2]` and `10 kHz`
 all mean what they look like. The last key may be new (a field left at its default); the schema
 then checks it like any other key, naming the `--set` argument.
+
+`len(list)=N` keeps the first N items of a list (`len(devices)=4`), as a sweep's `len(list): N` does:
+a count axis without repeating the items.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from vmsim.scenario.locations import KeyPath, SafeLoader, format_path, shape_pro
 MAX_SHOWN = 100  # characters of a --set argument quoted in a message
 _KEY = re.compile(r"[^.\[\]]+(?:\[\d+\])*(?:\.[^.\[\]]+(?:\[\d+\])*)*")
 _SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+LENGTH_KEY = re.compile(r"len\((.+)\)")  # `len(devices)`: how many of a list's items to keep
 
 
 def override_arguments(set: Mapping[str, object] | Iterable[str] | None = None, *,
@@ -50,10 +54,33 @@ class Override:
     argument: str  # as given, for messages: "buses.amp0.queue_elements=16"
     keys: tuple[str | int, ...]
     value: object
+    keeps_first: bool = False  # `len(list)=N`: the value is how many of the list's items to keep
 
     @property
     def label(self) -> str:
         return _label(self.argument)
+
+    def value_over(self, container: dict | list, slot: str | int) -> object:
+        """What is written at `container[slot]`: the value given, or for `len(list)=N` the list's first N items."""
+        if not self.keeps_first:
+            return self.value
+        name = ".".join(map(str, self.keys))
+        if isinstance(container, dict) and slot not in container:
+            raise ScenarioError(f"{self.label}: there is no list {name} to keep items of")
+        if not isinstance(container[slot], list):
+            raise ScenarioError(f"{self.label}: {name} is not a list, so it has no items to keep")
+        items = container[slot]
+        problem = count_problem(self.value, items, name)
+        if problem:
+            raise ScenarioError(f"{self.label}: {problem}")
+        return items[:self.value]
+
+
+def count_problem(count: object, items: list, name: str) -> str | None:
+    """Why `count` cannot say how many of `items` (the list `name`) to keep, or None when it can."""
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= len(items):
+        return f"{count!r} is not a count from 1 to {len(items)} ({name} has {len(items)} items)"
+    return None
 
 
 def parse_override(argument: str) -> Override:
@@ -62,6 +89,9 @@ def parse_override(argument: str) -> Override:
     key = key.strip()
     if not equals or not key:
         raise ScenarioError(f"{_label(argument)}: expected KEY=VALUE, e.g. buses.amp0.queue_elements=16")
+    length = LENGTH_KEY.fullmatch(key)
+    if length:
+        key = length.group(1).strip()
     if not _KEY.fullmatch(key):
         raise ScenarioError(f"{_label(argument)}: cannot read key {key!r} (use dotted.names and [index])")
     keys = tuple(
@@ -77,7 +107,7 @@ def parse_override(argument: str) -> Override:
         raise ScenarioError(
             f"{_label(argument)}: cannot read the value as YAML: {' '.join(str(exc).split())}"
         ) from None
-    return Override(argument, keys, value)
+    return Override(argument, keys, value, keeps_first=length is not None)
 
 
 def _label(argument: str) -> str:

@@ -48,8 +48,9 @@ def summary_markdown(sweep: Sweep, summary: pd.DataFrame, points: pd.DataFrame, 
     if sweep.description:
         lines += [sweep.description, ""]
     crn = ", common random numbers" if sweep.common_random_numbers else ""
-    lines += [(f"Base scenario `{os.path.normpath(sweep.scenario_path)}`; {len(sweep.points)} points x {sweep.replications} "
-               f"replications = {len(points)} runs, {ok} ok, {len(points) - ok} failed; "
+    excluded = f" ({sweep.excluded} excluded)" if sweep.excluded else ""
+    lines += [(f"Base scenario `{os.path.normpath(sweep.scenario_path)}`; {len(sweep.points)} points{excluded} x "
+               f"{sweep.replications} replications = {len(points)} runs, {ok} ok, {len(points) - ok} failed; "
                f"base seed {sweep.base_seed}{crn}; vmsim {__version__}."),
               ("Each cell is the mean over the replications ± the half-width of its 95% confidence interval "
                "(Student t with replications - 1 degrees of freedom)."), ""]

@@ -2,8 +2,11 @@
 
 A sweep file names a base scenario, the parameters that make each point (dotted `--set` keys, as a grid,
 a zip or an explicit list), how many replications of each point to run and the metrics to summarise.
-`load_sweep` checks all of it before anything runs and turns it into a `Sweep`: one `Task` per (point,
-replication), each carrying its fully resolved scenario, so a worker needs no file of this machine.
+`exclude:` drops the points that match an entry (every key it names has the value given, or one of the
+values a list gives), before any is loaded: combinations the model refuses (spsc queues with 256-byte
+elements) need not be spelled out point by point. `load_sweep` checks all of it before anything runs and
+turns it into a `Sweep`: one `Task` per (point, replication), each carrying its fully resolved scenario, so a
+worker needs no file of this machine.
 
 Seeds: replication r of every point runs with the same seed, derived from (base seed, r), and each
 component draws from its own stream seeded from that seed and its dotted name. So all points share
@@ -32,7 +35,7 @@ from vmsim.errors import ScenarioError
 from vmsim.results import json_ready
 from vmsim.scenario import load, resolved_dict
 from vmsim.scenario.locations import Locations, Origin, format_path, read_yaml
-from vmsim.scenario.overrides import locate, override_arguments, parse_override
+from vmsim.scenario.overrides import LENGTH_KEY, count_problem, locate, override_arguments, parse_override
 from vmsim.scenario.schema_problems import at_most, schema_problems
 from vmsim.units import parse_time_ns
 
@@ -40,7 +43,6 @@ LATENCY_STATISTICS = ("mean", "p50", "p90", "p99", "p999", "max")
 RUN_METRICS = ("offered_rps", "throughput_rps", "requests_total", "requests_completed",
                *(f"latency_{statistic}_ns" for statistic in LATENCY_STATISTICS))
 DEFAULT_METRICS = ["throughput_rps", "latency_mean_ns", "latency_p99_ns"]
-_LENGTH_KEY = re.compile(r"len\((.+)\)")
 _MAX_PROBLEMS = 10
 
 
@@ -115,6 +117,7 @@ class SweepSpec(_Strict):
     common_random_numbers: bool = True
     set: dict[str, Any] = Field(default_factory=dict)
     parameters: Parameters = Field(default_factory=Parameters)
+    exclude: list[dict[str, Any]] = Field(default_factory=list)
     metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS), min_length=1)
     target: Target | None = None
 
@@ -155,13 +158,14 @@ class Sweep:
     metrics: list[str]
     target: Target | None
     tasks: list[Task]
+    excluded: int = 0  # points the sweep file's `exclude:` dropped
 
     def describe(self) -> dict:
         """What ran, as JSON: the marker file of a sweep folder."""
         return json_ready({
             "name": self.name, "description": self.description, "scenario": self.scenario_path,
             "base_seed": self.base_seed, "replications": self.replications,
-            "common_random_numbers": self.common_random_numbers, "metrics": self.metrics,
+            "common_random_numbers": self.common_random_numbers, "metrics": self.metrics, "excluded": self.excluded,
             "target": None if self.target is None else self.target.model_dump(),
             "points": [{"point": index, "parameters": point, "offered_rps": offered}
                        for index, (point, offered) in enumerate(zip(self.points, self.offered_rps))],
@@ -206,8 +210,9 @@ def _plan(spec: SweepSpec, scenario_path: Path, locations: Locations) -> Sweep:
     base = _load_placed(scenario_path, fixed, sources, locations)
     _check_metrics(spec, base, locations)
     raw_base, _ = read_yaml(scenario_path, shown)
-    points = spec.parameters.expand()
     keys = spec.parameters.keys()
+    every_point = spec.parameters.expand()
+    points = _without_excluded(every_point, spec.exclude, keys, locations)
     point_sources = {key: _parameter_location(spec.parameters, key) for key in keys}
     problems: list[str] = []
     resolved: list[dict] = []
@@ -237,7 +242,48 @@ def _plan(spec: SweepSpec, scenario_path: Path, locations: Locations) -> Sweep:
             tasks.append(Task(index, replication, seed, _task_key(run), point, run))
     metrics = list(dict.fromkeys(spec.metrics + ([spec.target.metric] if spec.target else [])))
     return Sweep(spec.name, spec.description, shown, base_seed, spec.replications, spec.common_random_numbers,
-                 keys, points, offered, metrics, spec.target, tasks)
+                 keys, points, offered, metrics, spec.target, tasks, len(every_point) - len(points))
+
+
+def _without_excluded(points: list[dict], exclude: list[dict], keys: list[str], locations: Locations) -> list[dict]:
+    """The points no `exclude:` entry matches. An entry naming a key that is no parameter, or a value no
+    point has (a typo: `256B` for `256 B`), would silently exclude nothing, so it is an error; so is an
+    exclusion that leaves no point."""
+    taken = {key: {_canonical(point[key]) for point in points if key in point} for key in keys}
+    problems = []
+    for index, entry in enumerate(exclude):
+        if not entry:
+            problems.append((("exclude", index), "an empty entry would exclude every point: name a parameter"))
+        for key, value in entry.items():
+            if key not in taken:
+                problems.append((("exclude", index, key), (f"not a parameter of this sweep (they are "
+                                                          f"{', '.join(keys) or 'none'})")))
+                continue
+            unseen = [choice for choice in _choices(value) if _canonical(choice) not in taken[key]]
+            if unseen:
+                problems.append((("exclude", index, key), (f"no point has {key} = {unseen[0]!r}, so this excludes "
+                                                          "nothing (the values must be spelled as in parameters)")))
+    if problems:
+        raise ScenarioError(*locations.problems(problems))
+    kept = [point for point in points if not any(_matches(point, entry) for entry in exclude)]
+    if not kept:
+        raise ScenarioError(locations.problem(("exclude",), f"excludes all {len(points)} points: nothing to run"))
+    return kept
+
+
+def _choices(value: Any) -> list:
+    """An exclude value: one value, or a list of values any of which matches (to match a list, nest it)."""
+    return value if isinstance(value, list) else [value]
+
+
+def _matches(point: dict, entry: dict) -> bool:
+    return all(key in point and _canonical(point[key]) in {_canonical(choice) for choice in _choices(value)}
+               for key, value in entry.items())
+
+
+def _canonical(value: Any) -> str:
+    """A value as comparable text: `1` and `true` stay apart (in Python 1 == True)."""
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def _parameter_location(parameters: Parameters, key: str) -> tuple:
@@ -255,15 +301,14 @@ def _point_overrides(point: dict, raw_base: dict, sources: dict,
     then edit the items kept), then the rest."""
     cuts, others = {}, {}
     for key, value in point.items():
-        match = _LENGTH_KEY.fullmatch(key)
+        match = LENGTH_KEY.fullmatch(key)
         if match is None:
             others[override_arguments({key: value})[0]] = sources[key]
             continue
         items = _base_list(match.group(1), raw_base, sources[key], locations)
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= len(items):
-            raise ScenarioError(locations.problem(
-                sources[key], f"{value!r} is not a count from 1 to {len(items)} (the base scenario's "
-                              f"{match.group(1)} has {len(items)})"))
+        problem = count_problem(value, items, f"the base scenario's {match.group(1)}")
+        if problem:
+            raise ScenarioError(locations.problem(sources[key], problem))
         cuts[override_arguments({match.group(1): items[:value]})[0]] = sources[key]
     return cuts, others
 
