@@ -15,6 +15,7 @@ from pydantic import BeforeValidator, Field, create_model, model_validator
 
 from vmsim.buses import doorbell_kinds, sealed
 from vmsim.buses.xen.spec import DomainSpec
+from vmsim.scenario.faults import FaultSpec
 from vmsim.schema import (
     BytesPerSecond,
     ConstantSize,
@@ -121,6 +122,7 @@ class Sharing(Strict):
     policy: Literal["on-first-use", "at-allocation", "pool"] = "on-first-use"
     batch: int = Field(default=1, ge=1, le=1024)
     release: Literal["eager", "lazy", "device"] = "eager"
+    unsafe_release: bool = False  # reclaim without the device's completion (vmsim.sim.sharing)
     linger: TimeNs = 1_000_000
     pool: int = Field(default=16, ge=1, le=65536)
     heap: SizeBytes = Field(default=4 * 1024 * 1024, ge=4096)
@@ -281,6 +283,7 @@ class Scenario(Strict):
     workloads: list[WorkloadSpec] = Field(default_factory=list)
     limits: Limits = Field(default_factory=Limits)
     published: Published | None = None
+    faults: list[FaultSpec] = Field(default_factory=list)  # vmsim.scenario.faults
 
     @model_validator(mode="after")
     def _bounded(self):
