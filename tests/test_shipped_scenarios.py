@@ -37,9 +37,11 @@ def test_scenario_runs_every_frame_decodes_and_no_core_is_over_busy(path):
     ran = pipeline.run(path, brief(path))
     scenario, output = ran.checked.scenario, ran.output
     assert len(output.requests) > 0
-    # AMP buses model their cores, FF-A buses the driver's: Xen's hold their domains' vCPUs instead
-    assert bool(output.processors) == any(bus.kind in ("amp", "ffa") for bus in scenario.buses)
+    # AMP buses model their cores, FF-A buses the driver's, Xen buses their domains' vCPUs
     assert {f"{bus.driver}.cpu" for bus in scenario.buses if bus.kind == "ffa"} <= set(output.processors)
+    assert {f"domain.{name}" for bus in scenario.buses if bus.kind == "xen"
+            for name in (bus.frontend, bus.backend) if name != "xen"} <= set(output.processors)
+    assert bool(output.processors) == bool(scenario.buses)
     for name, processor in output.processors.items():  # work on a core waits its turn: never above 100 %
         assert 0 <= processor["utilisation"] <= 1 + 1e-9, name
         assert processor["busy_ns"] <= output.sim_time_ns * processor["cores"] + 1, name

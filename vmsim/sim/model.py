@@ -23,6 +23,7 @@ from vmsim.sim.driver import Driver
 from vmsim.sim.output import SimOutput
 from vmsim.sim.processor import Processor
 from vmsim.sim.sharing import ShareDriver, largest_size
+from vmsim.sim.vcpus import VcpuPool
 from vmsim.sim.workload import Workload
 from vmsim.wire.virtio import DEVICE_IDS
 
@@ -50,7 +51,7 @@ class BusContext:
     """
 
     def __init__(self, platform, driver, devices: list, scenario=None, shared: dict | None = None,
-                 driver_processor=None, device_processor=None):
+                 driver_processor=None, device_processor=None, adopt_processor=None):
         self.platform = platform
         self.driver = driver
         self.devices = devices
@@ -58,6 +59,7 @@ class BusContext:
         self.shared = {} if shared is None else shared
         self._driver_processor = driver_processor
         self._device_processor = device_processor
+        self._adopt_processor = adopt_processor
 
     def driver_processor(self):
         """The driver's core, shared by every bus the driver runs (made on first use)."""
@@ -66,6 +68,11 @@ class BusContext:
     def device_processor(self):
         """The core the bus's device side runs on: one per bus (made on first use)."""
         return self._device_processor()
+
+    def adopt_processor(self, name: str, processor) -> None:
+        """Report a processor the bus kind made itself (a Xen domain's vCPU pool) with the model's own."""
+        if self._adopt_processor is not None:
+            self._adopt_processor(name, processor)
 
     def cpu_ns(self, name: str | None) -> int:
         """Software cost per frame on the named core (zero when no core is named)."""
@@ -97,7 +104,7 @@ class Model:
         self.scenario = scenario
         self.sim = sim = Simulation(scenario.seed, keep_wire=scenario.keep_wire)
         platform = scenario.platform
-        self.processors: dict[str, Processor] = {}
+        self.processors: dict[str, Processor | VcpuPool] = {}
         self.drivers = {d.name: Driver(sim, d.name, discovery=d.discovery, copies_payload=d.data == "copy",
                                        software=self._software(d.software)) for d in scenario.drivers}
         driver_specs = {d.name: d for d in scenario.drivers}
@@ -110,7 +117,8 @@ class Model:
         for spec in scenario.buses:
             context = BusContext(platform, driver_specs[spec.driver], on_bus.get(spec.name, []), scenario, shared,
                                  driver_processor=partial(self._processor, f"{spec.driver}.cpu"),
-                                 device_processor=partial(self._processor, f"{spec.name}.device_cpu"))
+                                 device_processor=partial(self._processor, f"{spec.name}.device_cpu"),
+                                 adopt_processor=self.processors.__setitem__)
             bus = bus_plugin(spec).build(sim, spec, context)
             self.buses[spec.name] = bus
             self.drivers[spec.driver].attach_bus(bus)

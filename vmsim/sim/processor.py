@@ -21,11 +21,12 @@ from collections import deque
 
 from vmsim.sim.core import Component, Simulation
 
-ACTIVITIES = ("service", "software", "copies", "rings", "frames", "notify", "calls", "setup")
+ACTIVITIES = ("service", "software", "copies", "rings", "frames", "notify", "calls", "setup", "grants", "locks", "tlb")
 """What work on a processor is for: device service, endpoint software paths, payload copies through shared
 memory, virtqueue ring accesses, transport frames (software and queue memory), notifications (doorbells,
 acknowledgements, notification words, polls), calls into firmware or a hypervisor (an FF-A SMC or HVC and its
-world switches, paid by the caller), and bus set-up (handshakes)."""
+world switches, paid by the caller), bus set-up (handshakes), and on a Xen domain's vCPUs grant operations,
+spinning on the grant-table or TLB-flush lock, and TLB flushes with the IPIs they send and take."""
 
 
 class Processor(Component):

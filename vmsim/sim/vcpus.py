@@ -11,6 +11,10 @@ is the one-timeout-per-item model of a core).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import ClassVar
+
 import simpy
 
 URGENT, NORMAL = 0, 1  # vCPU request priorities: IPI handlers before waiting work
@@ -24,10 +28,20 @@ class VcpuPool:
     context, on its vCPU.
     """
 
+    ACTIVITY_OF_ACCOUNT: ClassVar[Mapping[str, str]] = MappingProxyType({})
+    """The activity (`vmsim.sim.processor.ACTIVITIES`) each of a subclass's counter accounts reports as."""
+
+    HELD_ACCOUNT = "queue_ns"
+    """The counter account of work charged through the processor protocol (`hold`): virtqueue ring
+    accesses, payload copies and endpoint software, reported by the activities their callers `account`."""
+
     def __init__(self, env: simpy.Environment, capacity: int, counts: dict):
         self.env = env
         self.pool = simpy.PriorityResource(env, capacity=capacity)
         self.counts = counts
+        self.cores = capacity
+        self.holds = 0  # vCPUs taken (outermost `enter`s)
+        self.by_activity: dict[str, int] = {}  # ns the processor protocol's callers said was for each activity
         self._holders: dict[object, _Hold] = {}  # process -> the vCPU it holds
 
     def enter(self, account: str | None = None, priority: int = NORMAL):
@@ -39,6 +53,7 @@ class VcpuPool:
             return
         vcpu = self.pool.request(priority)
         yield vcpu
+        self.holds += 1
         self._holders[process] = _Hold(vcpu, self.env.now, account)
 
     def leave(self) -> None:
@@ -107,6 +122,32 @@ class VcpuPool:
         yield self.env.timeout(ns)
         yield from self.settle()
         self.leave()
+
+    # --- the processor protocol (`vmsim.sim.processor`), so a bus's side can run on a vCPU pool -----------
+
+    def hold(self, cost: int, irq: bool = False):
+        """`cost` ns on the vCPU the active process holds (a handler's own work), or on a free one. Work
+        from an interrupt waits for a vCPU like any other: vCPUs are not pre-empted here."""
+        if cost <= 0:
+            return
+        yield from self.enter()
+        yield from self.work(cost, self.HELD_ACCOUNT)
+        self.leave()
+
+    def account(self, activity: str, ns: int) -> None:
+        """Say what `ns` of the work held was for (the "where the time went" table)."""
+        self.by_activity[activity] = self.by_activity.get(activity, 0) + ns
+
+    def report(self, now: int) -> dict:
+        """What a run's summary says of this pool at `now`, in the shape of `Processor.report`."""
+        by_activity = dict(self.by_activity)
+        for account, activity in self.ACTIVITY_OF_ACCOUNT.items():
+            if self.counts.get(account):
+                by_activity[activity] = by_activity.get(activity, 0) + self.counts[account]
+        busy = self.counts["busy_ns"]
+        return {"cores": self.cores, "busy_ns": busy, "utilisation": busy / (now * self.cores) if now > 0 else 0.0,
+                "work_items": self.holds, "irq_items": 0,
+                "by_activity_ns": {activity: ns for activity, ns in sorted(by_activity.items()) if ns}}
 
     def running(self) -> int:
         """vCPUs busy now (the dirty mask a TLB flush must reach)."""

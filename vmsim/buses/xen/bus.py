@@ -79,6 +79,7 @@ class XenBus(QueuePairBus):
         self.host = host
         self.front = host.domain(spec.frontend)
         self.back = host.domain(spec.backend)
+        self.driver_cpu, self.device_cpu = self.front, self.back  # virtqueue work holds the domains' vCPUs
         self.proxy = spec.frontend == XEN
         if self.proxy:
             to_device = to_device._replace(ring=0)

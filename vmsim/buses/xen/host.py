@@ -5,6 +5,7 @@ mask and unmask) notify them."""
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import NamedTuple
 
 import simpy
@@ -42,14 +43,19 @@ class NoCosts:
         return 0
 
 
-ACCOUNTS = ("frames_ns", "grants_ns", "lock_ns", "tlb_ns", "copy_ns", "service_ns")
+ACCOUNTS = ("frames_ns", "grants_ns", "lock_ns", "tlb_ns", "copy_ns", "service_ns", "queue_ns")
 """What a domain's vCPU time is spent on: frame handling, grant operations, spinning on the grant-table or
-flush lock, TLB flushes (its own and the IPIs it takes), copies, and holding a request while it is served."""
+flush lock, TLB flushes (its own and the IPIs it takes), copies, holding a request while it is served, and
+its virtqueue work (ring accesses, payload copies, endpoint software: the bus side's processor protocol)."""
 
 
 class Domain(VcpuPool):
     """A domain's vCPUs (`VcpuPool`, counters `domain.<name>`) that all its bus work runs on, its grant-table
     lock and its event-channel ports."""
+
+    ACTIVITY_OF_ACCOUNT = MappingProxyType({"frames_ns": "frames", "grants_ns": "grants", "lock_ns": "locks",
+                                            "tlb_ns": "tlb", "copy_ns": "copies", "service_ns": "service"})
+    """`queue_ns` is not here: the virtqueue work it counts is reported by the activities its callers name."""
 
     def __init__(self, sim: Simulation, name: str, vcpus: int | None, upcall_extra: int):
         counts = sim.counter(f"domain.{name}")
@@ -90,6 +96,8 @@ class XenHost:
         host = context.shared.get("xen")
         if host is None:
             host = context.shared["xen"] = cls(sim, getattr(context.scenario, "domains", ()), costs)
+            for name, domain in host.domains.items():
+                context.adopt_processor(f"domain.{name}", domain)
         return host
 
 
