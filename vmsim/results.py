@@ -3,6 +3,11 @@
 A result folder holds `events.parquet`, `requests.parquet`, `summary.json`, `config.resolved.yaml`, PNG
 plots, the Perfetto trace (`trace.perfetto-trace`, or `trace.json`) and the `.vmsim-result` marker listing
 them; `vmsim.result_folder` says which folders may be replaced and writes one atomically.
+
+A run written to a folder streams its logs to parquet as it runs (`vmsim.spill.LogSpill`): its tables, its
+summary's numbers and its trace are read back from those files, a column or a batch at a time, so memory
+stays flat however long the run. A run kept in memory (`vmsim.run(..., write=False)`: notebooks, sweeps,
+tests) keeps its logs whole and builds its tables from them.
 """
 
 from __future__ import annotations
@@ -18,26 +23,19 @@ import pyarrow.parquet as pq
 
 from vmsim._version import __version__
 from vmsim.analysis.checks import check_events
+from vmsim.analysis.liveness import liveness_check, with_liveness
 from vmsim.analysis.stats import DEFAULT_BATCHES, batch_means, latency_summary
 from vmsim.errors import VmsimError
 from vmsim.result_folder import SUMMARY_FILE, write_atomically
-from vmsim.sim.log import EVENT_ROW, REQUEST_ROW, Column
+from vmsim.sim.log import Column
 from vmsim.sim.output import SimOutput
+from vmsim.spill import EVENT_SCHEMA, REQUEST_SCHEMA, SUMMARY_REQUEST_COLUMNS, LogSpill, object_column
 from vmsim.units import format_ns
 
 TRACE_EVENT_LIMIT = 200_000
 
 
 # --- tables -----------------------------------------------------------------------------------
-
-
-def arrow_schema(row: tuple[Column, ...]) -> pa.Schema:
-    """The parquet schema of a log row declared in `vmsim.sim.log`."""
-    return pa.schema([(column.name, getattr(pa, column.arrow_type)()) for column in row])
-
-
-EVENT_SCHEMA = arrow_schema(EVENT_ROW)
-REQUEST_SCHEMA = arrow_schema(REQUEST_ROW)
 
 
 def column_table(row: tuple[Column, ...]) -> str:
@@ -60,24 +58,31 @@ def requests_table(output: SimOutput) -> pa.Table:
 
 
 def summarize(output: SimOutput, *, wall_seconds: float, version: str = __version__,
-              requests: pa.Table | None = None) -> dict:
+              requests: pa.Table | None = None, spill: LogSpill | None = None) -> dict:
     """The numbers a user reads first, as a JSON-ready dict (see results/README.md for each key).
 
-    Latency and throughput cover the requests submitted at or after `warmup_ns` and completed by
-    `sim_time_ns`, so start-up (device init, empty queues) does not flatter or penalise the steady state,
-    and requests the teardown after the end completes (`Model._teardown` runs simulated time on) are left
-    out (`requests_after_end` counts them). Each bus and device gets the latency of its own requests. `check` is the verdict of
-    the safety checks over the event log (`vmsim.analysis.checks`). `requests` is the run's requests table
-    when the caller keeps it (a `RunResult`), so the log is turned into a table once.
+    Latency covers the requests submitted at or after `warmup_ns` and completed by `sim_time_ns`, so
+    start-up (device init, empty queues) does not flatter or penalise the steady state; throughput counts
+    every completion inside that window whenever its request was submitted (leaving out the ones submitted
+    in the warm-up would make it low by about the requests in flight at the warm-up's end). Requests the
+    teardown after the end completes (`Model._teardown` runs simulated time on) are left out of both
+    (`requests_after_end` counts them). `counts` says what became of every request offered. Each bus and
+    device gets the latency of its own requests. `check` is the verdict of the safety checks over the event
+    log (`vmsim.analysis.checks`) and of the liveness check (`vmsim.analysis.liveness`). `requests` is the run's requests table
+    when the caller keeps it (a `RunResult`), so the log is turned into a table once; it needs only the
+    columns `SUMMARY_REQUEST_COLUMNS`. `spill` is where a streamed run's logs went: the requests columns are
+    read back from it and the safety checks read the lifecycle rows it kept.
     """
-    requests = requests_table(output) if requests is None else requests
+    if requests is None:
+        requests = spill.summary_columns() if spill is not None else requests_table(output)
     submit = requests.column("submit_ns").to_numpy()
     complete = requests.column("complete_ns").to_numpy()
     by_end = complete <= output.sim_time_ns  # the teardown after the end may still complete requests
     measured = (submit >= output.warmup_ns) & by_end
+    in_window = (complete >= output.warmup_ns) & by_end
     order = np.argsort(submit[measured], kind="stable")
     latency = requests.column("latency_ns").to_numpy()[measured][order]
-    devices = np.asarray(requests.column("device").to_pylist(), dtype=object)
+    devices = object_column(requests.column("device"))
     window_s = (output.sim_time_ns - output.warmup_ns) / 1e9
     interval = batch_means(latency, DEFAULT_BATCHES)
     counters = group_counters(output)
@@ -92,18 +97,44 @@ def summarize(output: SimOutput, *, wall_seconds: float, version: str = __versio
         "requests_total": len(output.requests),
         "requests_completed": int(latency.size),
         "requests_after_end": int((~by_end).sum()),
-        "throughput_rps": latency.size / window_s if window_s > 0 else math.nan,
+        "requests_in_window": int(in_window.sum()),
+        "throughput_rps": in_window.sum() / window_s if window_s > 0 else math.nan,
+        "counts": request_counts(output),
         "latency_ns": latency_summary(latency),
         "latency_ci95_ns": interval.as_dict(),
         **counters,
         "init_done_ns": dict(output.init_done_ns),
         "events_logged": len(output.events),
         "trace": None,
-        "check": check_events(output.events),
+        "check": with_liveness((spill.check() if spill is not None else check_events(output.events)), liveness_check(
+            devices=devices, submit_ns=submit, start_ns=requests.column("start_ns").to_numpy(),
+            complete_ns=complete, workloads=output.workloads, series=output.series,
+            sim_time_ns=output.sim_time_ns)),
         "workloads": output.workloads,
         "processors": _per_request(output.processors, len(output.requests)),
         "warnings": run_warnings(output, int(latency.size), complete[by_end], devices[by_end]),
     })
+
+
+def request_counts(output: SimOutput) -> dict:
+    """What became of every request, per workload and in total: `offered` (its arrivals), `submitted` (taken
+    by the driver towards the ring: offered less its `backlog` at the end), `completed` by the end,
+    `in_flight` (submitted, not completed by the end: `on_ring`, waiting for its buffer to be shared, or lost
+    with a removed device), `completed_after_end`. Frames a sender retried after finding a queue full, and
+    dropped after every retry, belong to a queue, not a request: the total counts them (`frames_retried`,
+    `frames_dropped`)."""
+    workloads = {}
+    for name, counts in output.workloads.items():
+        completed = counts.get("completed_by_end", counts["completed"])
+        backlog, on_ring = counts.get("backlog", 0), counts.get("on_ring", 0)
+        workloads[name] = {"offered": counts["submitted"], "submitted": counts["submitted"] - backlog,
+                           "completed": completed, "in_flight": counts["submitted"] - backlog - completed,
+                           "on_ring": on_ring, "backlog": backlog, "completed_after_end": counts["completed"] - completed}
+    keys = ("offered", "submitted", "completed", "in_flight", "on_ring", "backlog", "completed_after_end")
+    total = {key: sum(entry[key] for entry in workloads.values()) for key in keys}
+    total["frames_retried"] = sum(int(counts.get("full", 0)) for counts in output.counters.values())
+    total["frames_dropped"] = sum(int(counts.get("tx_failed", 0)) for counts in output.counters.values())
+    return {"total": total, "workloads": workloads}
 
 
 def _add_latency(buses: dict, devices: np.ndarray, latency: np.ndarray) -> None:
@@ -279,7 +310,9 @@ def format_summary(summary: dict, folder: Path | None = None) -> str:
         f"scenario   {summary['scenario']}  (seed {summary['seed']})",
         (f"simulated  {ns(summary['sim_time_ns'])} (warm-up {ns(summary['warmup_ns'])}) "
          f"in {summary['wall_seconds']:.2f} s wall, {summary['events_logged']} events"),
-        f"requests   {summary['requests_completed']} measured of {summary['requests_total']}, {rate} req/s",
+        (f"requests   {summary['requests_completed']:,} measured (submitted after the warm-up), "
+         f"{summary.get('requests_in_window', summary['requests_completed']):,} completed after it: {rate} req/s"),
+        *_count_lines(summary),
         f"latency    {mean}",
         (f"           p50 {ns(latency['p50'])}  p90 {ns(latency['p90'])}  p99 {ns(latency['p99'])}  "
          f"p99.9 {ns(latency['p999'])}  max {ns(latency['max'])}"),
@@ -298,6 +331,35 @@ def format_summary(summary: dict, folder: Path | None = None) -> str:
 
 
 SHOWN_BUSES = 4
+SHOWN_WORKLOADS = 4
+
+
+def _count_lines(summary: dict) -> list[str]:
+    """What became of the requests offered, in total and per workload (the most offered first): a load the
+    model did not carry shows as requests in flight, held back or dropped, not as a better latency."""
+    counts = summary.get("counts")
+    if not counts:
+        return []
+
+    def line(entry: dict) -> str:
+        text = (f"offered {entry['offered']:,}, submitted {entry['submitted']:,}, completed {entry['completed']:,}, "
+                f"in flight at the end {entry['in_flight']:,}")
+        for key, label in (("backlog", "held back by the driver"), ("completed_after_end", "completed after the end")):
+            if entry[key]:
+                text += f", {label} {entry[key]:,}"
+        return text
+
+    total = counts["total"]
+    lines = [f"{'':<11}{line(total)}"]
+    if total["frames_retried"] or total["frames_dropped"]:
+        lines.append(f"{'':<11}frames retried after a full queue {total['frames_retried']:,}, "
+                     f"dropped after every retry {total['frames_dropped']:,}")
+    if len(counts["workloads"]) > 1:
+        listed, more = _busiest(counts["workloads"], lambda entry: entry["offered"], SHOWN_WORKLOADS)
+        lines += [f"  {name}: {line(entry)}" for name, entry in listed]
+        if more:
+            lines.append(f"  ... and {more} more workloads")
+    return lines
 SHOWN_DEVICES = 4
 
 
@@ -366,6 +428,9 @@ def format_check(check: dict, shown: int = 5) -> list[str]:
             continue
         lines.append(f"  {entry['name']}: {entry['violations_total']} violation(s)")
         for violation in entry["violations"][:shown]:
+            if "rows" not in violation:  # liveness: the message names the device or queue and the time
+                lines.append(f"    {violation['message']}")
+                continue
             rows = ", ".join(map(str, violation["rows"]))
             lines.append(f"    bus {violation['bus']} region {violation['id']}: {violation['message']} (rows {rows})")
     return lines

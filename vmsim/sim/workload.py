@@ -109,13 +109,15 @@ class Workload(Component):
 
     def waiting(self) -> dict:
         """The requests still waiting, read once at the end (nothing is tracked per request): how many the
-        driver holds back (not yet on the ring), how many are on the ring, and when the oldest was submitted."""
+        driver holds back (not yet on the ring), how many are on the ring, when the oldest was submitted, and
+        how many completed by then (the teardown after the end may complete more)."""
         if self.queue is None:
-            return {"backlog": 0, "on_ring": 0, "oldest_waiting_ns": None}
+            return {"completed_by_end": self.completed, "backlog": 0, "on_ring": 0, "oldest_waiting_ns": None}
         backlog = [request.submit_ns for request in self.queue.backlog if request.workload is self]
         on_ring = [token.submit_ns for token in self.queue.ring.outstanding()
                    if getattr(token, "workload", None) is self]
-        return {"backlog": len(backlog), "on_ring": len(on_ring), "oldest_waiting_ns": min(backlog + on_ring, default=None)}
+        return {"completed_by_end": self.completed, "backlog": len(backlog), "on_ring": len(on_ring),
+                "oldest_waiting_ns": min(backlog + on_ring, default=None)}
 
     def complete(self, request: Request, now: int) -> None:
         """Called by the driver's queue when the request's buffer came back on the used ring."""

@@ -1,0 +1,139 @@
+"""Liveness: a device or queue that makes no progress for too long while work waits fails the run's checks.
+
+A run whose device stopped serving still prints latency, only over the requests that got through, so a stall
+looks like a fast device. The safety checks (`vmsim.analysis.checks`) say nothing went wrong with shared
+memory; this check says something stopped moving, and names what and when:
+
+- a **device** makes progress while it serves a request (from the request's start to its completion); it
+  stalls over any stretch longer than the threshold in which it serves none while one of its requests waits
+  (submitted, not completed);
+- a **queue** (a channel's frames waiting for the receiver, its `*.occupancy` series) makes progress when a
+  frame leaves it; it stalls over any stretch longer than the threshold with frames in it and none leaving.
+
+The threshold is `max(FLOOR_NS, SHARE * sim_time_ns)`: long enough that a slow but working model (a
+millisecond service, a polling period, a share timed out and retried) passes, short enough that a sender
+waiting out a 10 ms retry in a 10 ms run does not. Inputs are numpy arrays of the columns needed, so the
+table they come from (the run's logs, a parquet file) can change.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vmsim.units import format_ns
+
+NAME = "liveness"
+FLOOR_NS = 1_000_000
+SHARE = 0.1
+SHOWN = 20  # violations listed; `violations_total` counts them all
+
+
+def threshold_ns(sim_time_ns: int) -> int:
+    """How long a device or queue may make no progress while work waits before the run fails."""
+    return max(FLOOR_NS, int(SHARE * sim_time_ns))
+
+
+def liveness_check(*, devices, submit_ns, start_ns, complete_ns, workloads: dict, series: dict,
+                   sim_time_ns: int, threshold: int | None = None) -> dict:
+    """The `liveness` entry of summary.json's `check`, shaped like the safety checks' entries.
+
+    `devices`, `submit_ns`, `start_ns` and `complete_ns` are the requests table's columns, every request
+    that completed (after the end too); `workloads` is `SimOutput.workloads` (each workload's device and the
+    submit time of its oldest request still waiting at the end); `series` maps names to step series
+    (`.time`, `.level` int64 buffers) of which the `*.occupancy` ones are queues.
+    """
+    limit = threshold_ns(sim_time_ns) if threshold is None else threshold
+    devices = np.asarray(devices, dtype=object)
+    submit, start, complete = (np.asarray(column, dtype=np.int64) for column in (submit_ns, start_ns, complete_ns))
+    oldest: dict[str, int] = {}
+    for counts in workloads.values():
+        if counts.get("oldest_waiting_ns") is not None:
+            device = counts["device"]
+            oldest[device] = min(oldest.get(device, counts["oldest_waiting_ns"]), counts["oldest_waiting_ns"])
+    violations = []
+    for device in sorted(set(devices.tolist()) | set(oldest)):
+        mine = devices == device
+        stall = device_stall(submit[mine], start[mine], complete[mine], oldest.get(device), sim_time_ns)
+        if stall is not None and stall[1] - stall[0] > limit:
+            violations.append(_violation("device", device, stall, sim_time_ns, limit))
+    for name, steps in sorted(series.items()):
+        if not name.endswith(".occupancy"):
+            continue
+        stall = queue_stall(np.frombuffer(steps.time, dtype=np.int64), np.frombuffer(steps.level, dtype=np.int64),
+                            sim_time_ns)
+        if stall is not None and stall[1] - stall[0] > limit:
+            violations.append(_violation("queue", name.removesuffix(".occupancy"), stall, sim_time_ns, limit))
+    return {"name": NAME, "status": "failed" if violations else "ok", "violations": violations[:SHOWN],
+            "violations_total": len(violations), "threshold_ns": limit}
+
+
+def device_stall(submit, start, complete, oldest_waiting_ns: int | None, end_ns: int) -> tuple[int, int] | None:
+    """The longest stretch `(from_ns, to_ns)` within the run in which a request of the device waited and none
+    was being served; None when there is none.
+
+    A request waits from its submit to its completion (`oldest_waiting_ns`: the oldest never completed,
+    waiting to the end) and is served from its start to its completion, so a slow device that keeps serving
+    is never stalled. Between two stretches of service, work waited from the later of the first's end and
+    the earliest submit of a request served after it."""
+    never = [] if oldest_waiting_ns is None else [oldest_waiting_ns]
+    submit = np.append(submit, never).astype(np.int64)
+    complete = np.append(complete, [np.iinfo(np.int64).max] * len(never)).astype(np.int64)
+    start = np.asarray(start, dtype=np.int64)
+    if submit.size == 0:
+        return None
+    served_to = np.minimum(complete[:len(start)], end_ns)
+    served_from = np.minimum(np.where(start >= 0, start, served_to), served_to)
+    order = np.argsort(served_from, kind="stable")
+    served_from, served_to = served_from[order], np.maximum.accumulate(served_to[order])
+    new_stretch = np.append(True, served_from[1:] > served_to[:-1]) if order.size else np.array([], dtype=bool)
+    last_of_stretch = np.append(new_stretch[1:], True) if order.size else new_stretch
+    idle_from = np.append(np.iinfo(np.int64).min, served_to[last_of_stretch])  # service stopped here...
+    idle_to = np.append(served_from[new_stretch], end_ns)  # ...until the next stretch began, or the end
+    by_complete = np.argsort(complete, kind="stable")
+    earliest_after = np.minimum.accumulate(submit[by_complete][::-1])[::-1]  # earliest submit completing at i or later
+    earliest_after = np.append(earliest_after, np.iinfo(np.int64).max)
+    first_waiting = np.searchsorted(complete[by_complete], idle_to, side="left")  # still waiting when it ends
+    waiting_from = np.maximum(idle_from, earliest_after[first_waiting])
+    lengths = idle_to - waiting_from
+    best = int(np.argmax(lengths))
+    if lengths[best] <= 0:
+        return None
+    return int(waiting_from[best]), int(idle_to[best])
+
+
+def queue_stall(time_ns, level, end_ns: int) -> tuple[int, int] | None:
+    """The longest stretch `(from_ns, to_ns)` in which a queue held frames and none left it (its level rose
+    or held), from the level's step series; None when it never held a frame."""
+    time_ns, level = np.asarray(time_ns, dtype=np.int64), np.asarray(level, dtype=np.int64)
+    if level.size == 0:
+        return None
+    before = np.append(0, level[:-1])
+    left = level < before  # a frame left the queue at this step
+    holding = level > 0
+    starts = np.flatnonzero(holding & (left | (before == 0)))
+    if starts.size == 0:
+        return None
+    leaving = np.flatnonzero(left)
+    next_leave = np.searchsorted(leaving, starts, side="right")
+    ends = np.append(time_ns[leaving], end_ns)[next_leave]
+    ends = np.minimum(ends, end_ns)
+    lengths = ends - time_ns[starts]
+    best = int(np.argmax(lengths))
+    if lengths[best] <= 0:
+        return None
+    return int(time_ns[starts][best]), int(ends[best])
+
+
+def _violation(kind: str, name: str, stall: tuple[int, int], end_ns: int, limit: int) -> dict:
+    begin, until = stall
+    waited = "requests waited for it" if kind == "device" else "frames waited in it"
+    until_text = f"the end of the run ({format_ns(until)})" if until >= end_ns else format_ns(until)
+    return {"kind": kind, "component": name, "from_ns": begin, "to_ns": until,
+            "message": f"{kind} {name} made no progress from {format_ns(begin)} to {until_text}, "
+                       f"{format_ns(until - begin)} while {waited} (threshold {format_ns(limit)})"}
+
+
+def with_liveness(check: dict, entry: dict) -> dict:
+    """The safety checks' verdict with the liveness entry added: failed when either failed."""
+    failed = check["status"] != "ok" or entry["status"] != "ok"
+    return {**check, "status": "failed" if failed else "ok", "checks": [*check["checks"], entry]}
