@@ -9,6 +9,7 @@ silently ignored setting. Unit strings are parsed here, at the edge; everything 
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 from typing import Annotated, Literal, Union
 
 from pydantic import BeforeValidator, Field, create_model, model_validator
@@ -103,12 +104,51 @@ Platform = create_model(
 # --- topology ---------------------------------------------------------------------------------
 
 
+class Timeouts(Strict):
+    """How long the driver waits on its peer and what it does when nothing comes (none of it unless given):
+    each request waits `response` for its answer and is sent again `retries` times; then the device is reset
+    and initialised again, at most `resets` times in a run, and past that the driver gives up: FAILED. A
+    virtqueue with buffers out and none coming back for `queue_stall` is looked at again and kicked; one more
+    `queue_stall` without progress resets the queue (RESET_VQUEUE, when ring reset was negotiated) or the
+    device."""
+
+    response: TimeNs = Field(gt=0)
+    retries: int = Field(default=1, ge=0, le=100)
+    resets: int = Field(default=1, ge=0, le=100)
+    queue_stall: TimeNs | None = Field(default=None, gt=0)
+
+
+class Keepalive(Strict):
+    """PING on each of the driver's buses every `period`, each waiting `timeout` for its echo; `misses`
+    unanswered in a row are tolerated (the next PING is the retry), one more and every device on the bus is
+    reset (`outcome: reset`, under the driver's `timeouts`) or given up on with FAILED (`outcome: fail`)."""
+
+    period: TimeNs = Field(gt=0)
+    timeout: TimeNs = Field(gt=0)
+    misses: int = Field(default=2, ge=0, le=1000)
+    outcome: Literal["reset", "fail"] = "reset"
+
+    @model_validator(mode="after")
+    def _answer_within_period(self):
+        if self.timeout > self.period:
+            raise ValueError("keepalive timeout must not exceed its period (one PING at a time)")
+        return self
+
+
 class DriverSpec(Strict):
     name: Name
     cpu: Name | None = None
     discovery: Literal["bus", "platform"] = "bus"
     software: Name | None = None
     data: Literal["copy", "in-place"] = "in-place"
+    timeouts: Timeouts | None = None
+    keepalive: Keepalive | None = None
+
+    @model_validator(mode="after")
+    def _reset_needs_timeouts(self):
+        if self.keepalive is not None and self.keepalive.outcome == "reset" and self.timeouts is None:
+            raise ValueError("keepalive outcome reset needs `timeouts`, so that the reset's own requests end")
+        return self
 
 
 BusSpec = Annotated[Union[tuple(kind.spec for kind in KINDS.values())], Field(discriminator="kind")]  # noqa: UP007
@@ -134,6 +174,20 @@ class Sharing(Strict):
     ack_delay: TimeDist = Field(default_factory=ConstantTime)
 
 
+class VqueueReset(Strict):
+    """The driver resets virtqueue `vq` at `at` with RESET_VQUEUE and sets it up again (needs `ring_reset`)."""
+
+    at: TimeNs
+    vq: int = Field(default=0, ge=0)
+
+
+class ShmRegion(Strict):
+    """A shared memory region the device exposes (GET_SHM): its id and length."""
+
+    id: int = Field(ge=0, le=255)
+    length: SizeBytes = Field(gt=0, le=2**30)
+
+
 class DeviceSpec(Strict):
     name: Name
     bus: Name
@@ -152,6 +206,11 @@ class DeviceSpec(Strict):
     removed_at: TimeNs | None = None
     reset_at: TimeNs | None = None
     config_changes: list[TimeNs] = Field(default_factory=list, max_length=1000)
+    config_writes: list[TimeNs] = Field(default_factory=list, max_length=1000)
+    needs_reset_at: list[TimeNs] = Field(default_factory=list, max_length=1000)
+    ring_reset: bool = False
+    vqueue_resets: list[VqueueReset] = Field(default_factory=list, max_length=1000)
+    shm: list[ShmRegion] = Field(default_factory=list, max_length=256)
     sharing: Sharing | None = None
 
     @model_validator(mode="after")
@@ -160,8 +219,20 @@ class DeviceSpec(Strict):
             raise ValueError(f"unknown device kind {self.kind!r} (use one of {', '.join(DEVICE_IDS)})")
         if self.queue_size & (self.queue_size - 1):
             raise ValueError("queue_size must be a power of two (split virtqueue)")
-        if any(later <= earlier for earlier, later in zip(self.config_changes, self.config_changes[1:])):
-            raise ValueError("config_changes must be in increasing order")
+        for key in ("config_changes", "config_writes", "needs_reset_at"):
+            if any(later <= earlier for earlier, later in pairwise(getattr(self, key))):
+                raise ValueError(f"{key} must be in increasing order")
+        if self.config_writes and not self.config_size:
+            raise ValueError("config_writes need a config space (config_size above 0)")
+        if self.ring_reset and self.feature_bits <= 40:
+            raise ValueError("ring_reset is feature bit 40: give feature_bits of 64 or more")
+        if self.vqueue_resets and not self.ring_reset:
+            raise ValueError("vqueue_resets need ring_reset: true (VIRTIO_F_RING_RESET offered by the device)")
+        if any(entry.vq >= self.queues for entry in self.vqueue_resets):
+            raise ValueError(f"vqueue_resets name a vq beyond the device's {self.queues} queues")
+        ids = [region.id for region in self.shm]
+        if len(ids) != len(set(ids)):
+            raise ValueError("shm region ids must be unique")
         return self
 
 
@@ -289,4 +360,6 @@ class Scenario(Strict):
     def _bounded(self):
         if self.duration is None and any(w.requests is None for w in self.workloads):
             raise ValueError("give `duration`, or `requests` on every workload, so the run ends")
+        if self.duration is None and any(d.keepalive is not None for d in self.drivers):
+            raise ValueError("give `duration` with a driver's keepalive: its PINGs never end on their own")
         return self

@@ -30,6 +30,7 @@ from collections import deque
 
 from vmsim.errors import DecodeError
 from vmsim.sim.core import Component, Simulation, SimulationError
+from vmsim.sim.costs import count_bus_memory
 from vmsim.sim.processor import Unshared
 from vmsim.sim.share_mechanism import ShareMechanism
 from vmsim.wire import get_layout
@@ -64,6 +65,7 @@ class Bus(Component):
         self.devices: dict[int, object] = {}
         self.removed_for_driver: set[int] = set()  # devices whose EVENT_DEVICE(REMOVED) the driver took in
         self._pending: dict[tuple[bool, int], deque] = {}
+        self.given_up: set[tuple[bool, int, int]] = set()  # (bus message, dev_num, token) of withdrawn requests
         self._token = TOKEN_FIRST - 1
         self.counts = sim.counter(name)
         self.counts.update(requests=0, responses=0, events=0, discarded=0, token_mismatch=0)
@@ -107,6 +109,7 @@ class Bus(Component):
 
     def start(self) -> None:
         """Start the plug-in's own processes (handshakes); announce hot-plugged and removed devices later."""
+        count_bus_memory(self)
         for device in self.devices.values():
             if device.added_at is not None and device.added_at > 0:
                 self.env.process(self._announce(device))
@@ -152,20 +155,25 @@ class Bus(Component):
         self.counts["requests"] += 1
         return frame, event
 
-    def call(self, frame: bytes, timeout: int):
-        """A bus request with a deadline: the response `Frame`, or None when none came within `timeout`.
+    def call(self, frame: bytes, timeout: int, bus_message: bool = True):
+        """A request with a deadline (a bus message unless told otherwise): the response `Frame`, or None when
+        none came within `timeout`.
 
         A request that timed out is withdrawn, so that a late response matches the request sent after
-        it (its retry) instead of leaving every later response one behind.
+        it (its retry) instead of leaving every later response one behind; on a layout with tokens its late
+        answer, should it still come, is known by its token and discarded.
         """
         dev_num = frame[2] | frame[3] << 8
-        frame, event = self.expect_response(dev_num, frame, True)
+        frame, event = self.expect_response(dev_num, frame, bus_message)
+        token = self._token
         self.env.process(self._send_to_device(frame, dev_num))
         yield event | self.env.timeout(timeout)
         if event.triggered:
             return event.value
-        waiting = self._pending[(True, dev_num)]
+        waiting = self._pending[(bus_message, dev_num)]
         waiting.remove(next(entry for entry in waiting if entry[0] is event))
+        if self.has_token:
+            self.given_up.add((bus_message, dev_num, token))
         return None
 
     def next_token(self) -> int:
@@ -194,6 +202,11 @@ class Bus(Component):
             return
         if frame.kind == "response":
             waiting = self._pending.get((frame.bus, frame.dev_num))
+            if self.given_up and (late := (frame.bus, frame.dev_num, frame.token)) in self.given_up and not (
+                    waiting and waiting[0][1] == frame.token):
+                self.given_up.discard(late)  # the answer to a request `call` gave up on: its retry is waiting
+                self.counts["discarded"] += 1
+                return
             if not waiting:
                 self.counts["discarded"] += 1
                 return

@@ -105,6 +105,13 @@ class AddressSpace:
         self._next += -(-max(size, 1) // self.ALIGN) * self.ALIGN
         return address, buffer
 
+    def reserve(self, size: int) -> int:
+        """Bus addresses for a window no simulated code reads or writes (a device's shared memory region, which
+        only its address and length reach the wire for): no bytes behind it."""
+        address = self._next
+        self._next += -(-max(size, 1) // self.ALIGN) * self.ALIGN
+        return address
+
     def address_of(self, buffer: bytearray) -> int:
         return self._addresses[id(buffer)]
 

@@ -12,9 +12,12 @@ from vmsim.sim.core import Component, Simulation
 from vmsim.sim.costs import NO_SOFTWARE, Sampler, SoftwareCost
 from vmsim.sim.virtqueue import DeviceQueue
 from vmsim.wire.virtio import (
+    DEVICE_NEEDS_RESET,
     DRIVER_OK,
     F_RING_EVENT_IDX,
+    F_RING_RESET,
     F_VERSION_1,
+    FAILED,
     FEATURES_OK,
 )
 
@@ -28,7 +31,8 @@ class Device(Component):
     def __init__(self, sim: Simulation, name: str, *, bus, dev_num: int, device_id: int, queues: int,
                  queue_size: int, config_size: int, feature_bits: int, service: Sampler,
                  copy_payload: bool, added_at: int | None, event_idx: bool, removed_at: int | None = None,
-                 software: SoftwareCost = NO_SOFTWARE, hardware_engine: bool = False):
+                 software: SoftwareCost = NO_SOFTWARE, hardware_engine: bool = False, ring_reset: bool = False,
+                 shm: tuple = ()):
         super().__init__(sim, name)
         self.bus = bus
         self.dev_num = dev_num
@@ -36,7 +40,10 @@ class Device(Component):
         self.num_queues = queues
         self.queue_size = queue_size
         self.feature_bits = feature_bits
-        self.offered = 1 << F_VERSION_1 | (1 << F_RING_EVENT_IDX if event_idx else 0)
+        self.offered = 1 << F_VERSION_1 | (1 << F_RING_EVENT_IDX if event_idx else 0) | (
+            1 << F_RING_RESET if ring_reset else 0)
+        # shared memory regions by id: (address, length); the address is reserved, no bytes behind it
+        self.shm = {region.id: (sim.addresses.reserve(region.length), region.length) for region in shm}
         self.service = service
         self.copy_payload = copy_payload
         self.software = software  # its own software per message: the task woken per request, its reply
@@ -80,6 +87,11 @@ class Device(Component):
             return None
         return self._encode(frame.name, "response", fields, dev_num=self.dev_num, token=frame.token)
 
+    def _count(self, what: str) -> None:
+        """Count a lifecycle event in the device's counters (made on first use: most devices have none)."""
+        counts = self.sim.counter(self.name)
+        counts[what] = counts.get(what, 0) + 1
+
     def _get_device_info(self, _fields):
         return {"device_id": self.device_id, "vendor_id": VENDOR_ID, "num_feature_bits": self.feature_bits,
                 "config_size": len(self.config), "max_virtqueues": self.num_queues,
@@ -111,8 +123,11 @@ class Device(Component):
             status &= ~FEATURES_OK  # the driver accepted features we never offered: refuse
         if status & DRIVER_OK and not self.status & DRIVER_OK:
             self._activate()
-        self.status = status
-        return {"status": status}
+        if status & FAILED:  # the driver gave up on us: serve nothing more
+            for queue in self.queues.values():
+                queue.stop()
+        self.status = status | self.status & DEVICE_NEEDS_RESET  # only a reset clears it
+        return {"status": self.status}
 
     def reset(self) -> None:
         """SET_DEVICE_STATUS(0): forget negotiation and virtqueues; in-flight buffers are dropped."""
@@ -156,6 +171,24 @@ class Device(Component):
             frame = self._encode("EVENT_CONFIG", "event", fields | {"length": 0, "data": b""}, dev_num=self.dev_num)
         yield from self.bus.event_to_driver(self.dev_num, frame)
 
+    def needs_reset_at(self, at: int):
+        """A scenario's `needs_reset_at` entry: at `at` the device hits an error it cannot go on from: it sets
+        DEVICE_NEEDS_RESET, stops serving (what its queues hold is dropped; the driver publishes it again after
+        the reset) and, once live, says so with EVENT_CONFIG carrying the status (virtio 1.2 §2.1.2)."""
+        yield self.env.timeout(at)
+        if self.bus.devices.get(self.dev_num) is not self or not self.status:
+            return  # removed, or reset and not yet initialised again: nothing to go wrong
+        self._count("needs_reset")
+        self.status |= DEVICE_NEEDS_RESET
+        for queue in self.queues.values():
+            queue.stop()
+        self.queues.clear()
+        if self.status & DRIVER_OK:
+            fields = {"device_status": self.status, "generation": self.generation, "offset": 0, "length": 0,
+                      "data": b""}
+            frame = self._encode("EVENT_CONFIG", "event", fields, dev_num=self.dev_num)
+            yield from self.bus.event_to_driver(self.dev_num, frame)
+
     def _get_vqueue(self, fields):
         index = fields["index"]
         valid = index < self.num_queues
@@ -167,10 +200,19 @@ class Device(Component):
     def _set_vqueue(self, fields):
         index = fields["index"]
         if index < self.num_queues and 0 < fields["size"] <= self.queue_size:
-            self.vq_config[index] = {key: fields[key] for key in ("size", "desc_addr", "driver_addr", "device_addr")}
+            self.vq_config[index] = config = {key: fields[key]
+                                              for key in ("size", "desc_addr", "driver_addr", "device_addr")}
+            if self.status & DRIVER_OK and index not in self.queues:  # a queue set up again after RESET_VQUEUE
+                self._enable(index, config)
         return {}
 
     def _reset_vqueue(self, fields):
+        """RESET_VQUEUE: only with VIRTIO_F_RING_RESET negotiated (virtio 1.2 §2.6.1); otherwise refused and
+        counted, the queue left as it was."""
+        if not self.driver_features >> F_RING_RESET & 1:
+            self._count("vqueue_resets_refused")
+            return {}
+        self._count("vqueue_resets")
         queue = self.queues.pop(fields["index"], None)
         if queue is not None:
             queue.stop()
@@ -178,7 +220,11 @@ class Device(Component):
         return {}
 
     def _get_shm(self, fields):
-        return {"index": fields["index"], "length": 0, "address": 0}
+        """GET_SHM: the region's address and length, length 0 for an id the device has no region for (the
+        linux-2026 layout calls the id `shmid`)."""
+        key = "index" if "index" in fields else "shmid"
+        address, length = self.shm.get(fields[key], (0, 0))
+        return {key: fields[key], "length": length, "address": address}
 
     def _event_avail(self, fields):
         self.notify(fields["vq_index"])
@@ -193,7 +239,10 @@ class Device(Component):
             queue.kick()
 
     def _activate(self) -> None:
-        event_idx = bool(self.driver_features >> F_RING_EVENT_IDX & 1)
         for index, config in self.vq_config.items():
-            ring = self.sim.addresses.resolve(config["desc_addr"])
-            self.queues[index] = DeviceQueue(self, index, ring, config["size"], event_idx)
+            self._enable(index, config)
+
+    def _enable(self, index: int, config: dict) -> None:
+        event_idx = bool(self.driver_features >> F_RING_EVENT_IDX & 1)
+        ring = self.sim.addresses.resolve(config["desc_addr"])
+        self.queues[index] = DeviceQueue(self, index, ring, config["size"], event_idx)

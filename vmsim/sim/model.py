@@ -20,6 +20,7 @@ from vmsim.sim.core import Simulation
 from vmsim.sim.costs import FREE_MEMORY, NO_SOFTWARE, MemoryCost, SoftwareCost, sampler
 from vmsim.sim.device import Device
 from vmsim.sim.driver import Driver
+from vmsim.sim.faults import FaultPlan
 from vmsim.sim.output import SimOutput
 from vmsim.sim.processor import Processor
 from vmsim.sim.sharing import ShareDriver, largest_size
@@ -82,10 +83,10 @@ class BusContext:
         return MemoryCost.of(self.platform.memory[name]) if name else FREE_MEMORY
 
     def side_memory(self, memory) -> tuple[MemoryCost, MemoryCost]:
-        """(driver side, device side) from a memory kind name or a {driver, device} pair."""
+        """(driver side, device side) from a memory kind name or a {driver, device} pair: two objects even for
+        one kind, as each side counts its own traffic."""
         if isinstance(memory, str):
-            both = self.memory(memory)
-            return both, both
+            return self.memory(memory), self.memory(memory)
         return self.memory(memory.driver), self.memory(memory.device)
 
     def doorbell(self, name: str):
@@ -103,10 +104,13 @@ class Model:
     def __init__(self, scenario, traces: dict | None = None):
         self.scenario = scenario
         self.sim = sim = Simulation(scenario.seed, keep_wire=scenario.keep_wire)
+        if scenario.faults:  # before any component is built: each asks for the faults aimed at it
+            sim.faults = FaultPlan(sim, scenario.faults)
         platform = scenario.platform
         self.processors: dict[str, Processor | VcpuPool] = {}
         self.drivers = {d.name: Driver(sim, d.name, discovery=d.discovery, copies_payload=d.data == "copy",
-                                       software=self._software(d.software)) for d in scenario.drivers}
+                                       software=self._software(d.software), timeouts=d.timeouts,
+                                       keepalive=d.keepalive) for d in scenario.drivers}
         driver_specs = {d.name: d for d in scenario.drivers}
         on_bus: dict[str, list] = {}
         for device in scenario.devices:
@@ -131,7 +135,10 @@ class Model:
                 queue_size=spec.queue_size, config_size=spec.config_size, feature_bits=spec.feature_bits,
                 service=sampler(spec.service, sim.rng(f"{name}.service")), copy_payload=spec.data == "copy",
                 added_at=spec.added_at, event_idx=getattr(bus.spec, "event_idx", True), removed_at=spec.removed_at,
-                software=self._software(spec.software), hardware_engine=spec.engine == "hardware")
+                software=self._software(spec.software), hardware_engine=spec.engine == "hardware",
+                ring_reset=spec.ring_reset, shm=spec.shm)
+        if scenario.faults:
+            sim.faults.arm(self.devices)
         device_specs = {d.name: d for d in scenario.devices}
         bus_specs = {b.name: b for b in scenario.buses}
         self.workloads = []
@@ -158,7 +165,8 @@ class Model:
 
     def _sharing(self, scenario) -> None:
         """A driver-side ShareDriver for each device with `sharing:`, fed by its workloads' buffer lives; a
-        driver-side reset for each device with `reset_at`; its device-side `config_changes`."""
+        driver-side reset for each device with `reset_at`, its config writes and virtqueue resets; its device-side
+        `config_changes` and `needs_reset_at`."""
         for spec in scenario.devices:
             device = self.devices[spec.name]
             if spec.reset_at is not None:
@@ -166,6 +174,12 @@ class Model:
                 self.sim.env.process(driver.reset_device(device.bus, spec.dev_num, spec.reset_at))
             for at in spec.config_changes:
                 self.sim.env.process(device.change_config_at(at))
+            for at in spec.needs_reset_at:
+                self.sim.env.process(device.needs_reset_at(at))
+            for at in spec.config_writes:
+                self.sim.env.process(device.bus.driver.write_config_at(device.bus, spec.dev_num, at))
+            for entry in spec.vqueue_resets:
+                self.sim.env.process(device.bus.driver.reset_vqueue(device.bus, spec.dev_num, entry.vq, entry.at))
             if spec.sharing is None:
                 continue
             mine = [(workload, w) for workload, w in zip(self.workloads, scenario.workloads) if w.device == spec.name]
@@ -212,6 +226,7 @@ class Model:
             raise StalledError(self._stall_message())
         stopped = env.now
         processors = {name: processor.report(stopped) for name, processor in sorted(self.processors.items())}
+        busy_periods = {name: processor.busy_periods(stopped) for name, processor in sorted(self.processors.items())}
         waiting = {w.name: w.waiting() for w in self.workloads}  # at the end, before the teardown runs time on
         self._teardown()
         if progress is not None:
@@ -222,7 +237,7 @@ class Model:
                          init_done_ns=dict(sim.init_done),
                          workloads={w.name: {"arrivals": w.arrivals.kind, "device": w.device.name, "submitted": w.submitted,
                                              "completed": w.completed, **waiting[w.name]} for w in self.workloads},
-                         processors=processors)
+                         processors=processors, busy_periods=busy_periods)
 
     def _stall_message(self) -> str:
         """What stopped a run that can go no further, with what the counters say may have caused it."""

@@ -72,6 +72,8 @@ class DriverQueue:
         self._publishing = False  # a running publish loop picks up new requests itself
         self._reclaiming = False  # a running reclaim publishes what it freed when it is done
         self._submit_wake = Waker(self.env)
+        self.reclaimed = 0  # buffers come back so far: what the driver's stall watchdog sees progress by
+        self._idle = None  # the stall watchdog's wake-up while nothing is out (`busy`)
         self.env.process(self._submitter())
 
     def submit(self, request) -> None:
@@ -79,6 +81,25 @@ class DriverQueue:
         self.backlog.append(request)
         if not (self._publishing or self._reclaiming):
             self._submit_wake.kick()
+        if self._idle is not None:
+            self._idle.kick()
+
+    def in_flight(self) -> bool:
+        """Buffers are out with the device."""
+        return self.ring.num_free < self.size
+
+    def busy(self):
+        """Wait until there is work for the device (the stall watchdog sleeps meanwhile, so an idle queue
+        schedules nothing)."""
+        if not self.in_flight() and not self.backlog:
+            self._idle = Waker(self.env)
+            yield self._idle.wait()
+            self._idle = None
+
+    def kick(self):
+        """Notify the device once more, whatever the ring says (the stall watchdog's retry)."""
+        if not self.halted:
+            yield from self.bus.notify_device(self.dev_num, self.index)
 
     def _submitter(self):
         """Publishes requests that arrive from outside the driver's handlers (open-loop workloads)."""
@@ -187,6 +208,7 @@ class DriverQueue:
                     done.append(used[0])
                 if not done:
                     break
+                self.reclaimed += len(done)
                 cost = self._charge(_cost(memory, ring, before), done if endpoint_work else (), "from-device")
                 if cost:
                     yield from self.cpu.hold(cost, irq=True)

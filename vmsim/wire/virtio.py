@@ -11,14 +11,18 @@ DRIVER = 2
 DRIVER_OK = 4
 FEATURES_OK = 8
 """Device status bits the driver sets in order during initialisation (virtio 1.2 §2.1, §3.1.1)."""
+DEVICE_NEEDS_RESET = 64
+FAILED = 128
+"""Set by the device when it cannot go on until reset, and by the driver when it has given up (§2.1)."""
 
 F_INDIRECT_DESC = 28
 F_RING_EVENT_IDX = 29
 F_VERSION_1 = 32
 F_RING_PACKED = 34
+F_RING_RESET = 40
 """Feature bit numbers (virtio 1.2 §6)."""
 
 DEVICE_IDS = {
-    "net": 1, "block": 2, "console": 3, "rng": 4, "vsock": 19, "i2c": 34, "gpio": 41, "generic": 0x3F,
+    "net": 1, "block": 2, "console": 3, "rng": 4, "vsock": 19, "fs": 26, "i2c": 34, "gpio": 41, "generic": 0x3F,
 }
 """Virtio device IDs (virtio 1.2 §5); "generic" is vmsim's own placeholder for a device of no given type."""
