@@ -15,8 +15,6 @@ from pydantic import Field, model_validator
 
 from vmsim.schema import Strict, TimeNs
 
-DOORBELL_KINDS = ("doorbell-lost", "doorbell-delayed")
-FRAME_KINDS = ("frame-dropped", "frame-corrupted", "peer-silent")
 FaultKind = Literal["doorbell-lost", "doorbell-delayed", "frame-dropped", "frame-corrupted", "peer-silent",
                     "hot-unplug"]
 

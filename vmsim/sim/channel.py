@@ -3,7 +3,9 @@
 AMP queue pairs and the Xen shared page are both "the sender copies a frame into the next queue
 element, publishes its index and rings; the receiver's handler drains the queue". The queue itself
 is a `vmsim.wire` view over a bytearray, so the format is exercised, not imitated; costs come from
-the bytes each step touches.
+the bytes each step touches. `faults:` aimed at a direction (`vmsim.sim.faults`) drop frames as they are
+sent, damage them as they are read (the log keeps what was sent) or have the receiver ignore them in a
+window; a damaged frame is the decoder's to reject.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from vmsim.sim.bus import Bus
 from vmsim.sim.core import Component, Simulation
 from vmsim.sim.costs import MemoryCost
 from vmsim.sim.doorbell import Doorbell
+from vmsim.sim.faults import FRAME_KINDS, faults_on
 from vmsim.sim.processor import Unshared
 from vmsim.sim.receive import Receiver, Waker
 
@@ -64,8 +67,9 @@ class Channel(Receiver, Component):
         self.ack_cost = self.doorbell.ack_cost if self.doorbell is not None else 0
         self.extra_pending = None  # an out-of-band notification source drained with the queue
         self.counts = sim.counter(name)
-        self.counts.update(frames=0, bytes=0, full=0, tx_failed=0, rx_frames=0, busy_ns=0, rx_busy_ns=0)
+        self.counts.update(frames=0, bytes=0, full=0, tx_failed=0, rx_frames=0, busy_ns=0, rx_busy_ns=0, polls=0)
         self.occupancy = sim.new_series(f"{name}.occupancy")
+        self.faults = faults_on(sim, name, FRAME_KINDS)  # `faults:` aimed at this direction, or None
         log = sim.log
         self._log = log
         self._ev_tx = log.events("tx")
@@ -87,6 +91,8 @@ class Channel(Receiver, Component):
             yield from self.sender_cpu.hold(cost)
             self.counts["busy_ns"] += cost
         if self.withdraws is not None and self.withdraws(frame, dev_num):
+            return
+        if self.faults is not None and self.faults.dropped(frame, dev_num):
             return
         attempts = 0
         while not self.queue.try_push(frame):
@@ -120,15 +126,16 @@ class Channel(Receiver, Component):
 
     def frame_cost(self) -> int:
         """The receiver's time per frame: its software, the whole element and the index it reads, the
-        index it writes back."""
-        memory = self.receiver_memory
-        return (self.receiver_cpu_ns + memory.read(self.queue.element_size) + memory.read(self.index_bytes)
-                + memory.write(self.index_bytes))
+        index it writes back (their bytes counted per frame, in `drain`)."""
+        self.frame_access = self.receiver_memory.repeated((self.queue.element_size, self.index_bytes),
+                                                          (self.index_bytes,))
+        return self.receiver_cpu_ns + self.frame_access.cost
 
     def poll(self) -> int:
         """Each poll reads the producer's index."""
         cost = self.receiver_memory.read(self.index_bytes)
         self.counts["rx_busy_ns"] += cost
+        self.counts["polls"] += 1
         return cost
 
     def enter(self):
@@ -161,9 +168,14 @@ class Channel(Receiver, Component):
             frame = self.frame_in(queue.try_pop())
             now = env.now
             counts["rx_frames"] += 1
+            self.frame_access.count()
             log.frame(now, self.log_id, self._ev_rx, self.bus_id, -1, frame)
             self.occupancy.record(now, len(queue))
             handled += 1
+            if self.faults is not None:
+                frame = self.faults.received(frame)
+                if frame is None:
+                    continue  # a silent peer took it off the queue and did nothing
             work = self.deliver(frame)
             if work is not None:
                 yield from work  # the handler's own work (the driver's used-buffer handler) runs here

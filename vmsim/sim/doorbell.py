@@ -9,11 +9,15 @@ A doorbell with a `port` is one end of a Xen interdomain event channel: each sen
 upcall is logged with the port (`evtchn.*`), and the receiver's handler may mask the port while it works:
 a send then only sets it pending, and the unmask reports that so the handler runs again (Xen re-raises
 the upcall). A port that is not `maskable` (Xen itself as the receiver) never masks.
+
+A `faults:` entry aimed at a doorbell (`vmsim.sim.faults`) loses a ring (the sender paid, no handler runs)
+or delivers it late; the next delivery makes good a lost one, since its handler drains what both announced.
 """
 
 from __future__ import annotations
 
 from vmsim.sim.core import Component, Simulation
+from vmsim.sim.faults import DOORBELL_KINDS, faults_on
 
 
 class Doorbell(Component):
@@ -41,6 +45,7 @@ class Doorbell(Component):
         if port is not None:
             self.counts["port"] = port
         self.counts.update(rung=0, coalesced=0, delivered=0)
+        self.faults = faults_on(sim, name, DOORBELL_KINDS)  # `faults:` aimed at this doorbell, or None
         log = sim.log
         self._log = log
         if port is None:
@@ -72,11 +77,21 @@ class Doorbell(Component):
         self.counts["rung"] += 1
         if self._ev_ring is not None:
             self._log.mark(now, self.log_id, self._ev_ring, self.bus_id, dev_num)
-        self.env.timeout(self.ring_cost + self.latency).callbacks.append(self._deliver)
+        delay = 0
+        if self.faults is not None:
+            if self.faults.strike("doorbell-lost", dev_num) is not None:
+                self.in_flight = False  # the interrupt never arrives; the next ring is a new one
+                self.faults.lose()
+                return self.ring_cost
+            delayed = self.faults.strike("doorbell-delayed", dev_num)
+            delay = 0 if delayed is None else delayed.spec.delay
+        self.env.timeout(self.ring_cost + self.latency + delay).callbacks.append(self._deliver)
         return self.ring_cost
 
     def _deliver(self, _event) -> None:
         self.in_flight = False
+        if self.faults is not None and self.faults.missing:
+            self.faults.made_good()  # this handler drains what a lost ring announced too
         self.counts["delivered"] += 1
         self._log.mark(self.env.now, self.log_id, self._ev_deliver, self.bus_id, -1, self._value)
         self.on_deliver()

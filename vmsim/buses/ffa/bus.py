@@ -54,8 +54,10 @@ from vmsim.buses.ffa.protocol import (
 from vmsim.sim.bus import Bus
 from vmsim.sim.core import Simulation, SimulationError
 from vmsim.sim.costs import MemoryCost, sampler
+from vmsim.sim.faults import FRAME_KINDS, faults_on
 from vmsim.sim.receive import Receiver
 from vmsim.wire.ffa import (
+    ERROR,
     EVENT_POLL,
     EventMethod,
     Result,
@@ -110,7 +112,8 @@ class FfaBus(FfaMessages, Bus):
             side.sent = sim.counter(f"{spec.name}.{direction}")
             side.sent.update(frames=0, bytes=0, full=0)
         self.counts.update(method="", event_delivery="", direct_calls=0, event_polls=0, busy=0, tx_failed=0, mem_busy=0,
-                           shares=0, reclaims=0, unmapped_access=0, polls_lost=0, repolls=0)
+                           shares=0, reclaims=0, unmapped_access=0, polls_lost=0, repolls=0, bus_resets=0,
+                           errors_sent=0, errors_received=0, error_resends=0)
         self._rng = sim.rng(f"{spec.name}.yield") if spec.yield_probability else None
         self._sleep = sampler(spec.driver_sleep, sim.rng(f"{spec.name}.sleep"))
         self._busy_response = spec.when_busy == "busy-response"
@@ -120,6 +123,9 @@ class FfaBus(FfaMessages, Bus):
         self._device_events = generation.device_events
         self._fifo_region = None
         self.mechanism = FfaMemory(self)
+        self._asked: dict[int, tuple] = {}  # token -> (frame, dev_num, resent) of a request an ERROR may answer
+        self._faults = {side: faults_on(sim, f"{spec.name}.{toward}", FRAME_KINDS)
+                        for side, toward in ((self.device_side, "to_device"), (self.driver_side, "to_driver"))}
         log = sim.log
         self._log = log
         self._ev = {name: log.events(name) for name in (
@@ -159,6 +165,8 @@ class FfaBus(FfaMessages, Bus):
         env.process(self._bootstrap())
         env.process(DriverReceiver(self).receive_loop())
         env.process(PartitionReceiver(self).receive_loop())
+        if self.spec.reset_at is not None:
+            env.process(self._reset_bus())
 
     def _bootstrap(self):
         generation = self.generation
@@ -198,9 +206,11 @@ class FfaBus(FfaMessages, Bus):
                                                      "driver_notif_id": FIFO_DRIVER_NOTIF_ID})
 
     def bus_call(self, name: str, fields: dict):
-        """A bus request of the plug-in's own on the current transport; returns the response's fields."""
+        """A bus request of the plug-in's own on the current transport; returns the response's fields. A
+        direct call refused busy through every retry is made again after the driver's sleep."""
         frame, event = self.expect_response(0, self.encode(name, "request", fields), bus_message=True)
-        yield from self._send_down(frame, 0)
+        while not (yield from self._send_down(frame, 0)):
+            yield self.env.timeout(self._sleep())
         return (yield event).fields
 
     # --- the transport hooks ------------------------------------------------------------------------
@@ -221,14 +231,18 @@ class FfaBus(FfaMessages, Bus):
             yield from self._fifo_send(self.device_side, self.driver_side, frame, dev_num)
 
     def _send_down(self, frame: bytes, dev_num: int):
+        """Send toward the partition on the current transport; False when a direct call was refused busy
+        through every retry (the other methods count what they lose themselves)."""
         if self.transport == "direct":
-            _taken, response = yield from self._direct(frame, dev_num)
+            taken, response = yield from self._direct(frame, dev_num)
             if response is not None:
                 self.driver_receives(response)
-        elif self.transport == "indirect":
+            return taken
+        if self.transport == "indirect":
             yield from self._msg_send2(self.driver_side, self.device_side, frame, dev_num)
         else:
             yield from self._fifo_send(self.driver_side, self.device_side, frame, dev_num)
+        return True
 
     def driver_receives(self, data: bytes) -> None:
         """Hand a received frame to the driver; an event's handler (the used-buffer reclaim) runs as work of
@@ -275,8 +289,10 @@ class FfaBus(FfaMessages, Bus):
             yield from driver.work("calls", leg)
             response = unpack_direct_req2(reply)
             if response is not None:
+                if self.dropped(driver, response, dev_num):
+                    return True, None  # the partition answered; the answer was lost on the way
                 self._frame(driver.inbound, "rx", dev_num, response)
-                return True, response
+                return True, self.received(driver, response)
             self.counts["busy"] += 1  # the all-zero sentinel: retried at once (L-26)
             self.mark(driver.component, "ffa.busy", dev_num, attempt)
         self.counts["tx_failed"] += 1  # L-26 returns -EBUSY after its retry budget: the frame is lost
@@ -298,9 +314,15 @@ class FfaBus(FfaMessages, Bus):
             yield from self.driver_side.work("calls", self.path.leg)
             yield from vcpus.enter()
         received = unpack_direct_req2(request)
-        if self.device_cpu_ns:
-            yield env.timeout(self.device_cpu_ns)
-        self._frame(device.inbound, "rx", dev_num, received)
+        if not self.dropped(device, received, dev_num):
+            if self.device_cpu_ns:
+                yield env.timeout(self.device_cpu_ns)
+            self._frame(device.inbound, "rx", dev_num, received)
+            received = self.received(device, received)
+        if received is None:  # lost on the way, or a silent partition: RESP2 carries nothing back
+            vcpus.leave()
+            self.mark(device.component, "ffa.msg_send_direct_resp2", dev_num, 0)
+            return b""
         answered = yield from self.at_partition(received)
         late = self.settle_late()
         if late:  # a late answer to a synchronous call: the call itself takes that much longer
@@ -312,6 +334,22 @@ class FfaBus(FfaMessages, Bus):
             self._sent(device, dev_num, response)
         return response
 
+    def dropped(self, side: Side, frame: bytes, dev_num: int) -> bool:
+        """Whether a direct call's frame toward `side` is lost on the way (`faults:`, `vmsim.sim.faults`)."""
+        faults = self._faults[side]
+        return faults is not None and faults.dropped(frame, dev_num)
+
+    def arrives(self, side: Side, frame: bytes) -> bytes | None:
+        """`frame` as `side` takes it once read under the `faults:` aimed at its direction: None when its
+        receiver ignores it (or, read from an RX buffer or FIFO, it was dropped), damaged bytes when it was
+        corrupted, else as it was."""
+        return None if self.dropped(side, frame, -1) else self.received(side, frame)
+
+    def received(self, side: Side, frame: bytes) -> bytes | None:
+        """`frame` as `side`'s receiver takes it once the log recorded it (`Aimed.received`)."""
+        faults = self._faults[side]
+        return frame if faults is None else faults.received(frame)
+
     def at_partition(self, data: bytes):
         """The partition answers a received frame (the caller holds a vCPU); FF-A calls the answer made
         (retrieve, relinquish) take their time before the answer leaves."""
@@ -320,6 +358,67 @@ class FfaBus(FfaMessages, Bus):
         if owed:
             yield self.env.timeout(owed)
         return answered
+
+    # --- RESET and ERROR ---------------------------------------------------------------------------------
+
+    def _reset_bus(self):
+        """RESET at `reset_at` (a partition or VM reset under way): the partition forgets its event
+        configuration and answers; the driver configures events again and drains what waited meanwhile. The
+        devices, the shared areas and the FIFO rings are not the bus RESET's business and stay as they are."""
+        yield self.env.timeout(self.spec.reset_at)
+        if not self.ready.triggered:
+            yield self.ready
+        yield from self.bus_call("RESET", {})
+        self.counts["bus_resets"] += 1
+        if self.generation.configures_events:
+            yield from self.bus_call("EVENT_CONFIGURE", {"event_method": self.event_delivery,
+                                                         "notif_id": EVENT_NOTIF_ID})
+        if self.transport == "direct" and self.event_delivery in (EventMethod.POLL, EventMethod.NOTIF):
+            while not (yield from self.drain_events()):
+                pass
+
+    def expect_response(self, dev_num: int, frame: bytes, bus_message: bool = False):
+        """The base's, keeping the request by token until answered, for a partition's ERROR to be resent."""
+        frame, event = super().expect_response(dev_num, frame, bus_message)
+        if self.generation.answers_errors and self.has_token:
+            token = self._token
+            self._asked[token] = (frame, dev_num, False)
+            event.callbacks.append(lambda _event: self._asked.pop(token, None))
+        return frame, event
+
+    def answer(self, data):
+        """The base's answer; on `ffa-2026` a request the partition cannot decode, or refuses (a bus message it
+        does not know, a device it does not have), is answered ERROR(original msg_id), echoing its device
+        number and token, where the base would discard it without a word."""
+        discarded = self.counts["discarded"]
+        answered = super().answer(data)
+        if answered is not None or self.counts["discarded"] == discarded or not self.generation.answers_errors:
+            return answered
+        dev_num, token = (data[2] | data[3] << 8, data[4] | data[5] << 8) if len(data) >= 8 else (0, 0)
+        if not token or data[0] & 1 or data[1] & 0x40:
+            return None  # a response, an event (token 0, whatever its damaged msg_id says), too short
+        self.counts["errors_sent"] += 1
+        return self.encode("ERROR", "response", {"original_msg_id": data[1]}, dev_num=dev_num, token=token), dev_num
+
+    def deliver_to_driver(self, data):
+        if len(data) > 1 and data[1] == ERROR and data[0] == BUS_RESPONSE and self.generation.answers_errors:
+            return self._on_error(data)
+        return super().deliver_to_driver(data)
+
+    def _on_error(self, data: bytes) -> None:
+        """The partition answered ERROR: the request it names by token is sent again, once (it was damaged on
+        the way, or the partition was not ready); an ERROR for a request already resent, or for none still
+        waiting, is discarded and the request left to the driver's own timeout."""
+        self.counts["errors_received"] += 1
+        token = data[4] | data[5] << 8
+        asked = self._asked.get(token)
+        if asked is None or asked[2]:
+            self.counts["discarded"] += 1
+            return
+        frame, dev_num, _ = asked
+        self._asked[token] = (frame, dev_num, True)
+        self.counts["error_resends"] += 1
+        self.env.process(self._send_down(frame, dev_num))
 
     # --- device events on a direct bus: EVENT_POLL -------------------------------------------------------
 
@@ -380,6 +479,9 @@ class FfaBus(FfaMessages, Bus):
             answer = {}
         elif name == "VERSION":
             answer = self.generation.version_answer(self.partition, fields)
+        elif name == "RESET":
+            self._device_events = self.generation.device_events  # the event configuration is forgotten
+            answer = self.generation.reset_answer()
         elif name == "EVENT_CONFIGURE":
             method = EventMethod(fields["event_method"])
             needs = {EventMethod.NOTIF: "notif", EventMethod.INDIRECT: "indirect", EventMethod.FIFO: "fifo"}
@@ -417,7 +519,9 @@ class DriverReceiver(Receiver):
     def drain(self):
         bus, side = self.bus, self.side
         while bus.pending_in(side):
-            bus.driver_receives((yield from bus.read_one(side)))
+            frame = bus.arrives(side, (yield from bus.read_one(side)))
+            if frame is not None:
+                bus.driver_receives(frame)
         if bus.event_delivery == EventMethod.NOTIF:
             while not (yield from bus.drain_events()):
                 pass
@@ -447,6 +551,7 @@ class PartitionReceiver(Receiver):
             if owed:
                 yield env.timeout(owed)
                 owed = 0
-            answered = yield from bus.at_partition((yield from bus.read_one(side)))
+            frame = bus.arrives(side, (yield from bus.read_one(side)))
+            answered = None if frame is None else (yield from bus.at_partition(frame))
             vcpus.leave()
             bus.send_answer(answered)

@@ -79,6 +79,11 @@ class Generation2026:
     device_events = EventMethod.POLL
     get_devices_count = None  # the driver's own window
     page_count = "page_count"
+    answers_errors = True  # ERROR answers a request the partition cannot decode or refuses
+
+    @staticmethod
+    def reset_answer() -> dict:
+        return {"result": 0}  # SUCCESS
 
     @staticmethod
     def version_request() -> dict:
@@ -113,6 +118,11 @@ class Generation2025(Generation2026):
     device_events = EventMethod.INDIRECT
     get_devices_count = RFC2025_GET_DEVICES
     page_count = "count"
+    answers_errors = False  # no ERROR message: what cannot be decoded is discarded
+
+    @staticmethod
+    def reset_answer() -> dict:
+        return {}
 
     @staticmethod
     def version_request() -> dict:

@@ -86,6 +86,7 @@ class FfaBusSpec(Strict):
     busy_retries: int = Field(default=3, ge=1)
     yield_probability: float = Field(default=0.0, ge=0, le=1)
     lost_poll: Literal["repoll", "wait"] = "repoll"  # an EVENT_POLL refused busy through every retry
+    reset_at: TimeNs | None = None  # the driver sends the bus RESET then (a partition or VM reset)
     driver_sleep: TimeDist = Field(
         default_factory=lambda: UniformTime(dist="uniform", low=1_000_000, high=2_000_000))
     tx_busy_retries: int = Field(default=10, ge=1)
