@@ -123,3 +123,32 @@ def test_interrupt_work_pre_empts_thread_work_as_priority_queueing_says():
                                     duration=100_000_000)
     assert irq == pytest.approx(364.3, rel=0.04)
     assert thread == pytest.approx(2595, rel=0.07)
+
+
+def busy_periods(cores: int, work: list[tuple[int, str, int, bool]], stop: int) -> list[list[tuple[int, int]]]:
+    """Each core's busy periods as of `stop` after the items of `schedule` ran."""
+    sim = Simulation(seed=1)
+    processor = Processor(sim, "cpu", cores=cores)
+
+    def item(at, cost, irq):
+        yield sim.env.timeout(at)
+        yield from processor.hold(cost, irq=irq)
+
+    for at, _name, cost, irq in work:
+        sim.env.process(item(at, cost, irq))
+    sim.env.run(until=stop)
+    return [list(zip(periods.starts, periods.ends)) for periods in processor.busy_periods(stop)]
+
+
+def test_a_core_s_busy_periods_merge_back_to_back_work_and_end_at_idle_gaps():
+    """Work 0-10 and 10-30 is one period; an interrupt at 50 on an idle core is another, and thread work
+    arriving during it extends that period; work still running at the stop is cut there. The periods add up
+    to the busy time."""
+    work = [(0, "a", 10, False), (0, "b", 20, False), (50, "irq", 5, True), (52, "c", 10, False),
+            (100, "d", 50, False)]
+    assert busy_periods(1, work, stop=120) == [[(0, 30), (50, 65), (100, 120)]]
+
+
+def test_each_core_of_a_pool_has_its_own_busy_periods():
+    assert busy_periods(2, [(0, "a", 10, False), (0, "b", 30, False), (20, "c", 5, False)], stop=100) == [
+        [(0, 10), (20, 25)], [(0, 30)]]

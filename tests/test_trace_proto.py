@@ -3,6 +3,7 @@
 import json
 import struct
 from collections import defaultdict
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -65,10 +66,12 @@ def json_view(document: dict) -> dict:
     processes = {event["pid"]: event["args"]["name"] for event in events if event["name"] == "process_name"}
     threads = {event["tid"]: (processes[event["pid"]], event["args"]["name"]) for event in events
                if event["name"] == "thread_name"}
-    slices, spans, flows, args, begun = [], [], defaultdict(list), {}, {}
+    slices, spans, flows, args, begun, busy = [], [], defaultdict(list), {}, {}, []
     for event in (event for event in events if event["ph"] != "M"):
         ns = round(event["ts"] * 1000)
-        if event["ph"] in ("X", "i"):
+        if event.get("dur"):
+            busy.append((threads[event["tid"]], event["name"], ns, round((event["ts"] + event["dur"]) * 1000)))
+        elif event["ph"] in ("X", "i"):
             slices.append((threads[event["tid"]], event["name"], ns))
             args[slices[-1]] = {name: value for name, value in event["args"].items() if value is not None}
             if "bind_id" in event:
@@ -79,14 +82,14 @@ def json_view(document: dict) -> dict:
         else:
             spans.append((processes[event["pid"]], event["name"], begun.pop(event["id"]), ns))
     return {"processes": set(processes.values()), "threads": set(threads.values()), "slices": slices,
-            "spans": sorted(spans), "flows": sorted(flows.values()), "args": args}
+            "spans": sorted(spans), "flows": sorted(flows.values()), "args": args, "busy": sorted(busy)}
 
 
 def proto_view(data: bytes) -> dict:
     """The same reduction of a Perfetto protobuf trace, decoded field by field."""
     packets = [fields(packet) for number, packet in fields(data) if number == 1]
     tracks, processes, threads, lane_parent = {}, {}, {}, {}
-    slices, spans, flows, args, open_spans = [], [], defaultdict(list), {}, {}
+    slices, spans, flows, args, open_spans, busy = [], [], defaultdict(list), {}, {}, []
     for packet in packets:
         assert first(packet, 10) == 1, "every packet on trusted sequence 1"
         descriptor = first(packet, 60)
@@ -114,14 +117,17 @@ def proto_view(data: bytes) -> dict:
                 if number in (47, 48):  # flow_ids, terminating_flow_ids
                     flows[flow].append((name, ns, number == 48))
         elif kind == 1:  # TYPE_SLICE_BEGIN
-            assert track not in open_spans, "a lane holds one open span at a time"
+            assert track not in open_spans, "a track holds one open slice at a time"
             open_spans[track] = (name, ns)
         else:
             assert kind == 2
             begun_name, begun = open_spans.pop(track)
-            spans.append((processes[lane_parent[track]], begun_name, begun, ns))
+            if track in threads:  # a core's busy period
+                busy.append((threads[track], begun_name, begun, ns))
+            else:
+                spans.append((processes[lane_parent[track]], begun_name, begun, ns))
     return {"processes": set(processes.values()), "threads": set(threads.values()), "slices": slices,
-            "spans": sorted(spans), "flows": sorted(flows.values()), "args": args}
+            "spans": sorted(spans), "flows": sorted(flows.values()), "args": args, "busy": sorted(busy)}
 
 
 def _annotation_value(annotation: list):
@@ -163,6 +169,20 @@ def test_the_protobuf_trace_has_the_same_slices_at_the_same_nanoseconds(traces):
     assert from_proto["args"] == from_json["args"]
     assert from_proto["spans"] == from_json["spans"] and len(from_proto["spans"]) >= 40
     assert any("wire" in arguments for arguments in from_proto["args"].values())
+
+
+def test_each_core_s_busy_periods_are_slices_on_its_own_track(traces):
+    """The `cores` process holds a track per core, its slices the periods the core was busy without a gap:
+    the same either way, never overlapping on one core."""
+    from_json, from_proto, _ = traces
+    assert from_proto["busy"] == from_json["busy"] and from_json["busy"]
+    assert {thread for thread, *_ in from_json["busy"]} <= from_json["threads"]
+    by_core = defaultdict(list)
+    for (process, core), name, start, end in from_json["busy"]:
+        assert process == "cores" and name == "busy" and start < end
+        by_core[core].append((start, end))
+    for periods in by_core.values():
+        assert all(earlier[1] < later[0] for earlier, later in pairwise(periods))
 
 
 def test_the_protobuf_trace_has_the_same_flows(traces):

@@ -32,7 +32,8 @@ class SimOutput:
     `workloads` maps each workload to its arrival kind, its device's dotted name and the requests it submitted
     and saw completed.
     `processors` maps each modelled core to its `cores`, `busy_ns`, `utilisation` (never above 1) and the
-    thread and interrupt work items it served.
+    thread and interrupt work items it served; `busy_periods` maps each to its cores' `BusyPeriods` (when each
+    core or vCPU was busy without a gap: the trace's per-core slices).
     """
 
     scenario: str
@@ -46,3 +47,4 @@ class SimOutput:
     init_done_ns: dict[str, int] = field(default_factory=dict)
     workloads: dict[str, dict] = field(default_factory=dict)
     processors: dict[str, dict] = field(default_factory=dict)
+    busy_periods: dict[str, list] = field(default_factory=dict)

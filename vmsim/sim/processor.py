@@ -17,6 +17,7 @@ that frees first.
 
 from __future__ import annotations
 
+from array import array
 from collections import deque
 
 from vmsim.sim.core import Component, Simulation
@@ -27,6 +28,39 @@ memory, virtqueue ring accesses, transport frames (software and queue memory), n
 acknowledgements, notification words, polls), calls into firmware or a hypervisor (an FF-A SMC or HVC and its
 world switches, paid by the caller), bus set-up (handshakes), and on a Xen domain's vCPUs grant operations,
 spinning on the grant-table or TLB-flush lock, and TLB flushes with the IPIs they send and take."""
+
+
+MAX_BUSY_PERIODS = 100_000
+"""Busy periods kept per core for the trace (the earliest, as the trace keeps the start of a run): 1.6 MB."""
+
+
+class BusyPeriods:
+    """When one core was busy without a gap, as (start, end) pairs in time order: the per-core slices of the
+    trace. Keeps the first `MAX_BUSY_PERIODS` and counts the rest."""
+
+    __slots__ = ("dropped", "ends", "starts")
+
+    def __init__(self):
+        self.starts = array("q")
+        self.ends = array("q")
+        self.dropped = 0
+
+    def add(self, start: int, end: int) -> None:
+        if end <= start:
+            return
+        if len(self.starts) < MAX_BUSY_PERIODS:
+            self.starts.append(start)
+            self.ends.append(end)
+        else:
+            self.dropped += 1
+
+    def clipped(self, stop: int) -> BusyPeriods:
+        """These periods as of `stop`: work still to run after it is not shown."""
+        kept = BusyPeriods()
+        kept.dropped = self.dropped
+        for start, end in zip(self.starts, self.ends):
+            kept.add(start, min(end, stop))
+        return kept
 
 
 class Processor(Component):
@@ -53,6 +87,8 @@ class Processor(Component):
         self.work_items = 0
         self.irq_items = 0
         self.by_activity = dict.fromkeys(ACTIVITIES, 0)  # ns of work per activity, as the call sites name it
+        self._periods = [BusyPeriods() for _ in range(cores)]
+        self._period_start = [0] * cores  # when each core's current busy period began
 
     def hold(self, cost: int, irq: bool = False):
         """Hold a core for `cost` ns, after the work submitted before (interrupt work: before it)."""
@@ -61,6 +97,8 @@ class Processor(Component):
         self._charged += cost
         if self.cores > 1:
             core = free_at.index(min(free_at))
+            if free_at[core] < now:
+                self._idle_until(core, now)
             end = (free_at[core] if free_at[core] > now else now) + cost  # noqa: FURB136 (max() costs a call)
             free_at[core] = end
             self.work_items += 1
@@ -70,6 +108,8 @@ class Processor(Component):
             yield self._interrupt(cost, now)
             return
         self.work_items += 1
+        if free_at[0] < now:
+            self._idle_until(0, now)
         free_at[0] = (free_at[0] if free_at[0] > now else now) + cost  # noqa: FURB136 (the core's busy period)
         if self._thread_running:  # wait for the thread work ahead: only the running item has a timeout
             turn = self.env.event()
@@ -110,8 +150,22 @@ class Processor(Component):
                 self._stolen_at, self._stolen_earlier = now, self._stolen
             self._stolen += cost
         elif self._free_at[0] < end:  # thread work submitted from now waits for the interrupt work
+            if self._free_at[0] < now:
+                self._idle_until(0, now)
             self._free_at[0] = end
         return self._timeout(end - now)
+
+    def _idle_until(self, core: int, now: int) -> None:
+        """`core` has been idle since its work ended and takes work at `now`: its last busy period is over."""
+        self._periods[core].add(self._period_start[core], self._free_at[core])
+        self._period_start[core] = now
+
+    def busy_periods(self, now: int) -> list[BusyPeriods]:
+        """Each core's busy periods up to `now` (the trace's per-core slices)."""
+        for core in range(self.cores):
+            self._periods[core].add(self._period_start[core], self._free_at[core])
+            self._period_start[core] = self._free_at[core]
+        return [periods.clipped(now) for periods in self._periods]
 
     def busy_ns(self, now: int) -> int:
         """Work done by `now`: what was handed out, less what is still to run after `now`."""

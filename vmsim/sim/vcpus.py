@@ -12,10 +12,13 @@ is the one-timeout-per-item model of a core).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from heapq import heappop, heappush
 from types import MappingProxyType
 from typing import ClassVar
 
 import simpy
+
+from vmsim.sim.processor import BusyPeriods
 
 URGENT, NORMAL = 0, 1  # vCPU request priorities: IPI handlers before waiting work
 
@@ -42,6 +45,8 @@ class VcpuPool:
         self.cores = capacity
         self.holds = 0  # vCPUs taken (outermost `enter`s)
         self.by_activity: dict[str, int] = {}  # ns the processor protocol's callers said was for each activity
+        self._periods: list[BusyPeriods] = []  # per vCPU, numbered in the order they were first taken
+        self._idle: list[int] = []  # numbers of the vCPUs free now (a heap: the lowest is taken first)
         self._holders: dict[object, _Hold] = {}  # process -> the vCPU it holds
 
     def enter(self, account: str | None = None, priority: int = NORMAL):
@@ -54,7 +59,12 @@ class VcpuPool:
         vcpu = self.pool.request(priority)
         yield vcpu
         self.holds += 1
-        self._holders[process] = _Hold(vcpu, self.env.now, account)
+        if self._idle:
+            number = heappop(self._idle)
+        else:
+            number = len(self._periods)
+            self._periods.append(BusyPeriods())
+        self._holders[process] = _Hold(vcpu, self.env.now, account, number)
 
     def leave(self) -> None:
         """Give back the active process's vCPU (once its outermost `enter` is matched)."""
@@ -65,6 +75,8 @@ class VcpuPool:
             return
         del self._holders[process]
         self.pool.release(hold.vcpu)
+        self._periods[hold.number].add(hold.since, self.env.now)
+        heappush(self._idle, hold.number)
         held = self.env.now - hold.since
         self.counts["busy_ns"] += held
         if hold.account is not None:
@@ -149,6 +161,13 @@ class VcpuPool:
                 "work_items": self.holds, "irq_items": 0,
                 "by_activity_ns": {activity: ns for activity, ns in sorted(by_activity.items()) if ns}}
 
+    def busy_periods(self, now: int) -> list[BusyPeriods]:
+        """Each vCPU's holds up to `now`, those still held included (the trace's per-vCPU slices)."""
+        periods = [held.clipped(now) for held in self._periods]
+        for hold in self._holders.values():
+            periods[hold.number].add(hold.since, now)
+        return periods
+
     def running(self) -> int:
         """vCPUs busy now (the dirty mask a TLB flush must reach)."""
         return len(self.pool.users)
@@ -161,10 +180,11 @@ class VcpuPool:
 class _Hold:
     """One process's hold on a vCPU: since when, for what, the part other accounts took, interrupts owed."""
 
-    __slots__ = ("account", "attributed", "depth", "owed", "owed_account", "since", "vcpu")
+    __slots__ = ("account", "attributed", "depth", "number", "owed", "owed_account", "since", "vcpu")
 
-    def __init__(self, vcpu, since: int, account: str | None):
+    def __init__(self, vcpu, since: int, account: str | None, number: int):
         self.vcpu = vcpu
+        self.number = number  # which vCPU of the pool, for the trace
         self.since = since
         self.account = account
         self.depth = 1

@@ -4,13 +4,17 @@ default, encoded by `vmsim.trace.perfetto_proto` from the document built here) o
 
 Layout: one process per bus (a thread per queue or doorbell logging on it), one process per
 component group that logs off-bus (named by the first segment of the dotted name), and one
-`requests` process with a thread per driver -> device pair. Every frame is a zero-length
+`requests` process with a thread per driver -> device pair, and one `cores` process with a thread per core
+or vCPU, whose slices are the periods it was busy without a gap. Every frame is a zero-length
 complete ("X") event named after its message and carrying its bytes in hex; doorbells and other
 marks are instant events. Flow arrows (flow v2: `bind_id` with `flow_out` / `flow_in`) follow each
 request frame from its tx through its rx to its response's tx and rx, and each I/O request from
 submit to completion; each request also spans submit..completion as an async slice.
 
 Timestamps are microseconds as floats (the format's unit); integers of ns divide exactly enough.
+
+The logs come as tables, or as the parquet files a streamed run wrote: then only their first rows are read,
+in batches (`earliest_rows`), as many as the trace can hold, so a trace costs the same however long the run.
 """
 
 from __future__ import annotations
@@ -22,22 +26,30 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from vmsim.errors import VmsimError
 from vmsim.sim.output import SimOutput
 from vmsim.trace.perfetto_proto import write_proto_trace
 
 REQUEST_PROCESS = "requests"
+CORE_PROCESS = "cores"
 RESPONSE_BIT = 0x01
 _EVENTS_PER_REQUEST = 4  # submit, complete, async begin, async end
 
 
-def build_trace(output: SimOutput, events: pa.Table, requests: pa.Table, limit: int) -> tuple[dict, dict]:
+def build_trace(output: SimOutput, events: pa.Table | Path, requests: pa.Table | Path,
+                limit: int) -> tuple[dict, dict]:
     """The trace document and a note {events, limit, truncated} for the summary.
 
     Beyond `limit` timeline events the earliest ones are kept (the start of a run is where
     bring-up happens) and the note says the trace was truncated; metadata events are not counted.
+    `events` and `requests` are the log tables or their parquet files.
     """
+    if isinstance(events, pa.Table):
+        logged = events.num_rows + _EVENTS_PER_REQUEST * requests.num_rows
+    else:
+        events, requests, logged = earliest_rows(Path(events), Path(requests), limit)
     event_time = events.column("time_ns").to_numpy()
     submit = requests.column("submit_ns").to_numpy()
     complete = requests.column("complete_ns").to_numpy()
@@ -47,9 +59,10 @@ def build_trace(output: SimOutput, events: pa.Table, requests: pa.Table, limit: 
     tracks = _Tracks()
     timeline = _frame_events(events, kept_rows, tracks)
     timeline += _request_events(requests, kept_requests, tracks, first_flow=len(kept_rows) + 1)
+    timeline += _busy_events(output.busy_periods, tracks, cutoff)
     timeline.sort(key=lambda event: event["ts"])
     count = len(timeline)
-    truncated = count < len(event_time) + _EVENTS_PER_REQUEST * len(submit)
+    truncated = count < logged + _busy_count(output.busy_periods)
     document = {
         "traceEvents": tracks.metadata() + timeline,
         "displayTimeUnit": "ns",
@@ -71,7 +84,7 @@ def check_trace_format(trace_format: str) -> str:
     return TRACE_FORMATS[trace_format]
 
 
-def write_trace(output: SimOutput, folder: Path, *, events: pa.Table, requests: pa.Table,
+def write_trace(output: SimOutput, folder: Path, *, events: pa.Table | Path, requests: pa.Table | Path,
                 limit: int, trace_format: str = "perfetto") -> dict:
     """Write the trace into `folder` in `trace_format`; returns the note for summary.json, with the
     file's size and the seconds spent building and writing it."""
@@ -85,6 +98,38 @@ def write_trace(output: SimOutput, folder: Path, *, events: pa.Table, requests: 
         write_proto_trace(document, path)
     seconds = time.perf_counter() - started
     return {"file": path.name, **note, "bytes": path.stat().st_size, "write_seconds": round(seconds, 3)}
+
+
+BATCH_ROWS = 65_536
+
+
+def earliest_rows(events_path: Path, requests_path: Path, limit: int) -> tuple[pa.Table, pa.Table, int]:
+    """From a streamed run's parquet files, the rows that can be in a trace of `limit` events: every row
+    whose timestamps may fall before the cutoff `_cutoff` finds in the whole logs, and the logs' timeline
+    event count.
+
+    The event log is in time order (rows are appended as simulated time advances), so no event after its
+    row `limit` is earlier than the cutoff: events are read up to there (and the rows at that row's time),
+    requests are scanned in batches for the ones submitted by then. Stamps after that time cannot change
+    the cutoff, which is at most that time.
+    """
+    events_file = pq.ParquetFile(events_path)
+    requests_file = pq.ParquetFile(requests_path)
+    logged = events_file.metadata.num_rows + _EVENTS_PER_REQUEST * requests_file.metadata.num_rows
+    batches, read, latest = [], 0, np.iinfo(np.int64).max
+    for batch in events_file.iter_batches(batch_size=BATCH_ROWS):
+        time_ns = batch.column("time_ns").to_numpy()
+        if read + batch.num_rows > limit and latest == np.iinfo(np.int64).max:
+            latest = int(time_ns[limit - read])
+        batches.append(batch.filter(pa.array(time_ns <= latest)))
+        read += batch.num_rows
+        if time_ns[-1] > latest:
+            break
+    kept = [batch.filter(pa.array(batch.column("submit_ns").to_numpy() <= latest))
+            for batch in requests_file.iter_batches(batch_size=BATCH_ROWS)]
+    events = pa.Table.from_batches(batches, schema=events_file.schema_arrow)
+    requests = pa.Table.from_batches(kept, schema=requests_file.schema_arrow)
+    return events, requests, logged
 
 
 def _cutoff(event_time, submit, complete, limit: int) -> float:
@@ -190,6 +235,28 @@ def _frame_flows(columns: dict) -> dict[int, dict]:
             flows[index] = {"bind_id": bind_id, "flow_in": True, "flow_out": True}
         flows[chain[-1]] = {"bind_id": bind_id, "flow_in": True}
     return flows
+
+
+def _busy_events(busy_periods: dict, tracks: _Tracks, cutoff: float) -> list[dict]:
+    """One slice per period a core (or vCPU) was busy without a gap, on a track per core under `CORE_PROCESS`,
+    for those that start before `cutoff`: where a core's time went next to the frames it handled."""
+    timeline = []
+    for name, cores in busy_periods.items():
+        for number, periods in enumerate(cores):
+            if not len(periods.starts):
+                continue
+            pid, tid = tracks(CORE_PROCESS, f"{name} #{number}" if len(cores) > 1 else name)
+            for start, end in zip(periods.starts, periods.ends):
+                if start >= cutoff:
+                    break
+                timeline.append({"ph": "X", "name": "busy", "cat": "cpu", "pid": pid, "tid": tid,
+                                 "ts": start / 1000, "dur": (end - start) / 1000})
+    return timeline
+
+
+def _busy_count(busy_periods: dict) -> int:
+    """Busy periods the run had, those dropped past the per-core limit included."""
+    return sum(len(periods.starts) + periods.dropped for cores in busy_periods.values() for periods in cores)
 
 
 def _request_events(requests: pa.Table, rows, tracks: _Tracks, first_flow: int) -> list[dict]:

@@ -3,7 +3,8 @@
 It carries what the JSON trace document of `vmsim.trace.perfetto.build_trace` carries, event for event:
 a `Trace` of `TracePacket`s on one trusted sequence. A process track per JSON process and a thread track
 per JSON thread (TrackDescriptor with ProcessDescriptor / ThreadDescriptor), then each timeline event as a
-TrackEvent at its timestamp in ns: frames (zero-length slices) and marks as TYPE_INSTANT, each request's
+TrackEvent at its timestamp in ns: frames (zero-length slices) and marks as TYPE_INSTANT, a core's busy
+periods as TYPE_SLICE_BEGIN / TYPE_SLICE_END on its thread's track, each request's
 async span as TYPE_SLICE_BEGIN / TYPE_SLICE_END on a lane track under its thread's process (a span needs a
 track of its own while another is open, so lanes are reused as spans end). Flows: every hop but the last
 names the flow in `flow_ids`, the last in `terminating_flow_ids`. Arguments become debug annotations.
@@ -99,7 +100,11 @@ def trace_packets(document: dict) -> Iterator[bytes]:
             yield _track_event(event, track, TYPE_SLICE_BEGIN)
         elif phase == "e":
             yield _track_event(event, lanes.close(event), TYPE_SLICE_END)
-        else:  # "X" (vmsim's are zero-length) or "i"
+        elif event.get("dur"):  # a core's busy period: a slice on its thread's track
+            track = uuids.thread(event["tid"])
+            yield _track_event(event, track, TYPE_SLICE_BEGIN)
+            yield _track_event({"ts": event["ts"] + event["dur"]}, track, TYPE_SLICE_END)
+        else:  # a zero-length "X" (a frame) or an "i" (a mark)
             yield _track_event(event, uuids.thread(event["tid"]), TYPE_INSTANT)
 
 
