@@ -27,6 +27,10 @@ of use; `pool` shares `pool` buffers of the largest size once, when the bus come
 `release`: `eager` gives a region back once all its buffers retired; `lazy` keeps it shared
 `linger` longer for reuse (heap pressure ends that early); `device` lets the device give each region
 back once it consumed every buffer in it (each buffer then carries one request).
+
+`unsafe_release: true` shows the design the group moved away from: a release the driver starts reclaims the
+region as soon as it asked, without waiting for the device's completion. Nothing in the run breaks visibly;
+the checker (`vmsim.analysis.checks`) finds every such reclaim (scenarios/sharing/*-unsafe.yaml).
 """
 
 from __future__ import annotations
@@ -90,7 +94,7 @@ class ShareDriver(Component):
         self.counts.update(dict.fromkeys((
             "shares", "share_timeouts", "share_failures", "releases", "device_releases", "release_timeouts", "busy",
             "reclaims", "leaked", "heap_waits", "reuses", "bounce_bytes", "share_ns", "reclaim_ns", "bytes_shared",
-            "bytes_shared_max", "acks_lost", "acks_delayed"), 0))
+            "bytes_shared_max", "acks_lost", "acks_delayed", "unsafe_releases"), 0))
         bus.sharers[dev_num] = self
         if bus.shares is None:
             bus.shares = DeviceShares(sim, bus)
@@ -305,6 +309,9 @@ class ShareDriver(Component):
             yield self._changed
         started = self.env.now
         self.counts["releases"] += 1
+        if spec.unsafe_release:
+            yield from self._release_unwaited(region, started)
+            return
         timeouts = busy = 0
         delay = bus.mechanism.busy_backoff
         while True:
@@ -331,6 +338,15 @@ class ShareDriver(Component):
         self.live.pop(region, None)
         self.counts["leaked"] += 1
         self._notify()
+
+    def _release_unwaited(self, region: Region, started: int):
+        """`unsafe_release`: ask the device to give the region up and reclaim at once, without its completion
+        (the design the group moved away from). The device may still map it, or answer later: the checker
+        reports such a reclaim (`release-completes-after-ack`, `no-reclaim-before-relinquish`)."""
+        self._mark("release.request", region)
+        self.counts["unsafe_releases"] += 1
+        self.env.process(self.bus.call(self.bus.mechanism.unshare_frame(region), self.spec.ack_timeout))
+        yield from self._reclaim(region, started)
 
     def on_release(self, region: Region) -> None:
         """The device gave `region` back itself (its release event arrived): reclaim it once its last
