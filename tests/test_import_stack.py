@@ -28,8 +28,8 @@ LAYERS: list[tuple[str, tuple[str, ...], str]] = [
     ("pipeline", ("vmsim.pipeline",), "scenario -> model -> run -> SimOutput, written once"),
     ("analysis", ("vmsim.analysis", "vmsim.trace"), "reads a run's output: checks, statistics, plots, trace"),
     ("results", ("vmsim.results", "vmsim.result_folder"), "tables, summary, result folders, RunResult"),
-    ("sweeps", ("vmsim.sweeps", "vmsim.calibration"),
-     "sweep files, executors, records, capacity tables; the calibration suite"),
+    ("sweeps", ("vmsim.sweeps", "vmsim.calibration", "vmsim.compare"),
+     "sweep files, executors, records, capacity tables; the calibration suite; compare"),
     ("interface", ("vmsim.api", "vmsim.cli", "vmsim.codec_cli", "vmsim.__main__", "vmsim"),
      "notebook API and command line"),
 ]

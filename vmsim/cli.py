@@ -113,6 +113,35 @@ def sweep(
 
 
 @app.command()
+def compare(
+    compare_file: Annotated[Path, typer.Argument(help=(
+        "Compare file: a sweep file whose compare: section names the configurations and the loads."))],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help=(
+        "Result folder (default: results/<name>); an existing one is replaced only when empty or a vmsim "
+        "result."))] = None,
+    executor: Annotated[str, typer.Option(
+        "--executor", help="inline (this process), process (local pool) or dask.")] = "process",
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Pool size (default: one per core).")] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", help="Address of a running Dask scheduler, e.g. tcp://host:8786 (implies dask).")] = None,
+    no_plots: Annotated[bool, typer.Option("--no-plots", help="Skip the figure.")] = False,
+) -> None:
+    """Run bus configurations side by side at several loads: latency, throughput, knee and per-request costs."""
+    from vmsim.compare import compare as run_compare
+    from vmsim.compare import load_comparison
+    from vmsim.files import DEFAULT_RESULTS_ROOT
+
+    plan = load_comparison(compare_file)
+    folder = out or DEFAULT_RESULTS_ROOT / plan.name
+    comparison = run_compare(plan, out=folder, executor=executor, workers=workers, scheduler=scheduler,
+                             plots=not no_plots)
+    print(comparison.markdown(), end="")
+    print(f"\nresults    {folder}")
+    if (comparison.points["status"] != "ok").any():
+        raise SystemExit(1)
+
+
+@app.command()
 def calibrate(
     paths: Annotated[list[Path] | None, typer.Argument(
         help="Calibration scenarios, or folders of them (default: scenarios/published).")] = None,

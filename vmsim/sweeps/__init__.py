@@ -3,7 +3,8 @@
 `vmsim.sweep` (the function, also `vmsim.sweeps.sweep`) runs a sweep file and returns its points table;
 `vmsim sweep` is the same on the command line. The modules, each using only those above it in this list:
 
-- `spec`: the sweep file's schema, and `load_sweep`, which checks it all and plans one task per run;
+- `spec`: the sweep file's schema (its `compare:` form too), and `load_sweep`, which checks it all and plans
+  one task per run;
 - `records`: the sweep folder and the checked, checksummed record of each finished run;
 - `simulate`: one run, a task in and its record out, wherever it happens;
 - `executors`: inline, a local process pool, or Dask;
@@ -21,6 +22,7 @@ from vmsim.sweeps.simulate import flat_metrics, run_point
 from vmsim.sweeps.spec import (
     DEFAULT_METRICS,
     RUN_METRICS,
+    Compare,
     Parameters,
     Sweep,
     SweepSpec,
@@ -33,7 +35,7 @@ from vmsim.sweeps.spec import (
 from vmsim.sweeps.tables import Axes, capacity, knee, points_frame, summary_table, yaml_text
 
 __all__ = [
-    "DEFAULT_METRICS", "EXECUTORS", "RUN_METRICS", "Axes", "Parameters", "Sweep", "SweepFolder",
+    "DEFAULT_METRICS", "EXECUTORS", "RUN_METRICS", "Axes", "Compare", "Parameters", "Sweep", "SweepFolder",
     "SweepSpec", "Target", "Task", "busiest_resources", "capacity", "check_scheduler_address", "connect_scheduler",
     "derive_seed", "die_with_parent", "flat_metrics", "format_metric", "format_report", "knee",
     "latency_vs_load", "load_sweep", "offered_rps", "points_frame", "record_checksum", "record_problem",

@@ -35,7 +35,8 @@ def _simulate(scenario_data: dict) -> dict:
 
 
 def flat_metrics(summary: dict, offered: float) -> dict[str, float]:
-    """A run summary as one flat row: run metrics, then `<component>.<counter>` for every numeric counter."""
+    """A run summary as one flat row: run metrics, then `<component>.<counter>` for every numeric counter, and
+    `<bus>.per_request.<cost>` for each bus's accounting (bytes, cache lines, doorbells, CPU per request)."""
     latency = summary["latency_ns"]
     metrics = {"offered_rps": offered, "throughput_rps": summary["throughput_rps"],
                "requests_total": summary["requests_total"], "requests_completed": summary["requests_completed"],
@@ -48,6 +49,8 @@ def flat_metrics(summary: dict, offered: float) -> dict[str, float]:
         counters[processor] = {key: value for key, value in report.items() if not isinstance(value, dict)}
         for group in ("queues", "doorbells", "devices"):
             counters.update(entry[group])
+    for bus, entry in summary.get("accounting", {}).get("buses", {}).items():  # what one request costs
+        counters[f"{bus}.per_request"] = entry.get("per_request", {})
     for component, counts in sorted(counters.items()):
         for counter, value in counts.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):

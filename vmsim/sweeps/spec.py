@@ -108,6 +108,47 @@ class Target(_Strict):
         return data
 
 
+class Compare(_Strict):
+    """Named bus configurations of one workload, each run at every load: `vmsim compare` puts them side by side.
+
+    `load` maps one dotted key (an arrival rate) to its values; without it each configuration runs at the
+    base scenario's load. `bus` is the bus whose per-request costs the table shows (default: the only one).
+    """
+
+    load: dict[str, list[Any]] = Field(default_factory=dict, max_length=1)
+    configurations: dict[str, dict[str, Any]] = Field(min_length=1)
+    bus: str | None = None
+
+    @field_validator("load")
+    @classmethod
+    def _loads_given(cls, load: dict[str, list]) -> dict[str, list]:
+        for key, values in load.items():
+            if not values:
+                raise ValueError(f"{key}: give at least one load")
+        return load
+
+    @model_validator(mode="after")
+    def _load_apart(self):
+        clash = sorted({name for name, overrides in self.configurations.items() if set(overrides) & set(self.load)})
+        if clash:
+            raise ValueError(f"the load key is set by load alone, not by configurations {', '.join(clash)}")
+        return self
+
+    def keys(self) -> list[str]:
+        return list(dict.fromkeys([*self.load, *(key for overrides in self.configurations.values()
+                                                 for key in overrides)]))
+
+    def expand(self) -> tuple[list[dict[str, Any]], list[str]]:
+        """Every (configuration, load) as a point, configuration by configuration, and each point's configuration."""
+        loads = [{key: value} for key, values in self.load.items() for value in values] or [{}]
+        points, names = [], []
+        for name, overrides in self.configurations.items():
+            for at in loads:
+                points.append({**overrides, **at})
+                names.append(name)
+        return points, names
+
+
 class SweepSpec(_Strict):
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$", max_length=64)
     description: str = ""
@@ -117,9 +158,16 @@ class SweepSpec(_Strict):
     common_random_numbers: bool = True
     set: dict[str, Any] = Field(default_factory=dict)
     parameters: Parameters = Field(default_factory=Parameters)
+    compare: Compare | None = None
     exclude: list[dict[str, Any]] = Field(default_factory=list)
     metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS), min_length=1)
     target: Target | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self):
+        if self.compare is not None and self.parameters.keys():
+            raise ValueError("give parameters or compare, not both: compare makes the points itself")
+        return self
 
 
 @dataclass(frozen=True)
@@ -159,6 +207,8 @@ class Sweep:
     target: Target | None
     tasks: list[Task]
     excluded: int = 0  # points the sweep file's `exclude:` dropped
+    configurations: list[str] | None = None  # a compare file's: each point's configuration
+    compared_bus: str | None = None  # a compare file's: the bus whose per-request costs are shown
 
     def describe(self) -> dict:
         """What ran, as JSON: the marker file of a sweep folder."""
@@ -167,8 +217,10 @@ class Sweep:
             "base_seed": self.base_seed, "replications": self.replications,
             "common_random_numbers": self.common_random_numbers, "metrics": self.metrics, "excluded": self.excluded,
             "target": None if self.target is None else self.target.model_dump(),
-            "points": [{"point": index, "parameters": point, "offered_rps": offered}
+            "points": [{"point": index, "parameters": point, "offered_rps": offered,
+                        **({"configuration": self.configurations[index]} if self.configurations else {})}
                        for index, (point, offered) in enumerate(zip(self.points, self.offered_rps))],
+            **({"compared_bus": self.compared_bus} if self.configurations else {}),
             "vmsim_version": __version__,
         })
 
@@ -210,14 +262,20 @@ def _plan(spec: SweepSpec, scenario_path: Path, locations: Locations) -> Sweep:
     base = _load_placed(scenario_path, fixed, sources, locations)
     _check_metrics(spec, base, locations)
     raw_base, _ = read_yaml(scenario_path, shown)
-    keys = spec.parameters.keys()
-    every_point = spec.parameters.expand()
-    points = _without_excluded(every_point, spec.exclude, keys, locations)
-    point_sources = {key: _parameter_location(spec.parameters, key) for key in keys}
+    if spec.compare is None:
+        keys, (every_point, names) = spec.parameters.keys(), (spec.parameters.expand(), None)
+        point_sources = {key: _parameter_location(spec.parameters, key) for key in keys}
+    else:
+        keys, (every_point, names) = spec.compare.keys(), spec.compare.expand()
+    kept = _without_excluded(every_point, spec.exclude, keys, locations)
+    points = [every_point[index] for index in kept]
+    names = None if names is None else [names[index] for index in kept]
     problems: list[str] = []
     resolved: list[dict] = []
     offered: list[float] = []
     for index, point in enumerate(points):
+        if names is not None:
+            point_sources = _compare_locations(spec.compare, names[index])
         try:
             cuts, others = _point_overrides(point, raw_base, point_sources, locations)
             scenario = _load_placed(scenario_path, list(cuts) + fixed + list(others),
@@ -242,11 +300,32 @@ def _plan(spec: SweepSpec, scenario_path: Path, locations: Locations) -> Sweep:
             tasks.append(Task(index, replication, seed, _task_key(run), point, run))
     metrics = list(dict.fromkeys(spec.metrics + ([spec.target.metric] if spec.target else [])))
     return Sweep(spec.name, spec.description, shown, base_seed, spec.replications, spec.common_random_numbers,
-                 keys, points, offered, metrics, spec.target, tasks, len(every_point) - len(points))
+                 keys, points, offered, metrics, spec.target, tasks, len(every_point) - len(points), names,
+                 None if spec.compare is None else _compared_bus(spec.compare, base, locations))
 
 
-def _without_excluded(points: list[dict], exclude: list[dict], keys: list[str], locations: Locations) -> list[dict]:
-    """The points no `exclude:` entry matches. An entry naming a key that is no parameter, or a value no
+def _compare_locations(compare: Compare, name: str) -> dict[str, tuple]:
+    """Where a compare file gives each key of a point of configuration `name`."""
+    return {**{key: ("compare", "configurations", name, key) for key in compare.configurations[name]},
+            **{key: ("compare", "load", key) for key in compare.load}}
+
+
+def _compared_bus(compare: Compare, base, locations: Locations) -> str:
+    """The bus whose per-request costs a comparison shows: the one named, else the base scenario's only bus."""
+    names = [bus.name for bus in base.buses]
+    if compare.bus is None and len(names) == 1:
+        return names[0]
+    if compare.bus is None:
+        raise ScenarioError(locations.problem(("compare",), f"name the bus whose costs to compare (bus: one of "
+                                                            f"{', '.join(names)})"))
+    if compare.bus not in names:
+        raise ScenarioError(locations.problem(("compare", "bus"), f"no bus {compare.bus!r} in the base scenario "
+                                                                  f"(it has {', '.join(names)})"))
+    return compare.bus
+
+
+def _without_excluded(points: list[dict], exclude: list[dict], keys: list[str], locations: Locations) -> list[int]:
+    """The indices of the points no `exclude:` entry matches. An entry naming a key that is no parameter, or a value no
     point has (a typo: `256B` for `256 B`), would silently exclude nothing, so it is an error; so is an
     exclusion that leaves no point."""
     taken = {key: {_canonical(point[key]) for point in points if key in point} for key in keys}
@@ -265,7 +344,7 @@ def _without_excluded(points: list[dict], exclude: list[dict], keys: list[str], 
                                                           "nothing (the values must be spelled as in parameters)")))
     if problems:
         raise ScenarioError(*locations.problems(problems))
-    kept = [point for point in points if not any(_matches(point, entry) for entry in exclude)]
+    kept = [index for index, point in enumerate(points) if not any(_matches(point, entry) for entry in exclude)]
     if not kept:
         raise ScenarioError(locations.problem(("exclude",), f"excludes all {len(points)} points: nothing to run"))
     return kept

@@ -23,8 +23,8 @@ KEPT_UP = 0.98  # throughput / offered load at or above which the system keeps u
 
 
 def points_frame(sweep: Sweep, records: Iterable[dict]) -> pd.DataFrame:
-    """One row per (point, replication): parameters, status, error and every metric (NaN for a failed
-    run, except the offered load, which the point itself sets)."""
+    """One row per (point, replication): its configuration (a compare file's), parameters, status, error and
+    every metric (NaN for a failed run, except the offered load, which the point itself sets)."""
     records = sorted(records, key=lambda record: (record["point"], record["replication"]))
     numeric = {key: all(isinstance(point.get(key), (int, float)) and not isinstance(point.get(key), bool)
                         for point in sweep.points) for key in sweep.parameters}
@@ -32,14 +32,17 @@ def points_frame(sweep: Sweep, records: Iterable[dict]) -> pd.DataFrame:
     for record in records:
         point = sweep.points[record["point"]]
         row = {"point": record["point"], "replication": record["replication"], "seed": record["seed"]}
+        if sweep.configurations is not None:
+            row["configuration"] = sweep.configurations[record["point"]]
         row.update({key: point.get(key) if numeric[key] else yaml_text(point.get(key)) for key in sweep.parameters})
         row.update(status=record["status"], error=record["error"])
         rows.append((row, {**record["metrics"], "offered_rps": sweep.offered_rps[record["point"]]}))
     names = set().union(*(metrics for _, metrics in rows))
     metric_columns = [m for m in RUN_METRICS if m in names] + sorted(names - set(RUN_METRICS))
     frame = pd.DataFrame([{**row, **{m: metrics.get(m) for m in metric_columns}} for row, metrics in rows],
-                         columns=["point", "replication", "seed", *sweep.parameters, "status", "error",
-                                  *metric_columns])
+                         columns=["point", "replication", "seed",
+                                  *(["configuration"] if sweep.configurations is not None else []),
+                                  *sweep.parameters, "status", "error", *metric_columns])
     frame[metric_columns] = frame[metric_columns].astype(float)
     return frame
 
