@@ -18,6 +18,7 @@ import networkx as nx
 
 from vmsim.buses.problems import hint, unknown
 from vmsim.errors import ScenarioError
+from vmsim.scenario import no_effect
 from vmsim.scenario.locations import KeyPath
 from vmsim.scenario.models import KINDS, DeviceSpec, Scenario
 from vmsim.scenario.trace import read_trace
@@ -98,6 +99,7 @@ def problems(scenario: Scenario, graph: nx.DiGraph) -> list[Problem]:
         *(problem for kind in KINDS.values() if kind.checks is not None
           for problem in kind.checks(scenario, largest_request)),
         *_sharing(scenario),
+        *no_effect.problems(scenario),
     ]
 
 
