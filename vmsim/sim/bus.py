@@ -17,7 +17,9 @@ bus, and `signal_device` / `signal_driver` (dev_num, vq) if it has out-of-band n
 bytes come back through `deliver_to_device` / `deliver_to_driver`; a synchronous transport takes the
 device's answer from `answer` instead, and a plug-in's own bus requests are registered with
 `expect_response`. A plug-in with bus messages of its own extends `answer_bus_message`; device-side time
-spent while answering is `owe`d and an answer made late is `delay_answer`ed.
+spent while answering is `owe`d and an answer made late is `delay_answer`ed. A plug-in with a start-up of
+its own (a handshake, FF-A VERSION) fires its `ready` event once it is up: a driver with response timeouts
+starts counting them from then.
 
 How memory becomes reachable by the devices (request buffers, regions shared under a policy by
 `vmsim.sim.sharing`) is the bus's `mechanism` (`vmsim.sim.share_mechanism`), which a plug-in chooses: none

@@ -112,6 +112,9 @@ class Driver(Component):
             numbers = []
             offset = 0
             count = bus.get_devices_count or GET_DEVICES_WINDOW
+            started = getattr(bus, "ready", None)  # a plug-in with a start-up of its own (handshake, FF-A VERSION)
+            if self.timeouts is not None and started is not None and not started.triggered:
+                yield started  # the bus brings itself up first: the response timeout runs from then
             while True:
                 frame = bus.layout.encode("GET_DEVICES", "request", {"offset": offset, "count": count})
                 response = yield from self._bus_request(bus, frame)
@@ -181,8 +184,8 @@ class Driver(Component):
         """virtio 1.x §3.1.1 over virtio-msg: GET_DEVICE_INFO (the one message an inactive device takes),
         reset (status 0) unless the caller has just reset it, ACKNOWLEDGE, then DRIVER, each its own write;
         features, FEATURES_OK, then the status read back with GET_DEVICE_STATUS to see that FEATURES_OK
-        stayed set (step 6); config, the shared memory regions of its type (GET_SHM), GET_VQUEUE then
-        SET_VQUEUE per queue, DRIVER_OK."""
+        stayed set (step 6); config, GET_VQUEUE then SET_VQUEUE per queue, the shared memory regions its
+        type's driver uses (GET_SHM), DRIVER_OK."""
         handle = self.handle(bus, dev_num)
         ask = self._ask
         info = (yield from ask(handle, "GET_DEVICE_INFO", {})).fields
@@ -206,10 +209,6 @@ class Driver(Component):
             return
         handle.features = wanted
         yield from self._read_config(handle, info["config_size"])
-        for shm_id in SHM_IDS.get(info["device_id"], ()):
-            region = (yield from ask(handle, "GET_SHM", {"index": shm_id})).fields
-            if region["length"]:
-                handle.shm[shm_id] = (region["address"], region["length"])
         event_idx = bool(wanted >> F_RING_EVENT_IDX & 1)
         for index in range(info["max_virtqueues"]):
             vq = (yield from ask(handle, "GET_VQUEUE", {"index": index})).fields
@@ -221,6 +220,10 @@ class Driver(Component):
                 if self.timeouts is not None and self.timeouts.queue_stall:
                     self.env.process(self._watch(handle, queue))
             yield from ask(handle, "SET_VQUEUE", {"index": index, "size": queue.size, **queue.addresses})
+        for shm_id in SHM_IDS.get(info["device_id"], ()):  # after the queues, as Linux's virtio-fs probe asks
+            region = (yield from ask(handle, "GET_SHM", {"index": shm_id})).fields
+            if region["length"]:
+                handle.shm[shm_id] = (region["address"], region["length"])
         status |= DRIVER_OK
         yield from self._set_status(handle, status)
         if handle.ready.triggered:
