@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from vmsim.files import DEFAULT_RESULTS_ROOT
-from vmsim.result_folder import check_destination
+from vmsim.result_folder import LogSpill, check_destination
 from vmsim.results import RunResult
 
 
@@ -50,8 +50,10 @@ def run(path: str | Path, *, seed: int | None = None, out: str | Path | None = N
     folder = Path(out) if out is not None else default_folder(checked.scenario.name)
     if write:
         check_destination(folder)
-    ran = simulate(checked, progress)
-    result = RunResult.of(checked.scenario, ran.output, wall_seconds=ran.wall_seconds, graph=checked.graph)
+    spill = LogSpill.next_to(folder) if write else None  # a written run streams its logs to parquet
+    ran = simulate(checked, progress, spill=spill)
+    result = RunResult.of(checked.scenario, ran.output, wall_seconds=ran.wall_seconds, graph=checked.graph,
+                          spill=spill)
     if write:
         result.write(folder, plots=plots, trace=trace, trace_format=trace_format,
                      resolved_config=resolved_dict(checked.scenario))

@@ -5,6 +5,8 @@ through `load` and `simulate`, so "the same scenario and seed" takes the same st
 checks the scenario and keeps what checking built (the topology graph, the parsed trace files); the model
 is built from those, so a run builds its graph and reads its traces once. What a run leaves is its
 `SimOutput`; turning it into tables, a summary and a folder is the results layer's business, above this one.
+That layer may also hand `simulate` a spill (`vmsim.result_folder.LogSpill`) the logs stream into as the
+run goes, so their memory stays flat; without one they are kept whole (a notebook's run, a sweep's, the tests').
 """
 
 from __future__ import annotations
@@ -13,15 +15,30 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from vmsim.scenario.loader import Checked, load_checked, load_checked_dict
 from vmsim.sim import build
 from vmsim.sim.output import SimOutput
 
 
+class Spill(Protocol):
+    """Where the logs stream while the run goes (`vmsim.result_folder.LogSpill`): a sink per log, the wall
+    time spent writing, and the end of the run (the last rows handed over, or everything dropped when the run failed)."""
+
+    seconds: float
+
+    def attach(self, events, requests) -> None: ...
+
+    def finish(self, events, requests) -> None: ...
+
+    def discard(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class Ran:
-    """A finished run: the checked scenario it came from, its logs, and the wall time the event loop took."""
+    """A finished run: the checked scenario it came from, its logs, and the wall time the event loop took
+    (less what streaming its logs to a spill took: the simulation's own time)."""
 
     checked: Checked
     output: SimOutput
@@ -37,12 +54,23 @@ def load(source: str | Path | Mapping, overrides: Sequence[str] = (), *, name: s
     return load_checked(source, overrides)
 
 
-def simulate(checked: Checked, progress: Callable[[float], None] | None = None) -> Ran:
-    """Build the model of a checked scenario and run it to its end."""
+def simulate(checked: Checked, progress: Callable[[float], None] | None = None, *,
+             spill: Spill | None = None) -> Ran:
+    """Build the model of a checked scenario and run it to its end, streaming its logs into `spill` if given."""
     model = build(checked.scenario, traces=checked.traces)
+    if spill is not None:
+        spill.attach(model.sim.log, model.sim.requests)
     started = time.perf_counter()
-    output = model.run(progress=progress)
-    return Ran(checked, output, time.perf_counter() - started)
+    try:
+        output = model.run(progress=progress)
+        wall_seconds = time.perf_counter() - started - (spill.seconds if spill is not None else 0.0)
+        if spill is not None:
+            spill.finish(output.events, output.requests)
+    except BaseException:
+        if spill is not None:
+            spill.discard()
+        raise
+    return Ran(checked, output, wall_seconds)
 
 
 def run(source: str | Path | Mapping, overrides: Sequence[str] = (), *, name: str | None = None,

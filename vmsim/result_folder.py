@@ -5,6 +5,16 @@ temporary sibling and renamed into place (`vmsim.files.write_folder_atomically`)
 sees the previous result or the complete new one. Only an empty folder, or one whose marker lists all it
 holds, is ever replaced; the leftovers of a killed writer are recognised by the writer's process id and
 removed by the next write.
+
+A run written to a folder streams its logs to parquet while it runs, so memory stays flat however long the
+run: `LogSpill` is the sink `vmsim.pipeline.simulate` gives the event and request logs
+(`EventLog.stream_to`). Each buffer of `FLUSH_ROWS` rows becomes one row group of `events.parquet` or
+`requests.parquet` in a spill folder, and the buffer is emptied. What the summary needs later is read back
+column by column (`summary_columns`), never kept for the whole run; the few lifecycle rows the safety checks
+read (sharing steps) are kept as they pass, with their run-wide row numbers. The spill folder is a partial
+folder of the result (`open_spill_folder`): a crash leaves the previous result in place and the spill to
+the next write's clean-up; a finished run's files move into the result folder as it is written
+(`RunResult.write`).
 """
 
 from __future__ import annotations
@@ -14,11 +24,20 @@ import os
 import shutil
 import socket
 import tempfile
+import time
+import uuid
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
 from vmsim._version import __version__
+from vmsim.analysis.checks import LIFECYCLE, check_events
 from vmsim.errors import VmsimError
 from vmsim.files import leftover_folder_pattern, write_folder_atomically
+from vmsim.sim.log import EVENT_ROW, REQUEST_ROW, Column, EventLog, RequestLog
 
 SUMMARY_FILE = "summary.json"
 MARKER_FILE = ".vmsim-result"
@@ -127,6 +146,38 @@ def write_atomically(folder: Path, fill) -> Path:
     return folder
 
 
+def open_spill_folder(folder: Path) -> tuple[Path, list[Path]]:
+    """A new partial folder next to the result `folder` for the files a run streams while it runs, and the
+    parents made for it (innermost last).
+
+    It is named and marked as `write_atomically`'s temporary folders are (`.NAME.partial-PID-*`, the marker
+    naming its writer), so a crash leaves the previous result in place and this folder to the next write's
+    clean-up (`remove_stale_folders`); `discard_spill_folder` removes it when the run ends otherwise.
+    """
+    target = _destination(Path(folder))
+    created = [parent for parent in reversed(target.parents) if not parent.exists()]
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        spill = target.parent / f".{target.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        spill.mkdir()
+        _write_marker(spill, None)
+    except OSError as exc:
+        discard_spill_folder(target.parent / ".none", created)
+        raise VmsimError(f"{folder}: cannot be written: {exc.strerror or exc}") from None
+    return spill, created
+
+
+def discard_spill_folder(spill: Path, created: list[Path]) -> None:
+    """Remove a spill folder and what is left in it, then the parents made for it that stayed empty (best
+    effort: a folder already gone is fine)."""
+    shutil.rmtree(spill, ignore_errors=True)
+    for parent in reversed(created):
+        try:
+            parent.rmdir()
+        except OSError:
+            break
+
+
 def _write_marker(folder: Path, files: list[str] | None) -> None:
     """The marker that makes a folder replaceable by the next run: what vmsim wrote there.
 
@@ -189,3 +240,135 @@ def _alive(pid: int) -> bool:
     except (PermissionError, OverflowError):
         pass  # another user's process, or an id no process can have: left alone either way
     return True
+
+
+# --- logs streamed while the run goes ---------------------------------------------------------
+
+
+FLUSH_ROWS = 65_536
+"""Rows a log buffers before it hands them over: one parquet row group (a few MB of memory at most)."""
+
+EVENTS_FILE = "events.parquet"
+REQUESTS_FILE = "requests.parquet"
+SUMMARY_REQUEST_COLUMNS = ("submit_ns", "start_ns", "complete_ns", "latency_ns", "device")
+"""The requests columns the summary reads back (device as a dictionary column: codes, not strings)."""
+CHECKED_EVENT_COLUMNS = ("time_ns", "component", "event", "bus", "dev_num", "value")
+
+
+def arrow_schema(row: tuple[Column, ...]) -> pa.Schema:
+    """The parquet schema of a log row declared in `vmsim.sim.log`."""
+    return pa.schema([(column.name, getattr(pa, column.arrow_type)()) for column in row])
+
+
+EVENT_SCHEMA = arrow_schema(EVENT_ROW)
+REQUEST_SCHEMA = arrow_schema(REQUEST_ROW)
+
+
+class LogSpill:
+    """The parquet files of one run's logs, written a row group at a time as the logs fill."""
+
+    def __init__(self, folder: Path, rows: int = FLUSH_ROWS):
+        self.folder = self.spill_folder = Path(folder)
+        self.made_parents: list[Path] = []  # made for the spill folder: removed with it when left empty
+        self.rows = rows
+        self.events_path = self.folder / EVENTS_FILE
+        self.requests_path = self.folder / REQUESTS_FILE
+        self.seconds = 0.0  # wall time spent writing: the pipeline keeps it out of the simulation's time
+        self._writers: dict[str, pq.ParquetWriter] = {}
+        self._lifecycle: list[pa.Table] = []
+        self._lifecycle_rows: list[np.ndarray] = []
+        self._lifecycle_names = pa.array(LIFECYCLE)
+
+    @classmethod
+    def next_to(cls, result_folder: Path, rows: int = FLUSH_ROWS) -> LogSpill:
+        """A spill in a new partial folder of `result_folder` (see the module docstring)."""
+        folder, parents = open_spill_folder(result_folder)
+        spill = cls(folder, rows)
+        spill.made_parents = parents
+        return spill
+
+    def discard(self) -> None:
+        """Close the files and remove the spill folder: the run failed, or its files moved to the result."""
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
+        discard_spill_folder(self.spill_folder, self.made_parents)
+
+    def attach(self, events: EventLog, requests: RequestLog) -> None:
+        events.stream_to(self._take_events, self.rows)
+        requests.stream_to(self._take_requests, self.rows)
+
+    def finish(self, events: EventLog, requests: RequestLog) -> None:
+        """Hand over the rows still buffered and close both files (an empty log gives a file with no rows)."""
+        events.flush()
+        requests.flush()
+        started = time.perf_counter()
+        for path, schema in ((self.events_path, EVENT_SCHEMA), (self.requests_path, REQUEST_SCHEMA)):
+            writer = self._writers.pop(path.name, None) or pq.ParquetWriter(path, schema)
+            writer.close()
+        self.seconds += time.perf_counter() - started
+
+    def _write(self, path: Path, table: pa.Table) -> None:
+        writer = self._writers.get(path.name)
+        if writer is None:
+            writer = self._writers[path.name] = pq.ParquetWriter(path, table.schema)
+        writer.write_table(table, row_group_size=self.rows)
+
+    def _take_events(self, columns: dict, first_row: int) -> None:
+        started = time.perf_counter()
+        table = pa.table(columns, schema=EVENT_SCHEMA)
+        self._write(self.events_path, table)
+        lifecycle = pc.is_in(table.column("event"), value_set=self._lifecycle_names)
+        if pc.any(lifecycle).as_py():
+            self._lifecycle.append(table.select(CHECKED_EVENT_COLUMNS).filter(lifecycle))
+            self._lifecycle_rows.append(first_row + np.flatnonzero(lifecycle.to_numpy(zero_copy_only=False)))
+        self.seconds += time.perf_counter() - started
+
+    def _take_requests(self, columns: dict, first_row: int) -> None:
+        started = time.perf_counter()
+        self._write(self.requests_path, pa.table(columns, schema=REQUEST_SCHEMA))
+        self.seconds += time.perf_counter() - started
+
+    def check(self) -> dict:
+        """The safety checks (`vmsim.analysis.checks`) over the lifecycle rows kept as the log streamed, their
+        violations naming events.parquet's row numbers as for a log kept whole."""
+        if not self._lifecycle:
+            return check_events({name: [] for name in CHECKED_EVENT_COLUMNS})
+        table = pa.concat_tables(self._lifecycle)
+        rows = np.concatenate(self._lifecycle_rows)
+        verdict = check_events({name: table.column(name).to_numpy(zero_copy_only=False)
+                                for name in table.column_names})
+        for entry in verdict["checks"]:
+            for violation in entry["violations"]:
+                violation["rows"] = [int(rows[row]) for row in violation["rows"]]
+        return verdict
+
+    def summary_columns(self) -> pa.Table:
+        """The requests columns the summary reads, read back from the file."""
+        return pq.read_table(self.requests_path, columns=list(SUMMARY_REQUEST_COLUMNS),
+                             read_dictionary=["device"])
+
+    def events_table(self) -> pa.Table:
+        return pq.read_table(self.events_path)
+
+    def requests_table(self) -> pa.Table:
+        return pq.read_table(self.requests_path)
+
+    def moved_to(self, folder: Path) -> None:
+        """The files now live in `folder` (the result folder they were moved into)."""
+        self.folder = Path(folder)
+        self.events_path = self.folder / EVENTS_FILE
+        self.requests_path = self.folder / REQUESTS_FILE
+
+
+def object_column(column: pa.ChunkedArray) -> np.ndarray:
+    """A string column as a numpy object array; a dictionary column's rows share its strings."""
+    parts = []
+    for chunk in column.chunks:
+        if pa.types.is_dictionary(chunk.type):
+            names = np.asarray([*chunk.dictionary.to_pylist(), None], dtype=object)
+            codes = chunk.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+            parts.append(names[codes])
+        else:
+            parts.append(np.asarray(chunk.to_pylist(), dtype=object))
+    return np.concatenate(parts) if parts else np.empty(0, dtype=object)

@@ -4,9 +4,9 @@ A result folder holds `events.parquet`, `requests.parquet`, `summary.json`, `con
 plots, the Perfetto trace (`trace.perfetto-trace`, or `trace.json`) and the `.vmsim-result` marker listing
 them; `vmsim.result_folder` says which folders may be replaced and writes one atomically.
 
-A run written to a folder streams its logs to parquet as it runs (`vmsim.spill.LogSpill`): its tables, its
-summary's numbers and its trace are read back from those files, a column or a batch at a time, so memory
-stays flat however long the run. A run kept in memory (`vmsim.run(..., write=False)`: notebooks, sweeps,
+A run written to a folder streams its logs to parquet as it runs (`vmsim.result_folder.LogSpill`): its
+tables, its summary's numbers and its trace are read back from those files, a column or a batch at a time,
+so memory stays flat however long the run. A run kept in memory (`vmsim.run(..., write=False)`: notebooks, sweeps,
 tests) keeps its logs whole and builds its tables from them.
 """
 
@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 from functools import cached_property
 from pathlib import Path
 
@@ -22,14 +24,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vmsim._version import __version__
+from vmsim.accounting import accounting, accounting_table
 from vmsim.analysis.checks import check_events
 from vmsim.analysis.liveness import liveness_check, with_liveness
 from vmsim.analysis.stats import DEFAULT_BATCHES, batch_means, latency_summary
 from vmsim.errors import VmsimError
-from vmsim.result_folder import SUMMARY_FILE, write_atomically
+from vmsim.result_folder import (
+    EVENT_SCHEMA,
+    REQUEST_SCHEMA,
+    SUMMARY_FILE,
+    LogSpill,
+    object_column,
+    write_atomically,
+)
 from vmsim.sim.log import Column
 from vmsim.sim.output import SimOutput
-from vmsim.spill import EVENT_SCHEMA, REQUEST_SCHEMA, SUMMARY_REQUEST_COLUMNS, LogSpill, object_column
 from vmsim.units import format_ns
 
 TRACE_EVENT_LIMIT = 200_000
@@ -70,8 +79,8 @@ def summarize(output: SimOutput, *, wall_seconds: float, version: str = __versio
     device gets the latency of its own requests. `check` is the verdict of the safety checks over the event
     log (`vmsim.analysis.checks`) and of the liveness check (`vmsim.analysis.liveness`). `requests` is the run's requests table
     when the caller keeps it (a `RunResult`), so the log is turned into a table once; it needs only the
-    columns `SUMMARY_REQUEST_COLUMNS`. `spill` is where a streamed run's logs went: the requests columns are
-    read back from it and the safety checks read the lifecycle rows it kept.
+    columns `vmsim.result_folder.SUMMARY_REQUEST_COLUMNS`. `spill` is where a streamed run's logs went: the
+    requests columns are read back from it and the safety checks read the lifecycle rows it kept.
     """
     if requests is None:
         requests = spill.summary_columns() if spill is not None else requests_table(output)
@@ -87,6 +96,7 @@ def summarize(output: SimOutput, *, wall_seconds: float, version: str = __versio
     interval = batch_means(latency, DEFAULT_BATCHES)
     counters = group_counters(output)
     _add_latency(counters["buses"], devices[measured][order], latency)
+    safety = spill.check() if spill is not None else check_events(output.events)
     return json_ready({
         "scenario": output.scenario,
         "seed": output.seed,
@@ -106,12 +116,13 @@ def summarize(output: SimOutput, *, wall_seconds: float, version: str = __versio
         "init_done_ns": dict(output.init_done_ns),
         "events_logged": len(output.events),
         "trace": None,
-        "check": with_liveness((spill.check() if spill is not None else check_events(output.events)), liveness_check(
+        "check": with_liveness(safety, liveness_check(
             devices=devices, submit_ns=submit, start_ns=requests.column("start_ns").to_numpy(),
             complete_ns=complete, workloads=output.workloads, series=output.series,
             sim_time_ns=output.sim_time_ns)),
         "workloads": output.workloads,
         "processors": _per_request(output.processors, len(output.requests)),
+        "accounting": accounting(output),
         "warnings": run_warnings(output, int(latency.size), complete[by_end], devices[by_end]),
     })
 
@@ -139,12 +150,18 @@ def request_counts(output: SimOutput) -> dict:
 
 def _add_latency(buses: dict, devices: np.ndarray, latency: np.ndarray) -> None:
     """`latency_ns` per bus and per device (pooled latency hides a slow device behind fast ones); a
-    device's dotted name starts with its bus."""
+    device's dotted name starts with its bus. Each device's requests are found once, in their order."""
+    import pandas as pd
+
+    codes, names = pd.factorize(devices)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
     for bus, entry in buses.items():
-        on_bus = np.array([name.split(".", 1)[0] == bus for name in devices], dtype=bool)
-        entry["latency_ns"] = latency_summary(latency[on_bus])
-        for name in sorted(set(devices[on_bus])):
-            entry["devices"].setdefault(name, {})["latency_ns"] = latency_summary(latency[devices == name])
+        mine = sorted((name, code) for code, name in enumerate(names) if name.split(".", 1)[0] == bus)
+        entry["latency_ns"] = latency_summary(latency[np.isin(codes, [code for _, code in mine])])
+        for name, code in mine:
+            entry["devices"].setdefault(name, {})["latency_ns"] = latency_summary(
+                latency[order[bounds[code]:bounds[code + 1]]])
 
 
 def _per_request(processors: dict, requests: int) -> dict:
@@ -440,21 +457,28 @@ class RunResult:
     """One finished run: summary, tables (built lazily, cached) and plot helpers for notebooks.
 
     `path` is the result folder, or None when the run was not written. `graph` may be given
-    when the caller already built it (the checks need it), else it is built on first use.
+    when the caller already built it (the checks need it), else it is built on first use. `spill` holds the
+    parquet files of a run whose logs streamed (`vmsim.result_folder.LogSpill`): its tables are read from
+    them, and after `write` from the result folder they moved into.
     """
 
-    def __init__(self, scenario, output: SimOutput, summary: dict, *, graph=None, path: Path | None = None):
+    def __init__(self, scenario, output: SimOutput, summary: dict, *, graph=None, path: Path | None = None,
+                 spill: LogSpill | None = None):
         self.scenario = scenario
         self.output = output
         self.summary = summary
         self.path = path
         self._graph = graph
+        self._spill = spill
 
     @classmethod
-    def of(cls, scenario, output: SimOutput, *, wall_seconds: float, graph=None) -> RunResult:
-        """A finished run's result, its summary computed from the requests table the result keeps."""
-        result = cls(scenario, output, {}, graph=graph)
-        result.summary = summarize(output, wall_seconds=wall_seconds, requests=result.requests_table)
+    def of(cls, scenario, output: SimOutput, *, wall_seconds: float, graph=None,
+           spill: LogSpill | None = None) -> RunResult:
+        """A finished run's result. Kept in memory, its summary comes from the requests table the result keeps;
+        streamed, from the few columns it needs, read back from the spill."""
+        result = cls(scenario, output, {}, graph=graph, spill=spill)
+        requests = None if spill is not None else result.requests_table
+        result.summary = summarize(output, wall_seconds=wall_seconds, requests=requests, spill=spill)
         return result
 
     def __repr__(self) -> str:
@@ -465,11 +489,18 @@ class RunResult:
 
     @cached_property
     def events_table(self) -> pa.Table:
-        return events_table(self.output)
+        return self._spill.events_table() if self._spill is not None else events_table(self.output)
 
     @cached_property
     def requests_table(self) -> pa.Table:
-        return requests_table(self.output)
+        return self._spill.requests_table() if self._spill is not None else requests_table(self.output)
+
+    def _plotted_requests(self):
+        """The requests columns the plots draw (a DataFrame of three integer columns, not every column)."""
+        columns = ["submit_ns", "complete_ns", "latency_ns"]
+        if self._spill is not None and "requests_table" not in self.__dict__:
+            return pq.read_table(self._spill.requests_path, columns=columns).to_pandas()
+        return self.requests_table.select(columns).to_pandas()
 
     @cached_property
     def events(self):
@@ -485,6 +516,12 @@ class RunResult:
     def cpu_time(self):
         """Where the time went: work per processor and activity, over the run and per request (DataFrame)."""
         return cpu_time_table(self.summary)
+
+    @property
+    def accounting(self):
+        """What the requests cost: bytes, lines, doorbells, interrupts, polls, frames and CPU per bus, device
+        and memory region, over the run and per request (DataFrame, `vmsim.accounting.accounting_table`)."""
+        return accounting_table(self.summary)
 
     @property
     def graph(self):
@@ -521,12 +558,12 @@ class RunResult:
     def plot_latency_cdf(self, ax=None):
         from vmsim.analysis import plots
 
-        return plots.latency_cdf(self.requests, ax=ax, warmup_ns=self.output.warmup_ns)
+        return plots.latency_cdf(self._plotted_requests(), ax=ax, warmup_ns=self.output.warmup_ns)
 
     def plot_throughput(self, ax=None):
         from vmsim.analysis import plots
 
-        return plots.throughput(self.requests, ax=ax, sim_time_ns=self.output.sim_time_ns,
+        return plots.throughput(self._plotted_requests(), ax=ax, sim_time_ns=self.output.sim_time_ns,
                                 warmup_ns=self.output.warmup_ns)
 
     def plot_occupancy(self, ax=None):
@@ -549,11 +586,19 @@ class RunResult:
     def write(self, folder: Path, *, plots: bool = True, trace: bool = True,
               trace_limit: int = TRACE_EVENT_LIMIT, trace_format: str = "perfetto",
               resolved_config: dict | None = None) -> Path:
-        """Write the result folder atomically; returns its path (also kept in `self.path`)."""
+        """Write the result folder atomically; returns its path (also kept in `self.path`). A streamed run's
+        parquet files are moved in from its spill, whose folder goes once they have."""
+        spill = self._spill
 
         def fill(temporary: Path) -> None:
-            pq.write_table(self.events_table, temporary / "events.parquet")
-            pq.write_table(self.requests_table, temporary / "requests.parquet")
+            if spill is not None:
+                moved = spill.folder == spill.spill_folder  # else written before: copied from that folder
+                for path in (spill.events_path, spill.requests_path):
+                    (os.replace if moved else shutil.copyfile)(path, temporary / path.name)
+                spill.moved_to(temporary)
+            else:
+                pq.write_table(self.events_table, temporary / "events.parquet")
+                pq.write_table(self.requests_table, temporary / "requests.parquet")
             if resolved_config is not None:
                 import yaml
 
@@ -563,8 +608,10 @@ class RunResult:
             if trace:
                 from vmsim.trace import write_trace
 
+                tables = (spill.events_path, spill.requests_path) if spill is not None else (
+                    self.events_table, self.requests_table)
                 summary["trace"] = write_trace(self.output, temporary, limit=trace_limit, trace_format=trace_format,
-                                               events=self.events_table, requests=self.requests_table)
+                                               events=tables[0], requests=tables[1])
             if plots:
                 from vmsim.analysis.plots import save_plots
 
@@ -574,5 +621,11 @@ class RunResult:
                 stream.write("\n")
             self.summary = summary
 
-        self.path = write_atomically(Path(folder), fill)
+        try:
+            self.path = write_atomically(Path(folder), fill)
+        finally:
+            if spill is not None:
+                spill.discard()
+        if spill is not None:
+            spill.moved_to(self.path)
         return self.path

@@ -1,15 +1,20 @@
 """Append-only, columnar logs of one run: bus events and completed requests.
 
 The hot path appends to `array` columns (8 bytes a number, no Python object per value) and to
-one `bytearray` holding every frame, so a 200,000-request run keeps its whole history in a few
-tens of megabytes. Frame header columns (type, msg_id, token, ...) are not stored: they are read
-back from the frame bytes when the tables are built, once, at the end.
+one `bytearray` holding the frames. Frame header columns (type, msg_id, token, ...) are not stored: they
+are read back from the frame bytes when the rows are turned into table columns.
+
+A log keeps every row until the end unless it is given a sink (`stream_to`): then each time `rows` rows
+are buffered it hands them to the sink as table columns (`columns()`) and starts an empty buffer, so a
+long run holds one buffer, not its history. The sink is the results layer's (a parquet row group per
+hand-over); this layer knows only that it is called with the columns and the number of the first row.
 """
 
 from __future__ import annotations
 
 import struct
 from array import array
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -71,6 +76,11 @@ def in_row_order(row: tuple[Column, ...], values: dict[str, object]) -> dict[str
 
 _NO_BUS = -1
 
+Sink = Callable[[dict[str, object], int], None]
+"""Takes a log's buffered rows as table columns and the run-wide number of the first of them."""
+
+_NEVER = 1 << 62  # the buffer limit of a log without a sink: it keeps every row
+
 
 class Interner:
     """Names <-> small integers, so that log rows hold numbers, not strings."""
@@ -102,7 +112,10 @@ class EventLog:
         "dev_num",
         "event",
         "events",
+        "flush_rows",
+        "flushed",
         "keep_wire",
+        "sink",
         "time",
         "value",
         "wire_length",
@@ -124,6 +137,23 @@ class EventLog:
         self.wire_start = array("q")
         self.wire_length = array("i")
         self.blob = bytearray()
+        self.sink: Sink | None = None
+        self.flush_rows = _NEVER
+        self.flushed = 0
+
+    def stream_to(self, sink: Sink, rows: int) -> None:
+        """Hand every `rows` buffered rows to `sink`, then drop them (see the module docstring)."""
+        self.sink, self.flush_rows = sink, rows
+
+    def flush(self) -> None:
+        """Hand the buffered rows to the sink and empty the buffer (nothing without a sink or rows)."""
+        if self.sink is None or not self.time:
+            return
+        self.sink(self.columns(), self.flushed)
+        self.flushed += len(self.time)
+        for column in (self.time, self.component, self.event, self.bus, self.dev_num, self.value,
+                       self.wire_start, self.wire_length, self.blob):
+            del column[:]
 
     def add_bus(self, name: str, layout: str) -> int:
         bus_id = self.buses(name)
@@ -144,6 +174,8 @@ class EventLog:
             self.blob += data
         else:
             self.wire_length.append(-len(data))
+        if len(self.time) >= self.flush_rows:
+            self.flush()
 
     def mark(self, time_ns: int, component: int, event: int, bus: int = _NO_BUS, dev_num: int = -1,
              value: int = 0) -> None:
@@ -156,12 +188,16 @@ class EventLog:
         self.value.append(value)
         self.wire_start.append(-1)
         self.wire_length.append(0)
+        if len(self.time) >= self.flush_rows:
+            self.flush()
 
     def __len__(self) -> int:
-        return len(self.time)
+        """Rows logged in the run, handed to the sink or not."""
+        return self.flushed + len(self.time)
 
     def columns(self) -> dict[str, object]:
-        """The table of `EVENT_ROW` as numpy arrays and lists, frame headers read from the bytes."""
+        """The buffered rows (every row without a sink) as the table of `EVENT_ROW`: numpy arrays and
+        lists, frame headers read from the bytes."""
         rows = len(self.time)
         frame_type = np.full(rows, -1, dtype=np.int16)
         msg_id = np.full(rows, -1, dtype=np.int16)
@@ -184,12 +220,11 @@ class EventLog:
             wires[row] = wire
             (frame_type[row], msg_id[row], dev_num[row], token[row], msg_size[row],
              names[row]) = readers[self.bus[row]](wire)
-        bus_names = self.buses.names
         return in_row_order(EVENT_ROW, {
             "time_ns": np.frombuffer(self.time, dtype=np.int64).copy(),
-            "component": [self.components.names[i] for i in self.component],
-            "event": [self.events.names[i] for i in self.event],
-            "bus": [bus_names[i] if i >= 0 else None for i in self.bus],
+            "component": _named(self.components.names, self.component),
+            "event": _named(self.events.names, self.event),
+            "bus": _named(self.buses.names, self.bus),
             "dev_num": dev_num,
             "type": frame_type,
             "msg_id": msg_id,
@@ -199,6 +234,11 @@ class EventLog:
             "value": np.frombuffer(self.value, dtype=np.int64).copy(),
             "wire": wires,
         })
+
+
+def _named(names: list[str], codes: array) -> np.ndarray:
+    """Interned codes as their names (an object array sharing the name strings); code -1 is None."""
+    return np.asarray([*names, None], dtype=object)[np.frombuffer(codes, dtype=np.int32)]
 
 
 class _HeaderReader:
@@ -241,8 +281,11 @@ class RequestLog:
         "devices",
         "driver",
         "drivers",
+        "flush_rows",
+        "flushed",
         "request_id",
         "service",
+        "sink",
         "size",
         "start",
         "submit",
@@ -262,9 +305,27 @@ class RequestLog:
         self.start = array("q")
         self.service = array("q")
         self.complete = array("q")
+        self.sink: Sink | None = None
+        self.flush_rows = _NEVER
+        self.flushed = 0
+
+    def stream_to(self, sink: Sink, rows: int) -> None:
+        """Hand every `rows` buffered rows to `sink`, then drop them (see the module docstring)."""
+        self.sink, self.flush_rows = sink, rows
+
+    def flush(self) -> None:
+        """Hand the buffered rows to the sink and empty the buffer (nothing without a sink or rows)."""
+        if self.sink is None or not self.request_id:
+            return
+        self.sink(self.columns(), self.flushed)
+        self.flushed += len(self.request_id)
+        for column in (self.request_id, self.driver, self.device, self.dev_num, self.vq, self.size,
+                       self.submit, self.start, self.service, self.complete):
+            del column[:]
 
     def __len__(self) -> int:
-        return len(self.request_id)
+        """Requests logged in the run, handed to the sink or not."""
+        return self.flushed + len(self.request_id)
 
     def add(self, request_id, driver, device, dev_num, vq, size, submit, start, service, complete) -> None:
         self.request_id.append(request_id)
@@ -277,9 +338,11 @@ class RequestLog:
         self.start.append(start)
         self.service.append(service)
         self.complete.append(complete)
+        if len(self.request_id) >= self.flush_rows:
+            self.flush()
 
     def columns(self) -> dict[str, object]:
-        """The table of `REQUEST_ROW` as numpy arrays and lists."""
+        """The buffered rows (every row without a sink) as the table of `REQUEST_ROW`: numpy arrays."""
 
         def ints(column):
             return np.frombuffer(column, dtype=np.int64 if column.typecode == "q" else np.int32).copy()
@@ -288,8 +351,8 @@ class RequestLog:
         submit = ints(self.submit)
         return in_row_order(REQUEST_ROW, {
             "request_id": ints(self.request_id),
-            "driver": [self.drivers.names[i] for i in self.driver],
-            "device": [self.devices.names[i] for i in self.device],
+            "driver": _named(self.drivers.names, self.driver),
+            "device": _named(self.devices.names, self.device),
             "dev_num": ints(self.dev_num),
             "vq": ints(self.vq),
             "size_bytes": ints(self.size),
