@@ -49,6 +49,7 @@ def flat_metrics(summary: dict, offered: float) -> dict[str, float]:
         counters[processor] = {key: value for key, value in report.items() if not isinstance(value, dict)}
         for group in ("queues", "doorbells", "devices"):
             counters.update(entry[group])
+    counters["counts"] = summary.get("counts", {}).get("total", {})  # what became of every request
     for bus, entry in summary.get("accounting", {}).get("buses", {}).items():  # what one request costs
         counters[f"{bus}.per_request"] = entry.get("per_request", {})
     for component, counts in sorted(counters.items()):
