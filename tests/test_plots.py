@@ -20,3 +20,36 @@ def test_an_unknown_name_has_the_same_colour_in_another_process():
     program = "from vmsim.analysis.plots import colour_of; print(colour_of('bus7.blk0'))"
     there = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
     assert there.stdout.strip() == here
+
+
+def test_occupancy_per_window_is_the_time_weighted_mean_and_the_peak():
+    """Two elements from 10 to 30 ns, one from 30 to 40: the windows of 20 ns hold means 1 and 1.5 and
+    peaks 2 and 2, where a step plot of millions of changes would be a barcode."""
+    from vmsim.analysis.stats import windowed_levels
+
+    edges, means, peaks = windowed_levels([10, 30], [2, 1], 40, 2)
+    assert list(edges) == [0, 20, 40] and list(means) == [1.0, 1.5] and list(peaks) == [2, 2]
+
+
+def test_a_cdf_is_drawn_from_a_few_hundred_points_whatever_the_sample():
+    """Plots read aggregates, not every row: a million latencies make at most CDF_POINTS points."""
+    import numpy as np
+
+    from vmsim.analysis.plots import CDF_POINTS, cdf_points
+
+    values, fractions = cdf_points(np.arange(1_000_000))
+    assert len(values) == len(fractions) == CDF_POINTS and fractions[-1] == 1.0 and values[-1] == 999_999
+
+
+def test_the_standard_plots_render_for_a_small_run(tmp_path):
+    """Occupancy per window, CDF per bus and the legends outside render without error into PNG files."""
+    from sim_helpers import run, scenario_dict
+
+    from vmsim.analysis.plots import save_plots
+    from vmsim.results import RunResult
+
+    data = scenario_dict(duration="2 ms", workloads=[{"name": "load", "device": "dev",
+                                                      "arrivals": {"kind": "poisson", "rate": "100 kHz"}}])
+    model, output = run(data)
+    result = RunResult.of(model.scenario, output, wall_seconds=0.0)
+    assert all(path.stat().st_size > 0 for path in save_plots(result, tmp_path))

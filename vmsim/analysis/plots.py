@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vmsim.analysis.stats import percentiles, time_average
+from vmsim.analysis.stats import percentiles, time_average, windowed_levels
 
 PLOT_FILES = {
     "latency_cdf.png": "plot_latency_cdf",
@@ -69,22 +69,57 @@ def time_unit(span_ns: float) -> tuple[float, str]:
     return 1.0, "ns"
 
 
-def latency_cdf(requests, ax=None, warmup_ns: int = 0):
-    """Empirical CDF of request latency (requests submitted after warm-up), p50/p99 marked."""
+CDF_POINTS = 400
+
+
+def cdf_points(latency_ns, points: int = CDF_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """At most `points` (latency, fraction) pairs of a sample's CDF, evenly spaced in fraction, with the
+    maximum: a curve from an aggregate, not from every row (a run may hold millions)."""
+    data = np.asarray(latency_ns, dtype=float)
+    if data.size == 0:
+        return np.array([]), np.array([])
+    fractions = np.linspace(0, 1, min(points, data.size) + 1)[1:]
+    return np.quantile(data, fractions, method="inverted_cdf"), fractions
+
+
+def latency_cdf(requests, ax=None, warmup_ns: int = 0, sim_time_ns: int | None = None):
+    """Empirical CDF of request latency (requests submitted after warm-up, completed by the end), pooled,
+    and per bus when there are several (a slow bus hides behind fast ones in the pooled curve)."""
+    keep = requests["submit_ns"].to_numpy() >= warmup_ns
+    if sim_time_ns is not None:
+        keep &= requests["complete_ns"].to_numpy() <= sim_time_ns
+    latency = requests["latency_ns"].to_numpy()[keep]
+    devices = requests["device"].to_numpy()[keep] if "device" in requests else np.array([], dtype=object)
+    buses = np.array([str(name).split(".", 1)[0] for name in devices], dtype=object)
+    groups = {bus: latency[buses == bus] for bus in sorted(set(buses.tolist()))} if len(set(buses.tolist())) > 1 else {}
+    return latency_cdfs({"all": latency, **groups}, ax=ax)
+
+
+def latency_cdfs(samples: dict, ax=None):
+    """CDFs of named latency samples (numpy arrays of ns) on one axis, each in its `colour_of` colour; p50 and
+    p99 of the first marked. The arrays may come from any table (the logs, a parquet file, a sweep)."""
     ax = axes_or_new(ax)
-    latency = np.sort(requests.loc[requests["submit_ns"] >= warmup_ns, "latency_ns"].to_numpy())
     ax.set_title("Request latency CDF")
     ax.set_ylabel("fraction of requests")
-    if latency.size == 0:
+    filled = {name: np.asarray(sample) for name, sample in samples.items() if len(sample)}
+    if not filled:
         ax.text(0.5, 0.5, "no requests completed after warm-up", ha="center", transform=ax.transAxes)
         return ax
-    scale, unit = time_unit(float(latency[-1]))
-    ax.step(latency / scale, np.arange(1, latency.size + 1) / latency.size, where="post")
-    if latency[0] > 0 and latency[-1] / latency[0] > 100:
+    low = min(float(sample.min()) for sample in filled.values())
+    high = max(float(sample.max()) for sample in filled.values())
+    scale, unit = time_unit(high)
+    for index, (name, sample) in enumerate(filled.items()):
+        values, fractions = cdf_points(sample)
+        pooled = index == 0 and len(filled) > 1
+        ax.step(values / scale, fractions, where="post", label=name, linewidth=2 if pooled else 1.2,
+                color="black" if pooled else colour_of(name))
+    if low > 0 and high / low > 100:
         ax.set_xscale("log")
-    for name, value in percentiles(latency, {"p50": 50.0, "p99": 99.0}).items():
+    for name, value in percentiles(next(iter(filled.values())), {"p50": 50.0, "p99": 99.0}).items():
         ax.axvline(value / scale, color="grey", linestyle=":", linewidth=1)
         ax.annotate(name, (value / scale, 0.02), rotation=90, color="grey", fontsize=8)
+    if len(filled) > 1:
+        outside_legend(ax, len(filled))
     ax.set_xlabel(f"latency ({unit})")
     ax.set_ylim(0, 1.01)
     ax.grid(alpha=0.3)
@@ -114,34 +149,46 @@ def throughput(requests, ax=None, *, sim_time_ns: int, warmup_ns: int = 0, bins:
     return ax
 
 
-def occupancy(series: dict, ax=None, *, sim_time_ns: int):
-    """Queue occupancy (frames waiting) over time, one step line per queue, its time average in the legend.
+def occupancy(series: dict, ax=None, *, sim_time_ns: int, windows: int = 50):
+    """Queue occupancy (frames waiting) as the time-weighted mean per window (solid) and the maximum per window
+    (faint, same colour), one colour per queue as in every figure (`colour_of`).
 
-    Only the `*.occupancy` series: a run also records others (the bytes a device has shared). With more
-    queues than a legend holds, only the busiest (highest time average) are drawn, and the title says so."""
+    Only the `*.occupancy` series: a run also records others (the bytes a device has shared). Drawn step by
+    step a busy queue is a 0/1 barcode; per window it shows load and peaks. With more queues than a legend
+    holds, only the busiest (highest mean) are drawn, and the title says so; the legend sits outside the data."""
     ax = axes_or_new(ax)
-    ax.set_title("Queue occupancy")
+    ax.set_title("Queue occupancy (mean and maximum per window)")
     ax.set_ylabel("elements in queue")
-    steps_of = {name: (np.append(np.frombuffer(steps.time, dtype=np.int64), sim_time_ns),
-                       np.frombuffer(steps.level, dtype=np.int64))
+    steps_of = {name: (np.frombuffer(steps.time, dtype=np.int64), np.frombuffer(steps.level, dtype=np.int64))
                 for name, steps in series.items() if name.endswith(".occupancy") and len(steps.level)}
     if not steps_of:
         ax.text(0.5, 0.5, "no queue series recorded", ha="center", transform=ax.transAxes)
         return ax
-    means = {name: time_average(times[:-1], levels, end_ns=sim_time_ns) for name, (times, levels) in steps_of.items()}
+    means = {name: time_average(times, levels, end_ns=sim_time_ns) for name, (times, levels) in steps_of.items()}
     drawn = sorted(steps_of)
     if len(drawn) > _MAX_LEGEND_ENTRIES:
         drawn = sorted(sorted(steps_of), key=lambda name: -means[name])[:_MAX_LEGEND_ENTRIES]
-        ax.set_title(f"Queue occupancy: the {len(drawn)} busiest of {len(steps_of)} queues")
+        ax.set_title(f"Queue occupancy: the {len(drawn)} busiest of {len(steps_of)} queues (mean, max per window)")
     scale, unit = time_unit(max(sim_time_ns, 1))
     for name in drawn:
-        times, levels = steps_of[name]
-        ax.step(times / scale, np.append(levels, levels[-1]), where="post", linewidth=1,
-                label=f"{name} (mean {means[name]:.2f})")
-    ax.legend(loc="best", fontsize=8)
+        edges, window_means, peaks = windowed_levels(*steps_of[name], max(sim_time_ns, 1), windows)
+        label = name.removesuffix(".occupancy")
+        colour = colour_of(label)
+        ax.stairs(window_means, edges / scale, color=colour, linewidth=1.5, label=f"{label} (mean {means[name]:.2f})")
+        ax.stairs(peaks, edges / scale, color=colour, linewidth=0.8, alpha=0.4)
+    outside_legend(ax, len(drawn))
     ax.set_xlabel(f"simulated time ({unit})")
+    ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     return ax
+
+
+def outside_legend(ax, entries: int) -> None:
+    """A legend that never covers the data: inside only for a few series, else beside the axes."""
+    if entries <= 3:
+        ax.legend(loc="best", fontsize=8)
+    else:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
 
 
 def cpu_time(table, ax=None):

@@ -175,3 +175,24 @@ def md1_response_ns(arrival_rate_hz: float, service_ns: float) -> float:
     if rho >= 1:
         raise ValueError(f"utilisation {rho:.3f} >= 1: the queue has no steady state")
     return service_ns + rho * service_ns / (2 * (1 - rho))
+
+
+def windowed_levels(time_ns, level, end_ns: int, windows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A step function (level[i] holds from time_ns[i] to the next change, 0 before the first) cut into
+    `windows` equal windows of [0, end_ns): the edges, the time-weighted mean and the maximum in each.
+
+    A queue's occupancy changes millions of times in a long run: drawn step by step it is a 0/1 barcode,
+    while the mean and maximum per window show its load and its peaks at any length."""
+    times = np.asarray(time_ns, dtype=np.int64)
+    levels = np.asarray(level, dtype=float)
+    edges = np.linspace(0, end_ns, windows + 1)
+    if times.size == 0 or end_ns <= 0:
+        return edges, np.zeros(windows), np.zeros(windows)
+    times, levels = np.append(0, times), np.append(0.0, levels)  # nothing before the first change
+    area = np.append(0.0, np.cumsum(levels[:-1] * np.diff(times)))  # under the curve up to each change
+    active = np.searchsorted(times, edges, side="right") - 1
+    area_at = area[active] + levels[active] * (edges - times[active])
+    means = np.diff(area_at) / np.diff(edges)
+    last = np.searchsorted(times, edges[1:], side="left") - 1  # the last change before a window ends
+    peaks = np.array([levels[first:max(first, final) + 1].max() for first, final in zip(active[:-1], last)])
+    return edges, means, peaks
