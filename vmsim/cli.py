@@ -169,6 +169,24 @@ def calibrate(
         raise SystemExit(1)
 
 
+@app.command()
+def check(
+    source: Annotated[Path, typer.Argument(help=(
+        "A result folder, an events.parquet, or a capture: a frame log or Linux dynamic-debug "
+        "TX MSG / RX MSG lines (docs/conformance.md)."))],
+    layout: Annotated[str | None, typer.Option("--layout", help=(
+        "Layout of every bus (default: inferred from an events table; v1 for dynamic debug)."))] = None,
+    dump: Annotated[Path | None, typer.Option("--dump", help="Also write the frames read as a frame log.")] = None,
+) -> None:
+    """Check a frame log against the virtio-msg conformance rules; exit 1 when a rule is violated."""
+    from vmsim.analysis.conformance.command import check_source, format_report
+
+    report = check_source(source, layout, dump)
+    print(format_report(report))
+    if report["status"] != "ok":
+        raise SystemExit(1)
+
+
 def fail(message: str, problems: list[str] | None = None) -> None:
     """Print a user error, one line per problem, and exit 2."""
     for problem in problems or [message]:

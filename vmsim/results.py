@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from vmsim._version import __version__
 from vmsim.accounting import accounting, accounting_table
 from vmsim.analysis.checks import check_events
+from vmsim.analysis.conformance import with_conformance
 from vmsim.analysis.liveness import liveness_check, with_liveness
 from vmsim.analysis.stats import DEFAULT_BATCHES, batch_means, latency_summary
 from vmsim.errors import VmsimError
@@ -116,10 +117,10 @@ def summarize(output: SimOutput, *, wall_seconds: float, version: str = __versio
         "init_done_ns": dict(output.init_done_ns),
         "events_logged": len(output.events),
         "trace": None,
-        "check": with_liveness(safety, liveness_check(
+        "check": with_conformance(with_liveness(safety, liveness_check(
             devices=devices, submit_ns=submit, start_ns=requests.column("start_ns").to_numpy(),
             complete_ns=complete, workloads=output.workloads, series=output.series,
-            sim_time_ns=output.sim_time_ns)),
+            sim_time_ns=output.sim_time_ns)), output.events, spill),
         "workloads": output.workloads,
         "processors": _per_request(output.processors, len(output.requests)),
         "accounting": accounting(output),

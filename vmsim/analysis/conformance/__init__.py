@@ -1,0 +1,48 @@
+"""A conformance monitor for virtio-msg frame logs: the transport spec's rules (`rules.RULES`), each naming
+its section, checked over a run's event log or a capture from a real system.
+
+    report = conformance_check(output.events)     # an EventLog, an events DataFrame or columns mapping
+    report["rules"]["status-order"]               # {"section", "checked", "violations", "not_checkable"}
+
+`ConformanceMonitor.feed` takes a log a chunk at a time (a streamed log's row groups); `vmsim.analysis.
+conformance.capture` reads and writes the text formats `vmsim check` takes (docs/conformance.md).
+"""
+
+from __future__ import annotations
+
+from vmsim.analysis.conformance.frames import FrameChunk, chunk_from_columns, chunk_from_event_log
+from vmsim.analysis.conformance.monitor import ConformanceMonitor
+from vmsim.analysis.conformance.rules import RULE_IDS, RULES, Rule, rules_markdown
+from vmsim.sim.log import EventLog
+
+__all__ = ["RULES", "RULE_IDS", "ConformanceMonitor", "FrameChunk", "Rule", "conformance_check",
+           "rules_markdown", "with_conformance"]
+
+
+def conformance_check(events, layouts: dict[str, str] | None = None) -> dict:
+    """The monitor's report (`ConformanceMonitor.report`) over a whole log: an `EventLog` (its buffered rows,
+    layouts known), or an events table as a DataFrame or columns mapping (layouts inferred unless given)."""
+    monitor = ConformanceMonitor()
+    if isinstance(events, EventLog):
+        monitor.feed(chunk_from_event_log(events))
+    else:
+        monitor.feed(chunk_from_columns(events, 0, layouts))
+    return monitor.report()
+
+
+def with_conformance(check: dict, events, spill=None) -> dict:
+    """summary.json's `check` with the conformance report beside the other checks (`check["conformance"]`),
+    the overall status failed when either failed. A run whose log streamed to a spill is read back from the
+    spill's events.parquet, a row group at a time (the `EventLog` keeps only its last rows)."""
+    if spill is None:
+        conformance = conformance_check(events)
+    else:
+        from vmsim.analysis.conformance.command import parquet_chunks
+
+        monitor = ConformanceMonitor()
+        layouts = {events.buses.names[code]: layout for code, layout in events.bus_layouts.items()}
+        for chunk in parquet_chunks(spill.events_path, layouts):
+            monitor.feed(chunk)
+        conformance = monitor.report()
+    failed = check.get("status") != "ok" or conformance["status"] != "ok"
+    return {**check, "status": "failed" if failed else "ok", "conformance": conformance}
