@@ -10,11 +10,22 @@ import numpy as np
 
 from vmsim.units import MAX_TIME_NS
 
+TRAFFIC = ("bytes_read", "bytes_written", "cache_lines")
+"""What a memory cost counts per region and side, in its bus's counters as `memory.<region>.<side>.<name>`."""
+
 
 class MemoryCost:
-    """fixed + per started line, for reads and writes; zero bytes cost nothing."""
+    """fixed + per started line, for reads and writes; zero bytes cost nothing.
 
-    __slots__ = ("copy_line", "line", "read_fixed", "read_per_line", "write_fixed", "write_per_line")
+    Each access also counts its bytes and the cache lines it starts (the lines it is charged for) in the
+    counters it was given (`counted`): a region of a bus (`queue`, `virtqueue`, ...) seen from one side.
+    Payload copies (`copy_in`, `copy_out`) count in that side's `payload` region, at the copy's access width.
+    A cost no bus counted keeps its counts in a dict of its own, which nothing reports.
+    """
+
+    __slots__ = ("copy_line", "copy_lines_key", "copy_read_key", "copy_written_key", "counts", "line", "lines_key",
+                 "read_fixed", "read_key", "read_per_line", "region", "side", "write_fixed", "write_per_line",
+                 "written_key")
 
     def __init__(self, line_bytes=64, read_fixed=0, read_per_line=0, write_fixed=0, write_per_line=0,
                  copy_line_bytes=None):
@@ -24,6 +35,7 @@ class MemoryCost:
         self.read_per_line = read_per_line
         self.write_fixed = write_fixed
         self.write_per_line = write_per_line
+        self.count_in({}, "uncounted", "either")
 
     @classmethod
     def of(cls, kind) -> MemoryCost:
@@ -31,27 +43,101 @@ class MemoryCost:
         return cls(kind.line_bytes, kind.read_fixed, kind.read_per_line, kind.write_fixed, kind.write_per_line,
                    kind.copy_line_bytes)
 
+    def count_in(self, counts: dict, region: str, side: str) -> None:
+        """Count from now on in `counts` (a bus's counters) as `memory.<region>.<side>.*`, payload copies as
+        `memory.payload.<side>.*`; the keys start at zero."""
+        self.counts, self.region, self.side = counts, region, side
+        self.read_key, self.written_key, self.lines_key = traffic_keys(region, side)
+        self.copy_read_key, self.copy_written_key, self.copy_lines_key = traffic_keys("payload", side)
+        for key in (*traffic_keys(region, side), *traffic_keys("payload", side)):
+            counts.setdefault(key, 0)
+
+    def counted(self, counts: dict, region: str, side: str) -> MemoryCost:
+        """The same costs, counting in `counts` as `region` seen from `side` (see `count_in`)."""
+        twin = MemoryCost(self.line, self.read_fixed, self.read_per_line, self.write_fixed, self.write_per_line,
+                          self.copy_line)
+        twin.count_in(counts, region, side)
+        return twin
+
     def read(self, nbytes: int) -> int:
         if nbytes <= 0:
             return 0
-        return self.read_fixed + -(-nbytes // self.line) * self.read_per_line
+        lines = -(-nbytes // self.line)
+        counts = self.counts
+        counts[self.read_key] += nbytes
+        counts[self.lines_key] += lines
+        return self.read_fixed + lines * self.read_per_line
 
     def write(self, nbytes: int) -> int:
         if nbytes <= 0:
             return 0
-        return self.write_fixed + -(-nbytes // self.line) * self.write_per_line
+        lines = -(-nbytes // self.line)
+        counts = self.counts
+        counts[self.written_key] += nbytes
+        counts[self.lines_key] += lines
+        return self.write_fixed + lines * self.write_per_line
 
     def copy_out(self, nbytes: int) -> int:
         """Copying `nbytes` of payload out of this memory, at the access width of a copy."""
         if nbytes <= 0:
             return 0
-        return self.read_fixed + -(-nbytes // self.copy_line) * self.read_per_line
+        lines = -(-nbytes // self.copy_line)
+        counts = self.counts
+        counts[self.copy_read_key] += nbytes
+        counts[self.copy_lines_key] += lines
+        return self.read_fixed + lines * self.read_per_line
 
     def copy_in(self, nbytes: int) -> int:
         """Copying `nbytes` of payload into this memory, at the access width of a copy."""
         if nbytes <= 0:
             return 0
-        return self.write_fixed + -(-nbytes // self.copy_line) * self.write_per_line
+        lines = -(-nbytes // self.copy_line)
+        counts = self.counts
+        counts[self.copy_written_key] += nbytes
+        counts[self.copy_lines_key] += lines
+        return self.write_fixed + lines * self.write_per_line
+
+    def repeated(self, reads: tuple[int, ...], writes: tuple[int, ...]) -> RepeatedAccess:
+        """Accesses made again and again (a receiver's per-frame element and index): their cost is worked
+        out once here, without counting; `RepeatedAccess.count()` counts them each time they are made."""
+        return RepeatedAccess(self, reads, writes)
+
+
+class RepeatedAccess:
+    """A fixed set of reads and writes of one memory: `cost` once, its traffic counted per `count()`."""
+
+    __slots__ = ("bytes_read", "bytes_written", "cache_lines", "cost", "memory")
+
+    def __init__(self, memory: MemoryCost, reads: tuple[int, ...], writes: tuple[int, ...]):
+        self.memory = memory
+        reads, writes = [n for n in reads if n > 0], [n for n in writes if n > 0]
+        self.bytes_read, self.bytes_written = sum(reads), sum(writes)
+        read_lines = [-(-n // memory.line) for n in reads]
+        write_lines = [-(-n // memory.line) for n in writes]
+        self.cache_lines = sum(read_lines) + sum(write_lines)
+        self.cost = (len(reads) * memory.read_fixed + sum(read_lines) * memory.read_per_line
+                     + len(writes) * memory.write_fixed + sum(write_lines) * memory.write_per_line)
+
+    def count(self) -> None:
+        memory = self.memory
+        counts = memory.counts
+        counts[memory.read_key] += self.bytes_read
+        counts[memory.written_key] += self.bytes_written
+        counts[memory.lines_key] += self.cache_lines
+
+
+def traffic_keys(region: str, side: str) -> tuple[str, str, str]:
+    """The counter names of `region` seen from `side`: bytes read, bytes written, cache lines."""
+    return tuple(f"memory.{region}.{side}.{name}" for name in TRAFFIC)
+
+
+def count_bus_memory(bus) -> None:
+    """Count the memory a bus plug-in left uncounted (its `driver_memory` and `device_memory`) as its `shared`
+    region, each side apart: a plug-in that tells its regions apart (AMP) counted them itself. One object
+    serving both sides counts as the driver's."""
+    for side, memory in (("driver", bus.driver_memory), ("device", bus.device_memory)):
+        if memory is not None and memory is not FREE_MEMORY and memory.region == "uncounted":
+            memory.count_in(bus.counts, "shared", side)
 
 
 FREE_MEMORY = MemoryCost()

@@ -43,8 +43,16 @@ class AmpBus(QueuePairBus):
         self.mechanism = VmsimShare(self)  # the window is a carve-out both cores reach
         self.driver_cpu = driver_cpu or self.driver_cpu  # each side's work holds its core
         self.device_cpu = device_cpu or self.device_cpu
-        self.driver_memory = driver_memory
-        self.device_memory = device_memory
+        # each region of the window counts its own traffic, per side (`vmsim.accounting`)
+        counts = self.counts
+        self.driver_memory = driver_memory.counted(counts, "virtqueue", "driver")
+        self.device_memory = device_memory.counted(counts, "virtqueue", "device")
+        queue_memory = {"driver": driver_memory.counted(counts, "queue", "driver"),
+                        "device": device_memory.counted(counts, "queue", "device")}
+        self.notification_memory = {"driver": driver_memory.counted(counts, "notification", "driver"),
+                                    "device": device_memory.counted(counts, "notification", "device")}
+        self.handshake_memory = {"driver": driver_memory.counted(counts, "handshake", "driver"),
+                                 "device": device_memory.counted(counts, "handshake", "device")}
         self.ready = sim.env.event()
         self.format = spec.queue_format
         self._slots: dict[int, int] = {}
@@ -67,12 +75,12 @@ class AmpBus(QueuePairBus):
         common = {"bus_id": self.bus_id, "frame_in": self.frame_in, "polling_ns": spec.polling,
                   "budget": spec.rx_budget, "retry_ns": spec.tx_retry, "retries": spec.tx_retries}
         self.to_device = Channel(sim, f"{spec.name}.to_device", queue=to_device, doorbell_kind=doorbell_to_device,
-                                 sender_memory=driver_memory, receiver_memory=device_memory,
+                                 sender_memory=queue_memory["driver"], receiver_memory=queue_memory["device"],
                                  sender_cpu_ns=driver_cpu_ns, receiver_cpu_ns=device_cpu_ns,
                                  sender_cpu=self.driver_cpu, receiver_cpu=self.device_cpu,
                                  deliver=self.deliver_to_device, **common)
         self.to_driver = Channel(sim, f"{spec.name}.to_driver", queue=to_driver, doorbell_kind=doorbell_to_driver,
-                                 sender_memory=device_memory, receiver_memory=driver_memory,
+                                 sender_memory=queue_memory["device"], receiver_memory=queue_memory["driver"],
                                  sender_cpu_ns=device_cpu_ns, receiver_cpu_ns=driver_cpu_ns,
                                  sender_cpu=self.device_cpu, receiver_cpu=self.driver_cpu,
                                  deliver=self.deliver_to_driver, **common)
@@ -114,8 +122,9 @@ class AmpBus(QueuePairBus):
     def start(self) -> None:
         super().start()
         if self.format == "amp-2026":
-            both = [self.env.process(self._handshake(self.device_peer, self.device_memory, self.device_cpu)),
-                    self.env.process(self._handshake(self.driver_peer, self.driver_memory, self.driver_cpu))]
+            memory = self.handshake_memory
+            both = [self.env.process(self._handshake(self.device_peer, memory["device"], self.device_cpu)),
+                    self.env.process(self._handshake(self.driver_peer, memory["driver"], self.driver_cpu))]
             self.env.all_of(both).callbacks.append(lambda _event: self.ready.succeed())
         else:
             self.ready.succeed()
@@ -143,10 +152,10 @@ class AmpBus(QueuePairBus):
     # --- transport ----------------------------------------------------------------------------------
 
     def signal_device(self, dev_num: int, vq: int):
-        yield from self._raise(self.driver_peer, self.to_device, self.driver_memory, dev_num, vq)
+        yield from self._raise(self.driver_peer, self.to_device, self.notification_memory["driver"], dev_num, vq)
 
     def signal_driver(self, dev_num: int, vq: int):
-        yield from self._raise(self.device_peer, self.to_driver, self.device_memory, dev_num, vq)
+        yield from self._raise(self.device_peer, self.to_driver, self.notification_memory["device"], dev_num, vq)
 
     def _raise(self, peer: AmpQueuePeer, channel: Channel, memory: MemoryCost, dev_num: int, vq: int):
         """Toggle my tx bit for (device, vq) and ring unless the peer masked it (the XOR rule)."""
@@ -165,7 +174,7 @@ class AmpBus(QueuePairBus):
         without interrupting, then unmasks and looks again before it returns (L-amp26 FEAT_MASKED_NOTIF).
         """
         notifier = peer.notif
-        memory = channel.receiver_memory
+        memory = self.notification_memory[peer.role]
         words = range(notifier.num_notif)
         numbers = {slot: n for n, slot in self._slots.items()}
         while True:

@@ -1,0 +1,268 @@
+"""Accounting: the bytes, cache lines, doorbells and frames one request costs, counted by hand and compared
+with what a run reports (summary.json's `accounting`, `vmsim.accounting`).
+
+Each story runs a closed loop with one request outstanding, 256-byte requests and shared memory of 64-byte
+lines, once with three requests and once with four: the difference is what one request costs in the steady
+state, without the start-up (discovery, handshake) that the run's totals also hold. Ring and queue bytes are
+charged as the model charges them: the bytes one step touches in one place, as one access of as many lines
+as they start (docs/queue-formats.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ffa_helpers import ffa_dict
+from sim_helpers import run, scenario_dict
+from test_xen import xen_dict
+
+import vmsim
+from vmsim.accounting import QUANTITIES, accounting, accounting_table, keys_table
+from vmsim.results import summarize
+from vmsim.sim.costs import MemoryCost
+
+LINES_OF_64 = {"line_bytes": 64, "read_per_line": 10, "write_per_line": 5}
+
+# What every split-virtqueue request costs with event-index suppression (VIRTIO_F_RING_EVENT_IDX), in bytes
+# read, bytes written and lines, by side:
+# - the driver publishes: one 16-byte descriptor, the 2-byte avail entry and the 2-byte avail.idx written
+#   (20 B, one line); it reads the device's avail_event to decide on a kick (2 B, one line). Reclaiming, it
+#   reads used.idx (2), the 8-byte used element and used.idx again to find nothing more (2): 12 B, one line;
+#   it writes used_event (2 B, one line). 14 read, 22 written, 4 lines.
+# - the device pops: avail.idx (2), the avail entry (2) and the descriptor (16): 20 B read, one line (it does
+#   not write avail_event: notifications are off while it drains). It returns the buffer: the 8-byte used
+#   element and used.idx (10 B written, one line), and reads used_event to decide on an interrupt (2 B, one
+#   line). 22 read, 10 written, 3 lines.
+VIRTQUEUE = {"driver": (14, 22, 4), "device": (22, 10, 3)}
+
+# In-band notification: each request is one EVENT_AVAIL to the device (the 8-byte v1 header, vq_index and
+# next_offset: 16 B) and one EVENT_USED back (header and vq_index: 12 B), through 64-byte queue elements with
+# 2-byte indices. A sender writes its frame and publishes its index as one access (frame + 2 B, one line) and
+# reads the consumer's index (2 B, one line); a receiver reads the whole element (64 B, one line) and the
+# producer's index (2 B, one line) and writes its own index back (2 B, one line).
+# - driver: reads 2 + 64 + 2 = 68, writes 16 + 2 (its frame and index) + 2 (its consumer index) = 20, 5 lines;
+# - device: reads 68, writes 12 + 2 + 2 = 16, 5 lines.
+QUEUE = {"driver": (68, 20, 5), "device": (68, 16, 5)}
+
+
+def amp(queue_format: str = "amp-2026", memory: dict = LINES_OF_64, **bus) -> dict:
+    data = scenario_dict()
+    data["platform"]["memory"]["shared"] = dict(memory)
+    data["buses"][0].update(queue_format=queue_format, **bus)
+    return data
+
+
+def one_request(make, bus: str) -> dict:
+    """What the request after the third adds to `bus`'s accounting: {(region, side): (read, written, lines)}
+    for every region it touched, and its doorbells, interrupts, polls and frames."""
+    counts = []
+    for requests in (3, 4):
+        data = make()
+        data["workloads"] = [{"name": "one", "device": data["devices"][0]["name"], "requests": requests,
+                              "arrivals": {"kind": "closed", "outstanding": 1},
+                              "size": {"dist": "constant", "value": 256}}]
+        counts.append(_flat(accounting(run(data)[1])["buses"][bus]))
+    added = {key: _minus(counts[1][key], counts[0][key]) for key in counts[0]}
+    return {key: value for key, value in added.items() if value not in ((0, 0, 0), 0)}
+
+
+def _minus(after, before):
+    if isinstance(after, tuple):
+        return tuple(a - b for a, b in zip(after, before))
+    return after - before
+
+
+def _flat(entry: dict) -> dict:
+    flat = {(region, side): (traffic["bytes_read"], traffic["bytes_written"], traffic["cache_lines"])
+            for region, sides in entry["regions"].items() for side, traffic in sides.items()}
+    return flat | {name: entry["totals"][name] for name in ("doorbells", "interrupts", "polls", "frames")}
+
+
+def regions(**by_region) -> dict:
+    return {(region, side): counts for region, sides in by_region.items() for side, counts in sides.items()}
+
+
+@pytest.mark.parametrize("queue_format", ["amp-2026", "spsc-2025", "spsc-2024"])
+def test_one_in_band_request_touches_the_hand_counted_bytes_on_each_queue_format(queue_format):
+    """One request rings each side once (two doorbells, two interrupts) for its two frames. The three formats
+    give the same count: the queues are charged as 64-byte elements with 2-byte indices whatever the format
+    (docs/queue-formats.md says where the formats themselves differ)."""
+    assert one_request(lambda: amp(queue_format), "amp0") == regions(virtqueue=VIRTQUEUE, queue=QUEUE) | {
+        "doorbells": 2, "interrupts": 2, "frames": 2}
+
+
+def test_out_of_band_notification_touches_notification_words_and_no_queue_element():
+    """With out-of-band notification (amp-2026 only) no frame crosses the queues for a request. Each side
+    toggles its bit in its tx word (reads and writes 8 B: one line each) and the peer's handler reads the
+    word pair it compares (its rx word and the peer's tx word, 16 B, one line): 24 read, 8 written, 3 lines
+    a side; the doorbells are the same two."""
+    notification = {"driver": (24, 8, 3), "device": (24, 8, 3)}
+    assert one_request(lambda: amp(notify="out-of-band"), "amp0") == regions(
+        virtqueue=VIRTQUEUE, notification=notification) | {"doorbells": 2, "interrupts": 2}
+
+
+def test_a_polling_receiver_reads_the_producer_index_each_poll_and_rings_nothing():
+    """Polling every 5 us, each side polls once while one request (2 us of service, under a polling period)
+    goes round: the poll reads the producer's 2-byte index (one line) on top of the in-band count; no
+    doorbell is rung."""
+    polled = {side: (read + 2, written, lines + 1) for side, (read, written, lines) in QUEUE.items()}
+    assert one_request(lambda: amp(polling=5000), "amp0") == regions(virtqueue=VIRTQUEUE, queue=polled) | {
+        "polls": 2, "frames": 2}
+
+
+def test_on_uncached_memory_a_line_is_one_access_of_the_memory_width():
+    """On memory with 4-byte accesses (non-cacheable SRAM) `cache_lines` counts accesses: the driver's
+    EVENT_AVAIL with its index is 18 B = 5 accesses, the index read 1, the 64-byte element it receives 16,
+    the index it reads 1 and the one it writes 1: 24; the device's EVENT_USED with its index is 14 B = 4,
+    so 23. The bytes are the in-band count's."""
+    four_bytes = {"line_bytes": 4, "read_per_line": 10, "write_per_line": 5}
+    counted = one_request(lambda: amp(memory=four_bytes), "amp0")
+    assert counted[("queue", "driver")] == (68, 20, 24)
+    assert counted[("queue", "device")] == (68, 16, 23)
+
+
+def test_payload_copies_count_in_the_payload_region_of_the_side_that_copies():
+    """With `data: copy` on both ends and the payload going to the device, the driver copies the 256 bytes
+    into the shared buffer (4 lines written) and the device copies them out (4 lines read); the rings and
+    queues are untouched by it."""
+    def copying():
+        data = amp()
+        data["drivers"][0]["data"] = "copy"
+        data["devices"][0]["data"] = "copy"
+        return data
+
+    assert one_request(copying, "amp0") == regions(
+        virtqueue=VIRTQUEUE, queue=QUEUE, payload={"driver": (0, 256, 4), "device": (256, 0, 4)}) | {
+        "doorbells": 2, "interrupts": 2, "frames": 2}
+
+
+def test_the_xen_shared_page_counts_rings_and_queues_in_one_region():
+    """The Xen bus carries the same two frames through its shared page and the same split ring: its one
+    `shared` region holds the virtqueue and queue counts added together, per side; event channels are the
+    doorbells."""
+    def xen():
+        data = xen_dict()
+        data["platform"]["memory"]["ram"] = dict(LINES_OF_64)
+        return data
+
+    both = {side: tuple(a + b for a, b in zip(VIRTQUEUE[side], QUEUE[side])) for side in ("driver", "device")}
+    assert one_request(xen, "xen0") == regions(shared=both) | {"doorbells": 2, "interrupts": 2, "frames": 2}
+
+
+def test_ffa_fifo_rings_touch_both_indices_and_whole_entries():
+    """FF-A FIFO rings (2026): entries are 104 bytes (the largest FF-A frame), each index on its own line. A
+    push reads both 2-byte indices (4 B, one line) and writes the zero-filled entry and the write index
+    (106 B, two lines); a pop reads both indices and the entry (108 B, two lines) and writes the read index
+    (2 B, one line). Each side pushes one frame and pops one: 112 read and 108 written, 6 lines, on top of
+    its virtqueue count; an FF-A notification each way."""
+    def fifo():
+        data = ffa_dict(method="fifo")
+        data["platform"]["memory"]["shared"] = dict(LINES_OF_64)
+        return data
+
+    model, _ = run(fifo())
+    assert model.buses["ffa0"].driver_side.fifo_tx.element_size == 104
+    rings = {side: tuple(a + b for a, b in zip(VIRTQUEUE[side], (112, 108, 6))) for side in ("driver", "device")}
+    assert one_request(fifo, "ffa0") == regions(shared=rings) | {"doorbells": 2, "interrupts": 2, "frames": 2}
+
+
+def test_ffa_indirect_messages_go_through_the_tx_and_rx_buffers():
+    """FFA_MSG_SEND2: the sender writes the 24-byte partition message header and its frame into its TX
+    buffer; the framework, in the call, reads them there (on the sender's side) and writes them into the
+    receiver's RX buffer (on the receiver's side); the receiver reads them. The driver's EVENT_AVAIL makes
+    40 B, the device's EVENT_USED 36 B, each one line:
+    - driver: reads 40 (its TX, by the framework) + 36 (its RX) = 76, writes 40 (TX) + 36 (RX, by the
+      framework) = 76, 4 lines;
+    - device: reads 40 (its RX) + 36 (its TX, by the framework) = 76, writes 40 + 36 = 76, 4 lines."""
+    def indirect():
+        data = ffa_dict(method="indirect")
+        data["platform"]["memory"]["shared"] = dict(LINES_OF_64)
+        return data
+
+    buffers = (76, 76, 4)
+    counted = {side: tuple(a + b for a, b in zip(VIRTQUEUE[side], buffers)) for side in ("driver", "device")}
+    assert one_request(indirect, "ffa0") == regions(shared=counted) | {"doorbells": 2, "interrupts": 2,
+                                                                       "frames": 2}
+
+
+def test_the_summary_divides_each_total_by_the_bus_s_completed_requests():
+    """`per_request` is `totals` over the requests completed by the end, for the bus and for its one device;
+    the bus's CPU time is the work on its device side's core and its driver's core (the only bus there)."""
+    _, output = run(amp())
+    entry = summarize(output, wall_seconds=0.0)["accounting"]["buses"]["amp0"]
+    completed = output.workloads["load"]["completed"]
+    assert set(entry) == {"totals", "per_request", "regions", "devices"}
+    assert set(entry["totals"]) == set(QUANTITIES)
+    assert entry["per_request"] == {key: value / completed for key, value in entry["totals"].items()}
+    assert entry["totals"]["cpu_ns"] == sum(report["busy_ns"] for report in output.processors.values())
+    assert entry["devices"]["amp0.dev"]["per_request"] == pytest.approx(entry["per_request"])
+    assert set(entry["regions"]) == {"virtqueue", "queue", "notification", "handshake", "payload"}
+
+
+def test_a_bus_that_completed_nothing_has_no_per_request_figures():
+    """Nothing completed, nothing to divide by: `per_request` is None rather than a division by zero."""
+    data = amp()
+    data["workloads"] = []
+    data["duration"] = 100_000
+    _, output = run(data)
+    entry = accounting(output)["buses"]["amp0"]
+    assert entry["totals"]["frames"] > 0  # discovery still ran
+    assert set(entry["per_request"].values()) == {None}
+
+
+def test_a_core_shared_by_two_buses_is_split_by_their_completed_requests():
+    """The driver's core serves both buses; each bus gets its own device core's work and the driver core's
+    work in proportion to the requests it completed."""
+    data = amp()
+    second_bus = dict(data["buses"][0], name="amp1")
+    data["buses"].append(second_bus)
+    data["devices"].append(dict(data["devices"][0], name="dev2", bus="amp1"))
+    data["workloads"].append(dict(data["workloads"][0], name="load2", device="dev2", requests=150))
+    _, output = run(data)
+    buses = accounting(output)["buses"]
+    driver_core = output.processors["linux.cpu"]["busy_ns"]
+    for bus, share in (("amp0", 50 / 200), ("amp1", 150 / 200)):
+        own = output.processors[f"{bus}.device_cpu"]["busy_ns"]
+        assert buses[bus]["totals"]["cpu_ns"] == pytest.approx(own + share * driver_core)
+
+
+def test_the_accounting_table_has_a_row_per_quantity_of_each_bus_device_and_region(tmp_path):
+    """The loadable table: bus and device rows for every quantity, region rows for bytes and lines, each
+    with its total and per-request figure; `RunResult.accounting` gives the same table."""
+    result = vmsim.run(amp_file(tmp_path), write=False)
+    table = result.accounting
+    assert table.equals(accounting_table(result.summary))
+    bus_rows = table[table.device.isna() & table.region.isna()]
+    assert list(bus_rows.quantity) == list(QUANTITIES)
+    queue = table[(table.region == "queue") & (table.side == "driver") & (table.quantity == "bytes_read")]
+    assert queue.total.item() == result.summary["accounting"]["buses"]["amp0"]["regions"]["queue"]["driver"][
+        "bytes_read"]
+    assert queue.per_request.item() == pytest.approx(queue.total.item() / 50)
+
+
+def amp_file(folder) -> str:
+    import yaml
+
+    path = folder / "story.yaml"
+    path.write_text(yaml.safe_dump(amp()))
+    return str(path)
+
+
+def test_a_memory_no_bus_counts_keeps_its_counts_to_itself():
+    """A cost made outside a bus (a test's, or `FREE_MEMORY`) counts in a dict of its own, so that no run's
+    counters see it; `counted` gives the same costs counting where it is told."""
+    loose = MemoryCost(line_bytes=64, read_per_line=10)
+    counts: dict = {}
+    counted = loose.counted(counts, "queue", "driver")
+    assert (loose.read(100), counted.read(100)) == (20, 20)
+    assert counts["memory.queue.driver.bytes_read"] == 100
+    assert counts["memory.queue.driver.cache_lines"] == 2
+    assert loose.counts is not counts
+
+
+def test_results_readme_documents_every_accounting_key():
+    """results/README.md's accounting table is derived from the declarations: paste `keys_table()` after a
+    change."""
+    readme = Path(__file__).resolve().parents[1] / "results" / "README.md"
+    assert keys_table() in readme.read_text(), "results/README.md should hold:\n" + keys_table()
