@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from vmsim.analysis.plots import colour_of
 
@@ -53,3 +54,21 @@ def test_the_standard_plots_render_for_a_small_run(tmp_path):
     model, output = run(data)
     result = RunResult.of(model.scenario, output, wall_seconds=0.0)
     assert all(path.stat().st_size > 0 for path in save_plots(result, tmp_path))
+
+
+def test_the_topology_shows_that_four_domus_share_one_dom0():
+    """Each bus says where its devices are served, the four buses take dom0's colour, and the legend
+    counts them: a slide shows the shared backend without the scenario file."""
+    from matplotlib.figure import Figure
+
+    from vmsim.analysis.plots import topology
+    from vmsim.scenario.loader import load
+    from vmsim.topology import build_graph
+
+    ax = topology(build_graph(load(Path(__file__).parent.parent / "scenarios" / "xen-many-domus.yaml")), ax=Figure().add_subplot())
+    texts = [text.get_text() for text in ax.texts]
+    assert "xen, v1\ndomu1 → dom0 (shared by 4)" in texts and "block" in texts
+    assert "backend dom0: 4 buses" in [text.get_text() for text in ax.get_legend().get_texts()]
+    names = next(text for text in ax.texts if text.get_text() == "xen1")
+    assert names.get_va() == "top" and names.get_transform().transform((0, 0))[1] < \
+        ax.transData.transform((0, 0))[1]  # drawn below its marker's centre, not over it

@@ -125,14 +125,21 @@ def largest_frame(layout: str, feature_bits: int) -> tuple[int, str]:
     return max(needs)
 
 
-def draw(graph: nx.DiGraph, ax=None, *, max_labels: int = 40):
+def draw(graph: nx.DiGraph, ax=None, *, max_labels: int = 40, colour_of=None):
     """Plot the topology in layers: drivers, buses, devices, workloads from left to right.
 
     Devices are ordered by bus so that edges barely cross; a layer with more than `max_labels`
-    nodes is drawn without labels (a 1,000-device plot is read by shape, not by name).
+    nodes is drawn without labels (a 1,000-device plot is read by shape, not by name). Each label gives
+    the node's name and, smaller, its kind, below its marker (never over it). Buses that share a backend
+    (a Xen backend domain, an FF-A partition) take that backend's colour (`colour_of(name)`, the figures'
+    shared palette, when given), and the legend says how many share it: four DomUs served by one Dom0 show
+    as four buses of one colour.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.transforms import ScaledTranslation
 
+    if colour_of is None:
+        colour_of = _one_colour
     if ax is None:
         _, ax = plt.subplots(figsize=(10, 6))
     layers = _ordered_layers(graph)
@@ -142,30 +149,33 @@ def draw(graph: nx.DiGraph, ax=None, *, max_labels: int = 40):
         for row, name in enumerate(names):
             position[name] = (column, 1.0 - (row + 0.5) / max(len(names), 1))
     colours = {"driver": "#4c72b0", "bus": "#dd8452", "device": "#55a868", "workload": "#8172b3"}
+    backends = {name: _backend(graph.nodes[name]) for name in layers["bus"]}
+    sharing = {backend: [bus for bus, of in backends.items() if of == backend] for backend in set(backends.values())}
     for kind in LAYERS:
         names = layers[kind]
         if not names:
             continue
         size = 600 if len(names) <= max_labels else max(20, 6000 // len(names))
-        nx.draw_networkx_nodes(
-            graph,
-            position,
-            nodelist=names,
-            node_color=colours[kind],
-            node_size=size,
-            node_shape="s" if kind == "bus" else "o",
-            label=kind,
-            ax=ax,
-        )
-        if len(names) <= max_labels:
-            nx.draw_networkx_labels(
-                graph,
-                {n: (x, y - 0.03) for n, (x, y) in position.items() if n in names},
-                labels={n: n for n in names},
-                font_size=8,
-                verticalalignment="top",
-                ax=ax,
-            )
+        node_colours = [colour_of(backends[name]) if kind == "bus" and backends[name] else colours[kind]
+                        for name in names]
+        nx.draw_networkx_nodes(graph, position, nodelist=names, node_color=node_colours, node_size=size,
+                               node_shape="s" if kind == "bus" else "o", label=kind, ax=ax)
+        if len(names) > max_labels:
+            continue
+        below = ScaledTranslation(0, -(size ** 0.5 / 2 + 2) / 72, ax.figure.dpi_scale_trans)  # under the marker
+        for name in names:
+            x, y = position[name]
+            ax.text(x, y, name, fontsize=8, ha="center", va="top", transform=ax.transData + below)
+            detail = _detail(graph.nodes[name], backends.get(name), len(sharing.get(backends.get(name), ())))
+            if detail:
+                lower = ScaledTranslation(0, -(size ** 0.5 / 2 + 12) / 72, ax.figure.dpi_scale_trans)
+                ax.text(x, y, detail, fontsize=6.5, color="#555555", ha="center", va="top",
+                        transform=ax.transData + lower)
+    for backend, buses in sorted(sharing.items(), key=lambda item: str(item[0])):
+        if backend:
+            ax.scatter([], [], marker="s", color=colour_of(backend),
+                       label=f"backend {backend}: {len(buses)} bus{'es' if len(buses) > 1 else ''}")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False, markerscale=0.5)
     nx.draw_networkx_edges(
         graph,
         position,
@@ -182,6 +192,7 @@ def draw(graph: nx.DiGraph, ax=None, *, max_labels: int = 40):
     )  # networkx hides tick labels; the columns need them
     ax.set_yticks([])
     ax.set_xlim(-0.5, len(LAYERS) - 0.5)
+    ax.set_ylim(-0.12, 1.02)  # room for the labels under the lowest markers
     ax.set_title(f"topology: {graph.graph.get('name', '')}")
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
@@ -433,6 +444,34 @@ def _cpu(name: str | None) -> str:
 
 def _is(graph: nx.DiGraph, name: str, kind: str) -> bool:
     return name in graph and graph.nodes[name]["kind"] == kind
+
+
+def _one_colour(_name: str) -> str:
+    return "#dd8452"
+
+
+def _backend(node: dict) -> str | None:
+    """Who serves a bus's devices when several buses may share it: a Xen backend domain, an FF-A partition."""
+    config = node.get("config")
+    return getattr(config, "backend", None) or getattr(config, "partition", None)
+
+
+def _detail(node: dict, backend: str | None, sharers: int) -> str:
+    """The second line of a node's label: what kind it is, and for a bus where its devices are served."""
+    kind = node["kind"]
+    if kind == "bus":
+        text = f"{node.get('bus_kind', '')}, {node.get('layout', '')}".strip(", ")
+        frontend = getattr(node.get("config"), "frontend", None)
+        if backend:
+            text += f"\n{frontend} → {backend}" if frontend else f"\n→ {backend}"
+            if sharers > 1:
+                text += f" (shared by {sharers})"
+        return text
+    if kind == "device":
+        return str(node.get("device_kind", ""))
+    if kind == "driver":
+        return f"on {node['cpu']}" if node.get("cpu") else ""
+    return ""
 
 
 def _ordered_layers(graph: nx.DiGraph) -> dict[str, list[str]]:

@@ -214,11 +214,11 @@ def cpu_time(table, ax=None):
 
 
 def topology(graph, ax=None):
-    """The topology graph, drawn by `vmsim.topology.draw`."""
+    """The topology graph, drawn by `vmsim.topology.draw` with buses in their backend's `colour_of`."""
     from vmsim.topology import draw
 
     ax = axes_or_new(ax)
-    draw(graph, ax)
+    draw(graph, ax, colour_of=colour_of)
     return ax
 
 
