@@ -1,12 +1,16 @@
-"""Simulator throughput, memory per request and scaling, as ratios measured in one run.
+"""Simulator throughput, the cost of its outputs, memory at scale and scaling, as ratios measured in one run.
 
-    python benchmarks/bench_sim.py            # full: 200,000 requests (a few minutes)
-    python benchmarks/bench_sim.py --quick    # 20,000 requests
+    python benchmarks/bench_sim.py                        # sizes 200k and 2M, then the scale pairs
+    python benchmarks/bench_sim.py --sizes 200k,2M,10M    # add 10M requests (long: run it nice'd)
+    python benchmarks/bench_sim.py --quick                # sizes 20k and 200k
+    python benchmarks/bench_sim.py --no-scale             # outputs and memory only
 
 1. Raw SimPy floor: two processes ping-ponging bare events (events per wall second).
-2. `vmsim run --no-plots --no-trace scenarios/bench/amp-closed-loop.yaml`, in a subprocess: simulated
-   requests per wall second (events and requests logged, results written), and its ratio to 1.
-3. Peak RSS of that run at two request counts: growth per completed request.
+2. `vmsim run scenarios/bench/amp-closed-loop.yaml` with its default outputs (parquet, summary, plots,
+   Perfetto trace), in a fresh process per size: simulated requests per wall second of the simulation
+   (the summary's `wall_seconds`, which leaves out streaming the logs), its ratio to 1, and the whole
+   process's wall time (start-up, simulation, every output) over the simulation's.
+3. The same processes' peak RSS (`ru_maxrss` of each child, from `os.wait4`), each size's over the smallest.
 4. 1,000 devices on 100 buses: build time, and the marginal per-request cost relative to one device,
    in CPU seconds, over alternated pairs of measurements (median and best pair reported).
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -66,21 +71,46 @@ def simpy_cost_per_event(processes: int, events: int = 200_000) -> float:
 
 
 def cli_run(requests: int) -> dict:
-    """Run the benchmark scenario through the CLI in a fresh process; wall time and peak RSS."""
+    """Run the benchmark scenario through the CLI with its default outputs, in a fresh process: the whole
+    process's wall time, its peak RSS, and the simulation's own wall time from its summary."""
     with tempfile.TemporaryDirectory() as tmp:
-        code = (
-            "import resource, sys, time; from vmsim.cli import main; t = time.perf_counter();\n"
-            "try:\n main(sys.argv[1:])\nexcept SystemExit as e:\n assert not e.code, e.code\n"
-            "print('WALL', time.perf_counter() - t, 'RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
-        )
-        out = subprocess.run(
-            [sys.executable, "-c", code, "run", str(BENCH), "--no-plots", "--no-trace", "--out", f"{tmp}/r",
-             "--set", f"workloads.closed.requests={requests}"],
-            capture_output=True, text=True, check=True).stdout
+        command = [sys.executable, "-m", "vmsim.cli", "run", str(BENCH), "--out", f"{tmp}/r",
+                   "--set", f"workloads.closed.requests={requests}"]
+        errors = Path(tmp, "stderr")
+        with open(errors, "wb") as stream:
+            started = time.perf_counter()
+            child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stream)
+            _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage: its peak RSS
+            wall = time.perf_counter() - started
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode:
+            raise SystemExit(f"vmsim run failed ({child.returncode}): {errors.read_text()}")
         summary = json.loads(Path(tmp, "r", "summary.json").read_text())
-    fields = out.split()
-    return {"wall": float(fields[fields.index("WALL") + 1]), "rss_kb": int(fields[fields.index("RSS_KB") + 1]),
-            "sim_wall": summary["wall_seconds"], "requests": summary["requests_completed"]}
+    return {"wall": wall, "rss_kb": usage.ru_maxrss, "sim_wall": summary["wall_seconds"],
+            "requests": summary["requests_completed"], "trace": summary["trace"]}
+
+
+def request_count(text: str) -> int:
+    """200k, 2M, 10M or a plain number."""
+    scale = {"k": 1_000, "m": 1_000_000}.get(text[-1].lower(), 1)
+    return int(float(text[:-1] if scale > 1 else text) * scale)
+
+
+def outputs_and_memory(sizes: list[int]) -> dict:
+    """Item 2 and 3 of the module docstring, one fresh process per size, smallest first."""
+    runs = {}
+    for size in sizes:
+        run = runs[size] = cli_run(size)
+        print(f"amp-closed-loop, {size:,} requests, default outputs: simulation {run['sim_wall']:.2f} s "
+              f"({run['requests'] / run['sim_wall']:,.0f} simulated requests per wall second), whole process "
+              f"{run['wall']:.2f} s = {run['wall'] / run['sim_wall']:.2f}x the simulation (target <= 1.3x); "
+              f"peak RSS {run['rss_kb'] / 1024:,.0f} MB; trace {run['trace']['bytes'] / 1e6:.1f} MB "
+              f"in {run['trace']['write_seconds']:.2f} s", flush=True)
+    smallest = runs[sizes[0]]
+    for size in sizes[1:]:
+        print(f"  peak RSS at {size:,} requests: {runs[size]['rss_kb'] / smallest['rss_kb']:.2f}x that at "
+              f"{sizes[0]:,} (target <= 1.2x)")
+    return runs[sizes[0]]
 
 
 def many_devices(devices: int, buses: int, requests_per_device: int) -> dict:
@@ -109,21 +139,22 @@ def many_devices(devices: int, buses: int, requests_per_device: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="sizes 20k,200k and shorter scale pairs")
+    parser.add_argument("--sizes", help="request counts of the output and memory runs, e.g. 200k,2M,10M")
+    parser.add_argument("--no-scale", action="store_true", help="skip the 1,000-device scale pairs")
     parser.add_argument("--pairs", type=int, default=5, help="alternated one-device / 1,000-device measurements")
     args = parser.parse_args()
-    big = 20_000 if args.quick else 200_000
-    small = big // 10
+    default_sizes = "20k,200k" if args.quick else "200k,2M"
+    sizes = sorted(request_count(size) for size in (args.sizes or default_sizes).split(","))
 
     floor = ping_pong_events_per_second()
     print(f"SimPy two-process ping-pong: {floor:,.0f} events/s")
-    runs = {n: cli_run(n) for n in (small, big)}
-    rate = runs[big]["requests"] / runs[big]["sim_wall"]
-    print(f"amp-closed-loop, {big:,} requests: {rate:,.0f} simulated requests per wall second "
-          f"(simulation only; {runs[big]['requests'] / runs[big]['wall']:,.0f}/s including start-up and writing)")
-    print(f"  ratio to the ping-pong event rate: {rate / floor:.3f} (target about 0.05)")
-    growth = (runs[big]["rss_kb"] - runs[small]["rss_kb"]) * 1024 / (big - small)
-    print(f"  peak memory growth: {growth:,.0f} bytes per completed request (target <= 1024)")
+    first = outputs_and_memory(sizes)
+    rate = first["requests"] / first["sim_wall"]
+    print(f"  ratio of the simulated request rate at {sizes[0]:,} requests to the ping-pong event rate: "
+          f"{rate / floor:.3f} (target about 0.05)")
+    if args.no_scale:
+        return
 
     # Per-request cost is the marginal cost between two run lengths, so that initialising 1,000 devices
     # (about 20 frames each) is not counted as request work.
