@@ -117,7 +117,7 @@ def test_the_same_command_again_replaces_its_own_folder_but_nothing_else(workdir
 
 
 def test_the_knee_is_the_first_load_where_the_run_falls_behind_or_p99_departs():
-    """Less than 90 % of the submitted requests completed, or p99 over 3x the lowest load's p99; NaN if neither.
+    """Less than 90 % of the offered requests completed, or p99 over 3x the lowest load's p99; NaN if neither.
     Without the counts, throughput against the offered load stands in for what was served."""
     def rows(served, p99, throughput=(1e3, 2e3, 3e3)):
         return pd.DataFrame({"offered_rps": [1e3, 2e3, 3e3], "throughput_rps": throughput, "served": served,

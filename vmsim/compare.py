@@ -33,8 +33,8 @@ from vmsim.units import format_ns
 COSTS = ("bytes_read", "bytes_written", "cache_lines", "doorbells", "interrupts", "polls", "frames", "cpu_ns")
 """What one request costs on the compared bus, as the run summary's accounting reports it."""
 LATENCY = ("latency_p50_ns", "latency_p99_ns")
-KEPT_UP = 0.9  # completing less than this share of the requests submitted (or offered): past the knee
-SERVED = ("counts.submitted", "counts.completed")
+KEPT_UP = 0.9  # completing less than this share of the requests offered: past the knee
+SERVED = ("counts.offered", "counts.completed")
 P99_GROWTH = 3.0  # p99 above this multiple of the lowest load's p99: past the knee
 TABLE_FILE, REPORT_FILE, FIGURE_FILE, POINTS_FILE = "compare.csv", "compare.md", "compare.png", "points.parquet"
 
@@ -126,7 +126,7 @@ def comparison_table(plan: Sweep, points: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame({
         "configuration": summary["configuration"], "offered_rps": summary["offered_rps"],
         "throughput_rps": summary["throughput_rps_mean"],
-        "served": summary["counts.completed_mean"] / summary["counts.submitted_mean"],
+        "served": summary["counts.completed_mean"] / summary["counts.offered_mean"],
         **{metric: summary[f"{metric}_mean"] for metric in LATENCY},
         **{cost: summary[f"{column}_mean"] for cost, column in zip(COSTS, costs)},
         "runs": summary["replications"], "failed": summary["failed"]})
@@ -140,9 +140,9 @@ def comparison_table(plan: Sweep, points: pd.DataFrame) -> pd.DataFrame:
 
 def knee(rows: pd.DataFrame) -> float:
     """The first offered load at which a configuration departs: it completes less than `KEPT_UP` (90 %) of
-    the requests it submitted (the summary's own "the load exceeds what the model carries"), or p99 exceeds
+    the requests its workloads offered (`served`, counted over the whole run), or p99 exceeds
     `P99_GROWTH` (3x) the p99 at the lowest load. NaN when it keeps up at every load given (or the loads are
-    not open-loop rates). Completions against submissions, not throughput against the nominal rate: a short
+    not open-loop rates). Completions against arrivals, not throughput against the nominal rate: a short
     run at a low rate draws a Poisson count several per cent off its rate while keeping up perfectly. Rows
     without those counts (`served` NaN) fall back to throughput against the offered load."""
     rows = rows.sort_values("offered_rps")
@@ -171,9 +171,9 @@ def comparison_markdown(comparison: Comparison) -> str:
     lines += [(f"Base scenario `{os.path.normpath(plan.scenario_path)}`; {len(comparison.configurations)} configurations x "
                f"{table['offered_rps'].nunique()} loads x {plan.replications} replications; per-request costs "
                f"on bus `{plan.compared_bus}`."),
-              (f"Knee: the first load at which a run completes less than {KEPT_UP:.0%} of the requests it submitted "
+              (f"Knee: the first load at which a run completes less than {KEPT_UP:.0%} of the requests offered "
                f"or p99 exceeds {P99_GROWTH:g}x its value at the lowest load (`-`: none of the loads). "
-               "Served: the share of the requests submitted that completed. B/req is bytes read plus written on the "
+               "Served: the share of the requests offered that completed. B/req is bytes read plus written on the "
                "compared bus; CPU/req is processor time on both sides, device service included."), ""]
     header = ["configuration", "offered", "throughput", "served", "p50", "p99", "knee", "B/req", "lines/req", "doorbells/req",
               "interrupts/req", "CPU/req"]
