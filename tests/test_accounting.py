@@ -10,6 +10,7 @@ as they start (docs/queue-formats.md).
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -266,3 +267,41 @@ def test_results_readme_documents_every_accounting_key():
     change."""
     readme = Path(__file__).resolve().parents[1] / "results" / "README.md"
     assert keys_table() in readme.read_text(), "results/README.md should hold:\n" + keys_table()
+
+
+def test_the_three_formats_run_to_the_same_nanosecond():
+    """The channel charges one pattern for every queue format (64-byte elements, 2-byte indices): spsc-2024
+    and spsc-2025, which touch the same bytes, give the same run to the nanosecond; amp-2026 gives the same
+    latencies, after a start-up its handshake makes longer (docs/queue-formats.md: where amp-2026 differs)."""
+    def requests(queue_format):
+        _, output = run(amp(queue_format))
+        columns = output.requests.columns()
+        return list(columns["submit_ns"]), list(columns["latency_ns"])
+
+    spsc_2025 = requests("spsc-2025")
+    assert requests("spsc-2024") == spsc_2025
+    submitted, latencies = requests("amp-2026")
+    assert latencies == spsc_2025[1]
+    assert submitted != spsc_2025[0]
+
+
+@pytest.mark.parametrize(("queue_format", "push", "pop"), [
+    ("amp-2026", (4, 18), (68, 2)),  # both 16-bit indices read each time; 16-bit index written
+    ("spsc-2025", (4, 20), (72, 4)),  # own 32-bit index read; the pop reloads the producer's; 32-bit written
+    ("spsc-2024", (4, 20), (72, 4)),
+])
+def test_the_formats_themselves_differ_in_index_width_and_reloads(queue_format, push, pop):
+    """What each format's own queue records for one 16-byte frame pushed and popped (bytes read, written):
+    spsc-2024 and spsc-2025 the same, amp-2026 narrower indices but both read on every push and pop."""
+    from vmsim.wire.spsc import create_queue_pair
+
+    queue = create_queue_pair(queue_format, bytearray(8192)).to_device
+    queue.try_push(bytes(16))
+    queue.try_pop()  # a first round, so that neither end starts from a fresh cached index
+    marks = [(queue.bytes_read, queue.bytes_written)]
+    queue.try_push(bytes(16))
+    marks.append((queue.bytes_read, queue.bytes_written))
+    queue.try_pop()
+    marks.append((queue.bytes_read, queue.bytes_written))
+    steps = [tuple(after - before for after, before in zip(b, a)) for a, b in pairwise(marks)]
+    assert steps == [push, pop]
