@@ -409,20 +409,34 @@ def _bus_lines(buses: dict) -> list[str]:
 
 
 def _bus_latency_lines(buses: dict) -> list[str]:
-    """With more than one bus, each bus's own latency (the busiest `SHOWN_BUSES`): the pooled line can hide
-    a slow bus behind fast ones."""
+    """Each bus's own latency when there are several, and each device's when a bus has several, busiest first
+    (the `SHOWN_BUSES` and `SHOWN_DEVICES` busiest): the pooled line can hide a slow bus or device behind
+    fast ones."""
     with_latency = {bus: entry for bus, entry in buses.items() if "latency_ns" in entry}
-    if len(with_latency) < 2:
+    devices_of = {bus: {name: counts for name, counts in entry["devices"].items() if "latency_ns" in counts}
+                  for bus, entry in with_latency.items()}
+    if len(with_latency) < 2 and all(len(devices) < 2 for devices in devices_of.values()):
         return []
-    shown, _ = _busiest(with_latency, lambda entry: entry["utilisation_max"], SHOWN_BUSES)
+    shown = sorted(with_latency.items(), key=lambda item: -item[1]["utilisation_max"])[:SHOWN_BUSES]
     lines = []
     for bus, entry in shown:
-        latency = entry["latency_ns"]
         label = "by bus" if not lines else ""
-        figures = "no request measured" if latency["p50"] is None else (
-            f"p50 {format_ns(latency['p50'])}  p99 {format_ns(latency['p99'])}  max {format_ns(latency['max'])}")
-        lines.append(f"{label:<11}{bus}: {figures}")
+        lines.append(f"{label:<11}{bus}: {_latency_figures(entry['latency_ns'])}")
+        devices = devices_of[bus]
+        if len(devices) < 2:
+            continue
+        busiest = sorted(devices.items(), key=lambda item: -item[1].get("utilisation", 0.0))
+        lines += [f"{'':<13}{name}: {_latency_figures(counts['latency_ns'])}"
+                  for name, counts in busiest[:SHOWN_DEVICES]]
+        if len(busiest) > SHOWN_DEVICES:
+            lines.append(f"{'':<13}... and {len(busiest) - SHOWN_DEVICES} more devices (all in summary.json)")
     return lines
+
+
+def _latency_figures(latency: dict) -> str:
+    if latency["p50"] is None:
+        return "no request measured"
+    return f"p50 {format_ns(latency['p50'])}  p99 {format_ns(latency['p99'])}  max {format_ns(latency['max'])}"
 
 
 def _processor_lines(processors: dict) -> list[str]:
@@ -497,10 +511,10 @@ class RunResult:
         return self._spill.requests_table() if self._spill is not None else requests_table(self.output)
 
     def _plotted_requests(self):
-        """The requests columns the plots draw (a DataFrame of three integer columns, not every column)."""
-        columns = ["submit_ns", "complete_ns", "latency_ns"]
+        """The requests columns the plots draw (a DataFrame of these, the device categorical, not every column)."""
+        columns = ["submit_ns", "complete_ns", "latency_ns", "device"]
         if self._spill is not None and "requests_table" not in self.__dict__:
-            return pq.read_table(self._spill.requests_path, columns=columns).to_pandas()
+            return pq.read_table(self._spill.requests_path, columns=columns, read_dictionary=["device"]).to_pandas()
         return self.requests_table.select(columns).to_pandas()
 
     @cached_property
@@ -559,7 +573,8 @@ class RunResult:
     def plot_latency_cdf(self, ax=None):
         from vmsim.analysis import plots
 
-        return plots.latency_cdf(self._plotted_requests(), ax=ax, warmup_ns=self.output.warmup_ns)
+        return plots.latency_cdf(self._plotted_requests(), ax=ax, warmup_ns=self.output.warmup_ns,
+                                 sim_time_ns=self.output.sim_time_ns)
 
     def plot_throughput(self, ax=None):
         from vmsim.analysis import plots
