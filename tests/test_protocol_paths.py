@@ -8,9 +8,10 @@ from itertools import pairwise
 
 import pytest
 from sim_helpers import frames, run, scenario_dict
+from test_device_removal import SCENARIOS, _after_removal, _watched_run
 
 from vmsim.errors import VmsimError
-from vmsim.scenario.loader import load_dict
+from vmsim.scenario.loader import load, load_dict
 from vmsim.scenario.models import Scenario
 from vmsim.sim import build
 from vmsim.wire import get_layout
@@ -259,3 +260,31 @@ def test_a_keepalive_with_a_reset_outcome_needs_timeouts():
     data = _guarded(keepalive={"period": "100 us", "timeout": "20 us"})
     with pytest.raises(VmsimError, match=r"drivers\[0\].*keepalive outcome reset needs `timeouts`"):
         load_dict(data)
+
+
+def test_a_device_removed_while_the_driver_resets_it_is_handed_nothing_more():
+    """The driver resets the device at 300 us and the bus removes it a few microseconds later, at many moments
+    of the reset's exchange, under response timeouts (so an unanswered request would be sent again): once
+    EVENT_DEVICE(REMOVED) is taken in, the reset ends, and the driver hands the bus nothing more for the device
+    (not even a retry), so nothing goes on the wire for it."""
+    late = {}
+    for removed_at in range(300_000, 340_000, 2_000):
+        data = _busy(500_000, reset_at="300 us", removed_at=removed_at)
+        data["drivers"][0]["timeouts"] = {"response": "20 us"}
+        story, written = _watched_run(Scenario.model_validate(data))
+        assert ("removed", "amp0", 1) in story
+        if found := _after_removal(story) + written:
+            late[removed_at] = found
+    assert late == {}
+
+
+def test_a_lifecycle_setting_that_cannot_work_is_one_line_naming_the_file_and_line(tmp_path):
+    """vqueue_resets on a device that does not offer ring reset: refused at load, at the device's line."""
+    lifecycle = (SCENARIOS / "lifecycle" / "amp-lifecycle.yaml").read_text()
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(lifecycle.replace("ring_reset: true", "ring_reset: false"))
+    with pytest.raises(VmsimError) as caught:
+        load(broken)
+    line = next(n for n, text in enumerate(lifecycle.splitlines(), 1) if "name: vsock" in text)
+    assert str(caught.value) == (f"{broken}:{line}: devices[0]: vqueue_resets need ring_reset: true "
+                                 "(VIRTIO_F_RING_RESET offered by the device)")

@@ -174,20 +174,19 @@ class Device(Component):
     def needs_reset_at(self, at: int):
         """A scenario's `needs_reset_at` entry: at `at` the device hits an error it cannot go on from: it sets
         DEVICE_NEEDS_RESET, stops serving (what its queues hold is dropped; the driver publishes it again after
-        the reset) and, once live, says so with EVENT_CONFIG carrying the status (virtio 1.2 §2.1.2)."""
+        the reset) and says so with EVENT_CONFIG carrying the status (virtio 1.2 §2.1.2). Only a live device
+        (past DRIVER_OK, not removed) has anything to go wrong: at another time nothing happens."""
         yield self.env.timeout(at)
-        if self.bus.devices.get(self.dev_num) is not self or not self.status:
-            return  # removed, or reset and not yet initialised again: nothing to go wrong
+        if self.bus.devices.get(self.dev_num) is not self or not self.status & DRIVER_OK:
+            return
         self._count("needs_reset")
         self.status |= DEVICE_NEEDS_RESET
         for queue in self.queues.values():
             queue.stop()
         self.queues.clear()
-        if self.status & DRIVER_OK:
-            fields = {"device_status": self.status, "generation": self.generation, "offset": 0, "length": 0,
-                      "data": b""}
-            frame = self._encode("EVENT_CONFIG", "event", fields, dev_num=self.dev_num)
-            yield from self.bus.event_to_driver(self.dev_num, frame)
+        fields = {"device_status": self.status, "generation": self.generation, "offset": 0, "length": 0, "data": b""}
+        frame = self._encode("EVENT_CONFIG", "event", fields, dev_num=self.dev_num)
+        yield from self.bus.event_to_driver(self.dev_num, frame)
 
     def _get_vqueue(self, fields):
         index = fields["index"]

@@ -42,6 +42,11 @@ class PeerSilent(Exception):
     driver recovers the device (reset) or gives up on it (FAILED)."""
 
 
+class DeviceGone(Exception):
+    """The device was removed (EVENT_DEVICE) while a flow was talking to it: the flow ends, and nothing more is
+    sent to it."""
+
+
 class DeviceHandle:
     """What the driver knows about one device: its info, negotiated features, config and queues."""
 
@@ -140,7 +145,7 @@ class Driver(Component):
             if attempt:
                 self._count("retries")
             answer = yield from bus.call(frame, policy.response)
-            if answer is not None:
+            if answer is not None and answer.name == "GET_DEVICES":
                 return answer
             self._count("timeouts")
         return None
@@ -163,15 +168,20 @@ class Driver(Component):
         `timeouts` each wait ends after `response` and the request is sent again `retries` times; then
         `PeerSilent` ends the flow that asked, and `_guarded` recovers the device."""
         bus = handle.bus
+        key = (bus.name, handle.dev_num)
+        if self.handles.get(key) is not handle:
+            raise DeviceGone
         frame = bus.layout.encode(name, "request", fields, dev_num=handle.dev_num)
         policy = self.timeouts
         if policy is None:
             return (yield bus.request(handle.dev_num, frame))
         for attempt in range(policy.retries + 1):
             if attempt:
+                if self.handles.get(key) is not handle:
+                    raise DeviceGone
                 self._count("retries")
             answer = yield from bus.call(frame, policy.response, bus_message=False)
-            if answer is not None:
+            if answer is not None and answer.name == name:  # a layout without tokens may pair a late answer
                 return answer
             self._count("timeouts")
         raise PeerSilent(f"{name} to {bus.name} dev {handle.dev_num}: no answer after {policy.retries + 1} tries")
@@ -180,13 +190,13 @@ class Driver(Component):
         handle.status = status
         return (yield from self._ask(handle, "SET_DEVICE_STATUS", {"status": status}))
 
-    def _initialise(self, bus, dev_num: int, reset: bool = True):
+    def _initialise(self, bus, dev_num: int, reset: bool = True, handle: DeviceHandle | None = None):
         """virtio 1.x §3.1.1 over virtio-msg: GET_DEVICE_INFO (the one message an inactive device takes),
         reset (status 0) unless the caller has just reset it, ACKNOWLEDGE, then DRIVER, each its own write;
         features, FEATURES_OK, then the status read back with GET_DEVICE_STATUS to see that FEATURES_OK
         stayed set (step 6); config, GET_VQUEUE then SET_VQUEUE per queue, the shared memory regions its
-        type's driver uses (GET_SHM), DRIVER_OK."""
-        handle = self.handle(bus, dev_num)
+        type's driver uses (GET_SHM), DRIVER_OK. `handle`: the device's, when initialising it again."""
+        handle = handle or self.handle(bus, dev_num)
         ask = self._ask
         info = (yield from ask(handle, "GET_DEVICE_INFO", {})).fields
         handle.info = info
@@ -332,7 +342,7 @@ class Driver(Component):
                 yield from sharer.reset()
             for queue in handle.queues.values():
                 queue.restart()
-            yield from self._initialise(bus, dev_num, reset=False)  # reset just above, before the regions went back
+            yield from self._initialise(bus, dev_num, reset=False, handle=handle)  # reset above, before the regions
             if handle.failed:
                 return
             for queue in handle.queues.values():
@@ -375,11 +385,14 @@ class Driver(Component):
             yield from self._reset(handle)
 
     def _guarded(self, handle: DeviceHandle, flow):
-        """Run a flow that talks to the device; when the device stays silent (`PeerSilent`), recover it."""
+        """Run a flow that talks to the device; when the device stays silent (`PeerSilent`), recover it; when it
+        was removed meanwhile (`DeviceGone`), just end."""
         try:
             yield from flow
         except PeerSilent as silent:
             yield from self._recover(handle, str(silent))
+        except DeviceGone:
+            return
 
     def _recover(self, handle: DeviceHandle, why: str):
         """The outcome of a silent device, in order: reset and initialise it again while the run's `resets`
@@ -397,7 +410,7 @@ class Driver(Component):
         """Recovery exhausted: the device is FAILED (virtio 1.2 §2.1: the driver has given up on it). Its queues
         drop what they hold and publish nothing more, its events are ignored, and FAILED is written to it once,
         without waiting past the response timeout for an answer that may never come."""
-        if handle.failed:
+        if handle.failed or self.handles.get((handle.bus.name, handle.dev_num)) is not handle:
             return
         handle.failed = True
         self.counts["devices_failed"] += 1
@@ -439,14 +452,15 @@ class Driver(Component):
         """PING the bus every `period` (virtio-msg's bus keepalive), each waiting `timeout` for its echo. Up to
         `misses` in a row may go unanswered (the next PING is the retry); one more and every device on the bus
         is reset (`outcome: reset`, each through `_recover`) or given up on (`outcome: fail`). It stops once
-        no device on the bus is left to look after."""
+        every device on the bus has been given up on (a bus with none yet may have some hot-plugged)."""
         spec = self.keepalive
         missed = 0
         data = 0
         while True:
             yield self.env.timeout(spec.period)
-            handles = [h for (name, _), h in self.handles.items() if name == bus.name and not h.failed]
-            if not handles:
+            known = [h for (name, _), h in self.handles.items() if name == bus.name]
+            handles = [h for h in known if not h.failed]
+            if known and not handles:
                 return
             data = data + 1 & 0xFFFFFFFF
             self._count("pings")
