@@ -54,3 +54,18 @@ def test_the_printed_summary_gives_the_counts():
     assert (f"offered {total['offered']:,}, submitted {total['submitted']:,}, completed {total['completed']:,}, "
             f"in flight at the end {total['in_flight']:,}, held back by the driver {total['backlog']:,}") in printed
     assert "frames retried after a full queue" in printed
+
+
+def test_the_printed_summary_gives_each_device_its_latency_busiest_first():
+    """Two devices on one bus, one 20 times slower: pooled latency hides it, its own line under the bus does
+    not, and it comes first because it is the busier."""
+    data = scenario_dict(duration="2 ms")
+    data["devices"].append({**data["devices"][0], "name": "slow", "dev_num": 2,
+                            "service": {"dist": "constant", "value": 40_000}})
+    data["workloads"] = [{"name": name, "device": name, "arrivals": {"kind": "closed", "outstanding": 1}}
+                         for name in ("dev", "slow")]
+    _, summary = summarized(data)
+    lines = format_summary(summary).splitlines()
+    first = next(row for row, line in enumerate(lines) if line.startswith("by bus     amp0: p50 "))
+    assert lines[first + 1].strip().startswith("amp0.slow: p50 4")
+    assert lines[first + 2].strip().startswith("amp0.dev: p50 ")
