@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vmsim.errors import VmsimError
 
 from .capture import HEADER_LINE, CaptureError, format_frame_log, read_capture
-from .frames import chunk_from_columns
+from .frames import chunk_from_arrow
 from .monitor import ConformanceMonitor
 from .rules import RULE_IDS
 
@@ -62,11 +63,10 @@ def parquet_chunks(path: Path, layouts: dict[str, str] | None = None, layout: st
     first = 0
     for group in range(parquet.num_row_groups):
         table = parquet.read_row_group(group, columns=list(EVENT_COLUMNS))
-        columns = {name: table.column(name).to_numpy(zero_copy_only=False) for name in EVENT_COLUMNS}
         given = dict(layouts or {})
         if layout:
-            given.update({name: layout for name in columns["bus"] if isinstance(name, str)})
-        yield chunk_from_columns(columns, first, given, known)
+            given.update({name: layout for name in pc.unique(table.column("bus")).to_pylist() if name})
+        yield chunk_from_arrow(table, first, given, known)
         first += table.num_rows
 
 

@@ -164,3 +164,58 @@ def _fits(spec, layout, data: bytes, name) -> bool:
         return True
     offset = layout.header.offsets["msg_size"]
     return len(data) >= offset + 2 and int.from_bytes(data[offset:offset + 2], "little") == spec.size
+
+
+def chunk_from_arrow(table, first_row: int = 0, layouts: Mapping[str, str] | None = None,
+                     known: dict[str, str] | None = None) -> FrameChunk:
+    """`chunk_from_columns` for a pyarrow events table (a parquet row group), without a Python object per
+    row: the frames are the `wire` column's own data buffer and offsets."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    component = table.column("component")
+    event = table.column("event")
+    wire = table.column("wire")
+    to_device = pc.fill_null(pc.ends_with(component, TO_DEVICE_SUFFIX), False)
+    to_driver = pc.fill_null(pc.ends_with(component, TO_DRIVER_SUFFIX), False)
+    tx = pc.fill_null(pc.equal(event, "tx"), False)
+    rx = pc.fill_null(pc.equal(event, "rx"), False)
+    keep = pc.and_(pc.and_(pc.or_(to_device, to_driver), pc.or_(tx, rx)),
+                   pc.fill_null(pc.greater(pc.binary_length(wire), 0), False))
+    index = np.flatnonzero(keep.to_numpy(zero_copy_only=False))
+    if not len(index):
+        return empty_chunk()
+    picked = table.take(pa.array(index))
+    frames = picked.column("wire").combine_chunks()
+    offsets = np.frombuffer(frames.buffers()[1], dtype=np.int32)[frames.offset:frames.offset + len(frames) + 1]
+    blob = frames.buffers()[2].to_pybytes() if frames.buffers()[2] is not None else b""
+    start = offsets[:-1].astype(np.int64)
+    length = np.diff(offsets).astype(np.int64)
+    bus_codes = pc.dictionary_encode(picked.column("bus").combine_chunks())
+    buses = [str(name) for name in bus_codes.dictionary.to_pylist()]
+    bus = bus_codes.indices.to_numpy(zero_copy_only=False).astype(np.int32)
+    known = {} if known is None else known
+    layouts = dict(layouts or {})
+    missing = [code for code, name in enumerate(buses) if name not in layouts and name not in known]
+    if missing:
+        names = picked.column("msg_name").to_pylist() if "msg_name" in picked.column_names else None
+        data = np.frombuffer(blob + bytes(2), dtype=np.uint8)
+        heads = bus.astype(np.int64) << 16 | data[start].astype(np.int64) << 8 | data[start + 1]
+        _, first = np.unique(heads, return_index=True)
+        for code in missing:
+            sample = [int(i) for i in first if bus[i] == code]
+            known[buses[code]] = infer_layout([blob[start[i]:start[i] + length[i]] for i in sample],
+                                              None if names is None else [names[i] for i in sample])
+    return FrameChunk(
+        time=picked.column("time_ns").to_numpy().astype(np.int64),
+        bus=bus,
+        buses=buses,
+        layouts=[layouts.get(name) or known[name] for name in buses],
+        to_device=to_device.to_numpy(zero_copy_only=False)[index],
+        sent=tx.to_numpy(zero_copy_only=False)[index],
+        delivered=rx.to_numpy(zero_copy_only=False)[index],
+        start=start,
+        length=length,
+        blob=blob,
+        rows=first_row + index.astype(np.int64),
+    )
