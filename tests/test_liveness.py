@@ -4,11 +4,14 @@ exactly as a safety violation does: a stall must not pass for a fast device."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
+import yaml
 from sharing_helpers import shared
 from sim_helpers import run, scenario_dict
 from test_summary_warnings import overloaded_queues
 
 from vmsim.analysis.liveness import device_stall, liveness_check, queue_stall, with_liveness
+from vmsim.cli import main
 from vmsim.results import format_check, summarize
 from vmsim.sim.output import Series
 
@@ -110,3 +113,15 @@ def test_the_liveness_verdict_fails_a_run_whose_safety_checks_passed():
     stalled = {"name": "liveness", "status": "failed", "violations": [], "violations_total": 1}
     assert with_liveness(safe, stalled)["status"] == "failed"
     assert with_liveness(safe, {**stalled, "status": "ok"})["status"] == "ok"
+
+
+def test_vmsim_run_exits_1_and_prints_the_stall_as_it_does_a_safety_violation(tmp_path, capsys):
+    """The result folder is written, the stall printed under CHECK FAILED, and the exit status is 1: a script
+    or CI job running the scenario sees the failure."""
+    path = tmp_path / "stalled.yaml"
+    path.write_text(yaml.safe_dump(overloaded_queues("10 ms"), sort_keys=False))
+    with pytest.raises(SystemExit) as stopped:
+        main(["run", str(path), "-o", str(tmp_path / "out"), "--no-plots", "--no-trace"])
+    printed = capsys.readouterr().out
+    assert stopped.value.code == 1 and (tmp_path / "out" / "summary.json").exists()
+    assert "CHECK FAILED" in printed and "    device amp0.dev made no progress from 1.17 ms" in printed
