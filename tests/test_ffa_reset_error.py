@@ -9,7 +9,7 @@ from sim_helpers import run
 
 import vmsim
 from vmsim.buses.ffa.bus import FfaBus
-from vmsim.wire.ffa import ERROR
+from vmsim.wire.ffa import ERROR, VERSION
 
 OPTEE_VSOCK = Path(__file__).resolve().parents[1] / "scenarios" / "ffa-optee-vsock.yaml"
 BUSY = ["buses[0].yield_probability=0.3", "buses[0].when_busy=busy-response"]
@@ -54,7 +54,7 @@ def test_a_request_damaged_on_the_way_is_answered_error_and_sent_again():
     assert sent[:4] == [("ffa0.to_device", "VERSION"), ("ffa0.to_driver", "ERROR"),
                         ("ffa0.to_device", "VERSION"), ("ffa0.to_driver", "VERSION")]
     error = next(w for e, n, w in zip(c["event"], c["msg_name"], c["wire"]) if e == "tx" and n == "ERROR")
-    assert error[1] == ERROR and error[8] == 0x3F  # the msg_id the partition read: the damaged one
+    assert error[1] == ERROR and error[8] == VERSION  # original_msg_id: the damage left the msg_id readable
     counts = output.counters["ffa0"]
     assert (counts["errors_sent"], counts["errors_received"], counts["error_resends"]) == (1, 1, 1)
     assert output.counters["faults"] == {"injected.frame-corrupted": 1, "lost": 0, "recovered": 1}

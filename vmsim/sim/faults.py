@@ -20,7 +20,7 @@ from vmsim.sim.core import Component, Simulation
 
 DOORBELL_KINDS = ("doorbell-lost", "doorbell-delayed")
 FRAME_KINDS = ("frame-dropped", "frame-corrupted", "peer-silent")
-CORRUPT_MSG_ID = 0x3F  # a msg_id no layout defines: every decoder rejects the frame at its byte 1
+RESERVED_TYPE_BIT = 0x80  # reserved in the type byte of every layout: each decoder rejects the frame at byte 0
 LOSING = ("doorbell-lost", *FRAME_KINDS)
 
 
@@ -31,11 +31,12 @@ def faults_on(sim: Simulation, target: str, kinds) -> Aimed | None:
 
 
 def corrupt(frame: bytes) -> bytes:
-    """`frame` with its msg_id damaged so that the receiver's decoder rejects it (virtio-msg carries no
+    """`frame` with a reserved bit of its type byte set, so that the receiver's decoder rejects it while the
+    msg_id, device number and token a peer may answer ERROR with stay readable (virtio-msg carries no
     checksum: damage to a payload would pass unseen, which vmsim does not model)."""
     damaged = bytearray(frame)
-    if len(damaged) > 1:
-        damaged[1] = CORRUPT_MSG_ID
+    if damaged:
+        damaged[0] |= RESERVED_TYPE_BIT
     return bytes(damaged)
 
 

@@ -362,20 +362,26 @@ class FfaBus(FfaMessages, Bus):
     # --- RESET and ERROR ---------------------------------------------------------------------------------
 
     def _reset_bus(self):
-        """RESET at `reset_at` (a partition or VM reset under way): the partition forgets its event
-        configuration and answers; the driver configures events again and drains what waited meanwhile. The
-        devices, the shared areas and the FIFO rings are not the bus RESET's business and stay as they are."""
+        """RESET at `reset_at` (a partition or VM reset under way). The driver stops publishing on every
+        device of the bus and sends RESET; the partition resets each of its devices (status 0, queues
+        dropped), drops the events they left waiting, forgets its event configuration and answers. The driver
+        then configures events again and resets and initialises each device as it would recover one
+        (`Driver.reset_device`). The shared areas and the FIFO rings are the bus's and stay."""
         yield self.env.timeout(self.spec.reset_at)
         if not self.ready.triggered:
             yield self.ready
+        handles = [handle for (bus, _), handle in self.driver.handles.items()
+                   if bus == self.name and not handle.failed]
+        for handle in handles:
+            for queue in handle.queues.values():
+                queue.halt()
         yield from self.bus_call("RESET", {})
         self.counts["bus_resets"] += 1
         if self.generation.configures_events:
             yield from self.bus_call("EVENT_CONFIGURE", {"event_method": self.event_delivery,
                                                          "notif_id": EVENT_NOTIF_ID})
-        if self.transport == "direct" and self.event_delivery in (EventMethod.POLL, EventMethod.NOTIF):
-            while not (yield from self.drain_events()):
-                pass
+        for handle in handles:
+            self.env.process(self.driver.reset_device(self, handle.dev_num, 0))
 
     def expect_response(self, dev_num: int, frame: bytes, bus_message: bool = False):
         """The base's, keeping the request by token until answered, for a partition's ERROR to be resent."""
@@ -396,7 +402,7 @@ class FfaBus(FfaMessages, Bus):
             return answered
         dev_num, token = (data[2] | data[3] << 8, data[4] | data[5] << 8) if len(data) >= 8 else (0, 0)
         if not token or data[0] & 1 or data[1] & 0x40:
-            return None  # a response, an event (token 0, whatever its damaged msg_id says), too short
+            return None  # a response, an event (it has no answer), or too short to carry a token
         self.counts["errors_sent"] += 1
         return self.encode("ERROR", "response", {"original_msg_id": data[1]}, dev_num=dev_num, token=token), dev_num
 
@@ -480,6 +486,9 @@ class FfaBus(FfaMessages, Bus):
         elif name == "VERSION":
             answer = self.generation.version_answer(self.partition, fields)
         elif name == "RESET":
+            for device in self.devices.values():
+                device.reset()
+            self._events.clear()  # what the reset devices left waiting for EVENT_POLL
             self._device_events = self.generation.device_events  # the event configuration is forgotten
             answer = self.generation.reset_answer()
         elif name == "EVENT_CONFIGURE":
