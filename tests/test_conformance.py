@@ -436,3 +436,29 @@ def test_the_docs_show_the_rules_table():
     docs = (ROOT / "docs" / "conformance.md").read_text()
     assert rules_markdown() in docs
     assert all(f"`{rule}`" in docs for rule in RULE_IDS)
+
+
+def test_a_broken_rule_fails_the_runs_check_and_the_report_names_it():
+    """summary.json's `check` gets the conformance report beside the other checks, and one entry in
+    `checks` so that the one-screen report of `vmsim run` lists the violation as it lists the others'."""
+    from vmsim.analysis.conformance import with_conformance
+    from vmsim.results import format_check
+
+    flow = good_flow()
+    flow.exchange("PING", {"data": 5}, {"data": 6}, dev=0)
+    rows = [line.split() for line in flow.lines]
+    columns = {  # each frame as a run logs it: sent (tx), then delivered (rx)
+        "time_ns": [int(time) + step for time, *_ in rows for step in (0, 10)],
+        "component": [f"bus0.{way.replace('-', '_')}" for _, way, *_ in rows for _ in (0, 1)],
+        "event": ["tx", "rx"] * len(rows),
+        "bus": ["bus0"] * 2 * len(rows),
+        "wire": [bytes.fromhex(data) for *_, data in rows for _ in (0, 1)],
+    }
+    check = with_conformance({"status": "ok", "checks": []}, columns)
+    assert check["status"] == "failed"
+    assert check["conformance"]["rules"]["ping-echo"]["violations"] == 1
+    assert format_check(check) == [
+        "CHECK FAILED (rows are events.parquet row numbers)",
+        "  conformance: 1 violation(s)",
+        f"    row {2 * len(rows) - 2} ({int(rows[-1][0])} ns) bus bus0 dev 0: ping-echo: PING data 0x6, asked 0x5",
+    ]

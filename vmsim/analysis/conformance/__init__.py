@@ -45,4 +45,15 @@ def with_conformance(check: dict, events, spill=None) -> dict:
             monitor.feed(chunk)
         conformance = monitor.report()
     failed = check.get("status") != "ok" or conformance["status"] != "ok"
-    return {**check, "status": "failed" if failed else "ok", "conformance": conformance}
+    return {**check, "status": "failed" if failed else "ok", "checks": [*check.get("checks", []),
+            check_entry(conformance)], "conformance": conformance}
+
+
+def check_entry(conformance: dict) -> dict:
+    """The conformance verdict as one entry of `check["checks"]`, each violation one message naming its row,
+    time, bus, device and rule (the one-screen report lists them as it lists the other checks')."""
+    violations = [{**violation, "message": f"row {violation['row']} ({violation['time_ns']} ns) bus "
+                   f"{violation['bus']} dev {violation['dev_num']}: {violation['rule']}: {violation['message']}"}
+                  for violation in conformance["violations"]]
+    return {"name": "conformance", "status": conformance["status"], "violations": violations,
+            "violations_total": conformance["violations_total"]}
