@@ -10,13 +10,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from matplotlib.figure import Figure
 
+from vmsim.analysis.plots import colour_of
 from vmsim.cli import main
 from vmsim.compare import COSTS, compare, knee, load_comparison
 from vmsim.errors import ScenarioError, VmsimError
 
 REPO = Path(__file__).resolve().parent.parent
-STM32MP1_FORMATS = REPO / "scenarios" / "studies" / "stm32mp1-formats.yaml"
+STM32MP1_FORMATS = REPO / "studies" / "stm32mp1-formats.yaml"
 
 TINY = """\
 name: tiny
@@ -85,6 +87,10 @@ def test_the_stm32mp1_comparison_shows_each_formats_cost_per_request():
     text = comparison.markdown()
     for header in ("B/req", "lines/req", "doorbells/req", "CPU/req"):
         assert header in text
+    figure = comparison.figure(Figure())
+    assert len(figure.axes) == 6
+    drawn = {line.get_label(): line.get_color() for line in figure.axes[0].get_lines()}
+    assert drawn["spsc-2025"] == colour_of("spsc-2025"), "a format has the same colour in every figure"
     assert (table[["bytes", "cache_lines", "cpu_ns"]] > 0).all().all()
     polling = table["configuration"].str.contains("polling")
     assert (table.loc[polling, "doorbells"] < table.loc[~polling, "doorbells"].min()).all(), \

@@ -122,9 +122,9 @@ def comparison_table(plan: Sweep, points: pd.DataFrame) -> pd.DataFrame:
     if missing:
         points = points.copy().assign(**missing)
     summary = summary_table(points, ["throughput_rps", *LATENCY, *SERVED, *costs])
-    summary.insert(1, "configuration", [plan.configurations[point] for point in summary["point"]])
     table = pd.DataFrame({
-        "configuration": summary["configuration"], "offered_rps": summary["offered_rps"],
+        "configuration": [plan.configurations[point] for point in summary["point"]],
+        "offered_rps": summary["offered_rps"],
         "throughput_rps": summary["throughput_rps_mean"],
         "served": summary["counts.completed_mean"] / summary["counts.offered_mean"],
         **{metric: summary[f"{metric}_mean"] for metric in LATENCY},
