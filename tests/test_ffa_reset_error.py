@@ -9,6 +9,7 @@ from sim_helpers import run
 
 import vmsim
 from vmsim.buses.ffa.bus import FfaBus
+from vmsim.wire import get_layout
 from vmsim.wire.ffa import ERROR, VERSION
 
 OPTEE_VSOCK = Path(__file__).resolve().parents[1] / "scenarios" / "ffa-optee-vsock.yaml"
@@ -23,14 +24,21 @@ def story(output, since: int = 0) -> list[tuple]:
             if t >= since and event in ("tx", "rx")]
 
 
-def test_a_bus_reset_sends_reset_then_configures_events_again_and_io_goes_on():
-    """`reset_at`: the driver sends RESET, the partition forgets its event configuration and answers
-    SUCCESS, the driver sends EVENT_CONFIGURE again and drains what waited; requests keep completing."""
+def test_a_bus_reset_resets_every_device_and_the_driver_brings_each_back():
+    """`reset_at`: the driver sends RESET; the partition resets its devices, forgets its event configuration
+    and answers SUCCESS; the driver sends EVENT_CONFIGURE again, then resets and initialises the device
+    (SET_DEVICE_STATUS 0 first), and every request still completes."""
     _, output = run(ffa_dict(reset_at=450_000))
     after = [(comp, name) for comp, event, name in story(output, 450_000) if event == "tx"]
-    assert after[:2] == [("ffa0.to_device", "RESET"), ("ffa0.to_driver", "RESET")]
-    assert after[2:4] == [("ffa0.to_device", "EVENT_CONFIGURE"), ("ffa0.to_driver", "EVENT_CONFIGURE")]
-    assert output.counters["ffa0"]["bus_resets"] == 1
+    assert after[:4] == [("ffa0.to_device", "RESET"), ("ffa0.to_driver", "RESET"),
+                         ("ffa0.to_device", "EVENT_CONFIGURE"), ("ffa0.to_driver", "EVENT_CONFIGURE")]
+    c = output.events.columns()
+    reset = next(w for t, e, n, w in zip(c["time_ns"], c["event"], c["msg_name"], c["wire"])
+                 if t >= 450_000 and e == "tx" and n == "RESET" and w[0] & 1)
+    assert get_layout("ffa-2026").decode(reset).fields == {"result": 0}  # SUCCESS
+    statuses = [n for comp, n in after[4:] if comp == "ffa0.to_device" and n.endswith("DEVICE_STATUS")]
+    assert statuses[:2] == ["SET_DEVICE_STATUS", "GET_DEVICE_STATUS"]
+    assert output.counters["ffa0"]["bus_resets"] == 1 and output.counters["linux"]["resets"] == 1
     assert output.workloads["load1"]["completed"] == 50
 
 
