@@ -40,8 +40,9 @@ def test_the_same_overload_under_a_raised_limit_runs_to_its_end():
 def test_a_closed_loop_never_trips_the_guard_however_small_the_limit():
     """Its backlog is its `outstanding` count by construction."""
     _, output = run(scenario_dict(limits={"backlog": 2}))
-    assert output.workloads["load"] == {"arrivals": "closed", "device": "amp0.dev", "submitted": 50,
-                                         "completed": 50}
+    assert output.workloads["load"] == {
+        "arrivals": "closed", "device": "amp0.dev", "submitted": 50, "completed": 50, "completed_by_end": 50,
+        "backlog": 0, "on_ring": 0, "oldest_waiting_ns": None}
 
 
 def test_the_cli_prints_an_overload_on_one_line_and_exits_2(tmp_path, capsys):
