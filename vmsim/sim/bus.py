@@ -373,6 +373,10 @@ class Bus(Component):
             raise SimulationError(
                 f"{self.name}: a {len(frame)}-byte frame exceeds the bus maximum of {self.max_msg_size}")
 
+    def forget_events(self, dev_num: int) -> None:
+        """A device was reset: events it left on the device side that have not yet gone on the wire are dropped
+        (a reset device sends nothing). A plug-in that holds events back (FF-A's for EVENT_POLL) drops them."""
+
     def bus_event(self, frame) -> None:
         """A bus event for the driver other than EVENT_DEVICE (a region given back: SHM_RELEASE, FF-A
         AREA_RELEASE), for the sharing mechanism; unknown ones are discarded."""

@@ -137,6 +137,7 @@ class Device(Component):
             queue.stop()
         self.queues.clear()
         self.vq_config.clear()
+        self.bus.forget_events(self.dev_num)
 
     def _get_config(self, fields):
         offset, length = fields["offset"], fields["length"]

@@ -354,6 +354,8 @@ class DeviceQueue:
                     continue
                 if cost:
                     yield from hold(cost)
+                if self.stopped:  # reset while writing the used entry: a reset device notifies nothing
+                    break
                 yield from bus.notify_driver(device.dev_num, self.index)
             if owed:
                 yield from hold(owed)

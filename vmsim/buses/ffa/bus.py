@@ -435,6 +435,11 @@ class FfaBus(FfaMessages, Bus):
         if self._device_events == EventMethod.NOTIF:
             yield from self._notification_set(self.device_side, self.driver_side, EVENT_NOTIF_ID, dev_num)
 
+    def forget_events(self, dev_num: int) -> None:
+        """A reset device's events still waiting for EVENT_POLL go with it (the bus's own stay)."""
+        self._events = deque(frame for frame in self._events
+                             if frame[2] | frame[3] << 8 != dev_num or self.layout.decode(frame).bus)
+
     def drain_events(self):
         """EVENT_POLL until the empty answer, at most `poll_budget` per run (L-26); True once drained, or once
         a poll was refused busy through every retry (`lost_poll` says what happens to the events left)."""
