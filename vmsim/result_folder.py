@@ -314,8 +314,14 @@ class LogSpill:
             writer = self._writers[path.name] = pq.ParquetWriter(path, table.schema)
         writer.write_table(table, row_group_size=self.rows)
 
-    def _take_events(self, columns: dict, first_row: int) -> None:
+    def _take_events(self, log: EventLog, first_row: int) -> None:
         started = time.perf_counter()
+        columns = log.columns(with_wire=False)
+        offsets, present, data = log.wire_parts()  # the binary column straight from the frame bytes
+        columns["wire"] = pa.Array.from_buffers(
+            pa.binary(), len(present), [pa.py_buffer(np.packbits(present, bitorder="little")),
+                                        pa.py_buffer(offsets), pa.py_buffer(data)],
+            null_count=len(present) - int(present.sum()))
         table = pa.table(columns, schema=EVENT_SCHEMA)
         self._write(self.events_path, table)
         lifecycle = pc.is_in(table.column("event"), value_set=self._lifecycle_names)
@@ -324,9 +330,9 @@ class LogSpill:
             self._lifecycle_rows.append(first_row + np.flatnonzero(lifecycle.to_numpy(zero_copy_only=False)))
         self.seconds += time.perf_counter() - started
 
-    def _take_requests(self, columns: dict, first_row: int) -> None:
+    def _take_requests(self, log: RequestLog, first_row: int) -> None:
         started = time.perf_counter()
-        self._write(self.requests_path, pa.table(columns, schema=REQUEST_SCHEMA))
+        self._write(self.requests_path, pa.table(log.columns(), schema=REQUEST_SCHEMA))
         self.seconds += time.perf_counter() - started
 
     def check(self) -> dict:

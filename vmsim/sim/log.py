@@ -5,14 +5,14 @@ one `bytearray` holding the frames. Frame header columns (type, msg_id, token, .
 are read back from the frame bytes when the rows are turned into table columns.
 
 A log keeps every row until the end unless it is given a sink (`stream_to`): then each time `rows` rows
-are buffered it hands them to the sink as table columns (`columns()`) and starts an empty buffer, so a
-long run holds one buffer, not its history. The sink is the results layer's (a parquet row group per
-hand-over); this layer knows only that it is called with the columns and the number of the first row.
+are buffered it hands itself to the sink, which reads the buffered rows (`columns()`), and starts an empty
+buffer, so a long run holds one buffer, not its history. The sink is the results layer's (a parquet row
+group per hand-over); this layer knows only that it is called with the log and the number of its first
+buffered row in the run.
 """
 
 from __future__ import annotations
 
-import struct
 from array import array
 from collections.abc import Callable
 from typing import NamedTuple
@@ -76,8 +76,8 @@ def in_row_order(row: tuple[Column, ...], values: dict[str, object]) -> dict[str
 
 _NO_BUS = -1
 
-Sink = Callable[[dict[str, object], int], None]
-"""Takes a log's buffered rows as table columns and the run-wide number of the first of them."""
+Sink = Callable[["EventLog | RequestLog", int], None]
+"""Takes a log whose buffer is full (or the run over) and the run-wide number of its first buffered row."""
 
 _NEVER = 1 << 62  # the buffer limit of a log without a sink: it keeps every row
 
@@ -149,7 +149,7 @@ class EventLog:
         """Hand the buffered rows to the sink and empty the buffer (nothing without a sink or rows)."""
         if self.sink is None or not self.time:
             return
-        self.sink(self.columns(), self.flushed)
+        self.sink(self, self.flushed)
         self.flushed += len(self.time)
         for column in (self.time, self.component, self.event, self.bus, self.dev_num, self.value,
                        self.wire_start, self.wire_length, self.blob):
@@ -195,31 +195,36 @@ class EventLog:
         """Rows logged in the run, handed to the sink or not."""
         return self.flushed + len(self.time)
 
-    def columns(self) -> dict[str, object]:
-        """The buffered rows (every row without a sink) as the table of `EVENT_ROW`: numpy arrays and
-        lists, frame headers read from the bytes."""
+    def columns(self, with_wire: bool = True) -> dict[str, object]:
+        """The buffered rows (every row without a sink) as the table of `EVENT_ROW`: numpy arrays, frame
+        headers read from the bytes, a layout's message names looked up once per (type, msg_id). Without
+        `with_wire` the `wire` column is None: a caller that builds it from `wire_parts` skips a bytes object
+        per frame."""
         rows = len(self.time)
         frame_type = np.full(rows, -1, dtype=np.int16)
         msg_id = np.full(rows, -1, dtype=np.int16)
         token = np.full(rows, -1, dtype=np.int32)
         msg_size = np.full(rows, -1, dtype=np.int32)
-        names: list[str | None] = [None] * rows
-        wires: list[bytes | None] = [None] * rows
+        names = np.full(rows, None, dtype=object)
         dev_num = np.frombuffer(self.dev_num, dtype=np.int32).copy()
-        readers = {bus: _HeaderReader(layout) for bus, layout in self.bus_layouts.items()}
-        blob = bytes(self.blob)
-        for row in range(rows):
-            start = self.wire_start[row]
-            if start < 0:
-                continue
-            length = self.wire_length[row]
-            if length <= 0:  # frame logged without its bytes (keep_wire off): size only
-                msg_size[row] = -length
-                continue
-            wire = blob[start:start + length]
-            wires[row] = wire
-            (frame_type[row], msg_id[row], dev_num[row], token[row], msg_size[row],
-             names[row]) = readers[self.bus[row]](wire)
+        start = np.frombuffer(self.wire_start, dtype=np.int64)
+        length = np.frombuffer(self.wire_length, dtype=np.int32)
+        bus = np.frombuffer(self.bus, dtype=np.int32)
+        sized_only = (start >= 0) & (length <= 0)  # frames logged without their bytes (keep_wire off)
+        msg_size[sized_only] = -length[sized_only]
+        kept = (start >= 0) & (length > 0)
+        blob = np.frombuffer(self.blob, dtype=np.uint8)
+        for bus_id, layout in self.bus_layouts.items():
+            on_bus = np.flatnonzero(kept & (bus == bus_id))
+            if on_bus.size:
+                headers = _HeaderReader(layout).read(blob, start[on_bus], length[on_bus])
+                (frame_type[on_bus], msg_id[on_bus], dev_num[on_bus], token[on_bus], msg_size[on_bus],
+                 names[on_bus]) = headers
+        wires = None
+        if with_wire:
+            wires = np.full(rows, None, dtype=object)
+            data = bytes(self.blob)
+            wires[kept] = [data[first:first + size] for first, size in zip(start[kept].tolist(), length[kept].tolist())]
         return in_row_order(EVENT_ROW, {
             "time_ns": np.frombuffer(self.time, dtype=np.int64).copy(),
             "component": _named(self.components.names, self.component),
@@ -235,6 +240,15 @@ class EventLog:
             "wire": wires,
         })
 
+    def wire_parts(self) -> tuple[np.ndarray, np.ndarray, bytes]:
+        """The buffered rows' `wire` column as an Arrow binary column's parts: each row's end offset into the
+        frame bytes (n + 1 offsets from 0), which rows hold bytes, and the bytes (the frames in row order)."""
+        length = np.frombuffer(self.wire_length, dtype=np.int32)
+        present = (np.frombuffer(self.wire_start, dtype=np.int64) >= 0) & (length > 0)
+        offsets = np.zeros(len(length) + 1, dtype=np.int32)
+        np.cumsum(np.where(present, length, 0), out=offsets[1:])
+        return offsets, present, bytes(self.blob)
+
 
 def _named(names: list[str], codes: array) -> np.ndarray:
     """Interned codes as their names (an object array sharing the name strings); code -1 is None."""
@@ -242,33 +256,33 @@ def _named(names: list[str], codes: array) -> np.ndarray:
 
 
 class _HeaderReader:
-    """Reads (type, msg_id, dev_num, token, msg_size, name) from a frame of one layout, names cached."""
+    """Reads (type, msg_id, dev_num, token, msg_size, name) from the frames of one layout, all at once."""
 
-    __slots__ = ("header", "layout", "names")
-
-    _V1 = struct.Struct("<BBHHH")
-    _SIX = struct.Struct("<BBHH")
-    _FOUR = struct.Struct("<BBH")
+    __slots__ = ("header", "layout")
 
     def __init__(self, layout_name: str):
         self.layout = get_layout(layout_name)
         self.header = self.layout.header_size
-        self.names: dict[tuple[int, int], str] = {}
 
-    def __call__(self, wire: bytes):
+    def read(self, blob: np.ndarray, start: np.ndarray, length: np.ndarray) -> tuple:
+        """The header fields of the frames at `start` (`length` bytes each) in `blob`, one array per field; a
+        4-byte header has no token (-1) and no size field (the frame's length)."""
+
+        def u16(offset: int) -> np.ndarray:
+            return blob[start + offset].astype(np.int32) | (blob[start + offset + 1].astype(np.int32) << 8)
+
+        frame_type, msg_id, dev = blob[start].astype(np.int16), blob[start + 1].astype(np.int16), u16(2)
         if self.header == 8:
-            frame_type, msg_id, dev, token, msg_size = self._V1.unpack_from(wire)
+            token, msg_size = u16(4), u16(6)
         elif self.header == 6:
-            frame_type, msg_id, dev, msg_size = self._SIX.unpack_from(wire)
-            token = -1
+            token, msg_size = np.full(start.size, -1, dtype=np.int32), u16(4)
         else:
-            frame_type, msg_id, dev = self._FOUR.unpack_from(wire)
-            token, msg_size = -1, len(wire)
-        key = (frame_type, msg_id)
-        name = self.names.get(key)
-        if name is None:
-            name = self.names[key] = self.layout.decode(wire).name
-        return frame_type, msg_id, dev, token, msg_size, name
+            token, msg_size = np.full(start.size, -1, dtype=np.int32), length
+        kind = frame_type.astype(np.int32) * 256 + msg_id
+        _, first, which = np.unique(kind, return_index=True, return_inverse=True)
+        names = np.asarray([self.layout.decode(blob[start[row]:start[row] + length[row]].tobytes()).name
+                            for row in first], dtype=object)
+        return frame_type, msg_id, dev, token, msg_size, names[which]
 
 
 class RequestLog:
@@ -317,7 +331,7 @@ class RequestLog:
         """Hand the buffered rows to the sink and empty the buffer (nothing without a sink or rows)."""
         if self.sink is None or not self.request_id:
             return
-        self.sink(self.columns(), self.flushed)
+        self.sink(self, self.flushed)
         self.flushed += len(self.request_id)
         for column in (self.request_id, self.driver, self.device, self.dev_num, self.vq, self.size,
                        self.submit, self.start, self.service, self.complete):
