@@ -72,3 +72,12 @@ def test_ffa_bus_messages_listed_are_on_the_wire_in_the_shipped_ffa_scenarios():
         if any(bus.kind == "ffa" for bus in load(path).buses):
             missing -= _on_the_wire(path, ["duration=5ms", "warmup=0ns"])
     assert missing == set()
+
+
+@pytest.mark.parametrize("family", sorted(LIFECYCLE))
+def test_each_lifecycle_scenario_keeps_to_the_transport_rules(family):
+    """Resets, re-initialisations, hot-plug and removal, a device needing a reset: the conformance monitor finds
+    no frame out of order (requests and events only while the device may take them, a reset read back as 0)."""
+    conformance = pytest.importorskip("vmsim.analysis.conformance")
+    report = conformance.conformance_check(pipeline.run(SCENARIOS / LIFECYCLE[family], []).output.events)
+    assert (report["violations_total"], report["violations"]) == (0, [])
