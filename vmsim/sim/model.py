@@ -246,6 +246,8 @@ class Model:
         removed = [spec.name for spec in scenario.devices if spec.removed_at is not None]
         causes = [f"{dropped:,} frames dropped after every retry"] if dropped else []
         causes += [f"devices removed: {', '.join(removed)}"] if removed else []
+        failed = sum(int(sim.counters[name].get("devices_failed", 0)) for name in self.drivers)
+        causes += [f"devices given up on with FAILED (the driver's timeouts ran out): {failed}"] if failed else []
         because = f"; {'; '.join(causes)}" if causes else ""
         return (f"{scenario.name}: the model stalled with {sim.completed} requests completed and nothing left to "
                 f"happen (devices ready: {len(sim.init_done)} of {len(self.devices)}{because}); give `duration` to "
