@@ -307,17 +307,11 @@ def is_scenario(path: str) -> bool:
 
 SHIPPED = sorted(path for path in glob.glob(str(ROOT / "scenarios" / "**" / "*.yaml"), recursive=True)
                  if "/bench/" not in path and is_scenario(path))
-KNOWN = {
-    "ffa-lifecycle.yaml": "the FF-A poll delivers an EVENT_USED the device queued before its reset after the "
-                          "reset (events-after-driver-ok): the device side should drop a reset device's pending events",
-}
-
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda path: str(Path(path).relative_to(ROOT / "scenarios")))
 def test_every_shipped_scenario_keeps_every_rule(path):
-    """A short run of each scenario (init, I/O and whatever it exercises in 5 ms) breaks no rule."""
-    if Path(path).name in KNOWN:
-        pytest.xfail(KNOWN[Path(path).name])
+    """A short run of each scenario (init, I/O and whatever it exercises in 5 ms: the lifecycle scenarios'
+    hot-plug, removal, resets, keepalive and injected faults) breaks no rule."""
     ran = pipeline.run(path, ["duration=5ms"])
     report = conformance_check(ran.output.events)
     assert report["violations"] == []

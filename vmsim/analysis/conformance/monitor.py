@@ -143,8 +143,7 @@ class ConformanceMonitor:
 
     def feed(self, chunk: FrameChunk) -> None:
         """Judge the frames of `chunk` (the next ones in log order)."""
-        n = len(chunk)
-        if not n:
+        if not len(chunk):
             return
         self.frames += int(np.count_nonzero(chunk.sent))
         head = _Heads(chunk)
@@ -162,7 +161,7 @@ class ConformanceMonitor:
         polled = self._poll_buses(chunk)
         control = known & ~head.short & ~hot
         if polled is not None:  # events from the device answer EVENT_POLL there: the loop sees them
-            control |= hot & chunk.to_device.__invert__() & polled[chunk.bus]
+            control |= hot & ~chunk.to_device & polled[chunk.bus]
         timelines = _Timelines()
         for i in np.flatnonzero(control).tolist():
             self._control(chunk, head, messages[inverse[i]], i, bool(sent[i]), bool(delivered[i]), timelines)
@@ -348,7 +347,7 @@ class ConformanceMonitor:
         elif kind == RESPONSE:
             self._pair(chunk, i, message, frame, key, timelines)
         elif kind == EVENT and not chunk.to_device[i]:
-            self._answer_poll(chunk, i, bus)
+            self._answer_poll(bus)
             if message.bus and name == "EVENT_DEVICE":
                 self._bus_device_event(frame, bus, i, timelines)
             elif name == "EVENT_CONFIG":
@@ -577,7 +576,7 @@ class ConformanceMonitor:
         elif message.bus and name == "RESET":
             self._bus_reset(bus, i, timelines, for_driver=False)
 
-    def _answer_poll(self, chunk, i, bus: str) -> None:
+    def _answer_poll(self, bus: str) -> None:
         """On FF-A a pending event may be the answer to the oldest EVENT_POLL."""
         queue = self._outstanding.get((bus, True, 0, True))
         if queue and queue[0][1].name == "EVENT_POLL":
