@@ -318,6 +318,17 @@ def test_every_shipped_scenario_keeps_every_rule(path):
     assert report["frames"] > 0
 
 
+def test_the_removal_race_of_issue_15_stays_gone():
+    """ffa-optee-vsock with its device hot-plugged at 1 ms and removed at 3 ms (the issue's settings, shorter):
+    both EVENT_DEVICEs cross the bus, and nothing reaches the device after the driver heard of its removal."""
+    ran = pipeline.run(ROOT / "scenarios" / "ffa-optee-vsock.yaml",
+                       ["devices[0].added_at=1ms", "devices[0].removed_at=3ms", "duration=5ms"])
+    report = conformance_check(ran.output.events)
+    assert list(ran.output.events.columns()["msg_name"]).count("EVENT_DEVICE") == 4  # READY, REMOVED: tx and rx
+    assert report["violations"] == []
+    assert report["rules"]["no-traffic-after-removal"]["checked"] > 0
+
+
 @pytest.fixture(scope="module")
 def ffa_run():
     return pipeline.run(ROOT / "scenarios" / "ffa-optee-vsock.yaml", ["duration=3ms"])
