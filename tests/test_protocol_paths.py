@@ -208,7 +208,9 @@ def test_keepalive_finds_a_silent_bus_and_gives_up_on_its_device_with_failed(out
     (failed_at,) = [t for t, f in _decoded(output, "SET_DEVICE_STATUS") if f.fields["status"] & FAILED]
     assert 700_000 <= failed_at < 1_000_000
     assert max(output.requests.columns()["complete_ns"]) < failed_at
-    assert model.drivers["linux"].handles[("amp0", 1)].failed
+    why = model.drivers["linux"].handles[("amp0", 1)].failed
+    assert why == ("amp0: no answer to PING" if outcome == "fail" else
+                   "SET_DEVICE_STATUS to amp0 dev 1: no answer after 2 tries")  # the reset's first request
 
 
 def test_keepalive_resets_a_device_that_comes_back_and_requests_go_on():

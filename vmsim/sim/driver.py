@@ -62,7 +62,7 @@ class DeviceHandle:
         self.generation = 0
         self.queues: dict[int, DriverQueue] = {}
         self.ready = ready
-        self.failed = False
+        self.failed = ""  # why the driver gave up on it, once it has
         self.announced = 0  # the newest generation an EVENT_CONFIG gave
         self.rereading = False  # a read of the config after EVENT_CONFIG is under way
         self.resetting = False  # a reset and re-initialisation is under way
@@ -276,7 +276,7 @@ class Driver(Component):
             handle.rereading = False
 
     def _fail(self, handle: DeviceHandle, why: str) -> None:
-        handle.failed = True
+        handle.failed = why
         self.counts["devices_failed"] += 1
         handle.ready.fail(SimulationError(f"{self.name}: {handle.bus.name} dev {handle.dev_num}: {why}"))
         handle.ready.defused = True
@@ -306,6 +306,8 @@ class Driver(Component):
     def _write_config(self, handle: DeviceHandle):
         room = handle.bus.max_msg_size - handle.bus.layout.header_size - CONFIG_RESPONSE_OVERHEAD
         length = min(room, len(handle.config))
+        if not length:
+            return  # nothing read, nothing to write back
         self._count("config_writes")
         while True:
             data = bytes(~byte & 0xFF for byte in handle.config[:length])  # a value the device does not hold
@@ -412,7 +414,7 @@ class Driver(Component):
         without waiting past the response timeout for an answer that may never come."""
         if handle.failed or self.handles.get((handle.bus.name, handle.dev_num)) is not handle:
             return
-        handle.failed = True
+        handle.failed = why
         self.counts["devices_failed"] += 1
         for queue in handle.queues.values():
             queue.halt(drop=True)
