@@ -17,7 +17,7 @@ from vmsim.sim.log import EventLog
 from vmsim.trace.perfetto import build_trace
 
 SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "stm32mp1-i2c.yaml"
-SMALL_BUFFER = 500  # rows a log holds before a row group is written: several groups for this run's 3,569 events
+SMALL_BUFFER = 100  # rows a log holds before a row group is written: many groups for 3,569 events, 499 requests
 
 
 def streamed_run(folder: Path, rows: int = SMALL_BUFFER) -> RunResult:

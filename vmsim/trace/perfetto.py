@@ -110,7 +110,7 @@ def earliest_rows(events_path: Path, requests_path: Path, limit: int) -> tuple[p
 
     The event log is in time order (rows are appended as simulated time advances), so no event after its
     row `limit` is earlier than the cutoff: events are read up to there (and the rows at that row's time),
-    requests are scanned in batches for the ones submitted by then. Stamps after that time cannot change
+    requests' submit times are scanned a row group at a time for the ones submitted by then. Stamps after that time cannot change
     the cutoff, which is at most that time.
     """
     events_file = pq.ParquetFile(events_path)
@@ -125,11 +125,14 @@ def earliest_rows(events_path: Path, requests_path: Path, limit: int) -> tuple[p
         read += batch.num_rows
         if time_ns[-1] > latest:
             break
-    kept = [batch.filter(pa.array(batch.column("submit_ns").to_numpy() <= latest))
-            for batch in requests_file.iter_batches(batch_size=BATCH_ROWS)]
+    kept = [requests_file.schema_arrow.empty_table()]
+    for group in range(requests_file.num_row_groups):  # every row group's submit times; its rows only if needed
+        submit = requests_file.read_row_group(group, columns=["submit_ns"]).column(0).to_numpy()
+        early = np.flatnonzero(submit <= latest)
+        if early.size:
+            kept.append(requests_file.read_row_group(group).take(early))
     events = pa.Table.from_batches(batches, schema=events_file.schema_arrow)
-    requests = pa.Table.from_batches(kept, schema=requests_file.schema_arrow)
-    return events, requests, logged
+    return events, pa.concat_tables(kept), logged
 
 
 def _cutoff(event_time, submit, complete, limit: int) -> float:
