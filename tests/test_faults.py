@@ -136,6 +136,13 @@ def test_a_fault_that_aims_at_nothing_is_a_scenario_error_naming_its_entry():
         run(data)
 
 
+def test_a_hot_unplug_before_the_device_is_plugged_in_is_a_scenario_error():
+    data = faulty({"kind": "hot-unplug", "target": "amp0.dev", "start": 100_000})
+    data["devices"][0]["added_at"] = 200_000
+    with pytest.raises(ScenarioError, match=r"faults\[0\]\.start: amp0.dev is hot-plugged at 200000 ns"):
+        run(data)
+
+
 @pytest.mark.parametrize("fault, message", [
     ({"kind": "doorbell-delayed", "target": "amp0.to_device.doorbell"}, "needs `delay`"),
     ({"kind": "frame-dropped", "target": "amp0.to_device", "delay": "1 us"}, "doorbell-delayed faults only"),

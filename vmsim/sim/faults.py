@@ -159,6 +159,9 @@ class FaultPlan(Component):
             spec = fault.spec
             if fault.kind == "hot-unplug" and spec.target in by_name:
                 device = by_name[spec.target]
+                if device.added_at is not None and spec.start <= device.added_at:
+                    raise ScenarioError(f"faults[{fault.index}].start: {spec.target} is hot-plugged at "
+                                        f"{device.added_at} ns; it can be pulled out only after that")
                 if device.removed_at is None or device.removed_at > spec.start:
                     device.removed_at = spec.start
                 self.claimed.add(fault.index)
