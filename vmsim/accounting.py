@@ -47,7 +47,8 @@ REGIONS = {
     "queue": "AMP: the queue elements and indices that frames cross (both formats of spsc, or amp-2026)",
     "notification": "AMP out-of-band notification: the tx, rx and mask words",
     "handshake": "AMP 2026: the INIT -> READY -> RUN handshake and laying the elements out",
-    "virtqueue": "AMP: the split rings (descriptors, avail and used rings) of every device on the bus",
+    "virtqueue": "AMP: the split rings (descriptors, avail and used rings) of every device on the bus, and the "
+                 "driver's copies into the carve-out when a device's sharing has `bounce`",
     "shared": "Xen and FF-A: everything the bus touches in shared memory (page or RX/TX buffers or FIFO "
               "rings, and the split rings), not told apart",
     "payload": "payload copies through the shared buffers (`data: copy`), on the side that copies",
