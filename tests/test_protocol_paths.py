@@ -7,8 +7,10 @@ from __future__ import annotations
 from itertools import pairwise
 
 import pytest
+from ffa_helpers import ffa_dict
 from sim_helpers import frames, run, scenario_dict
 from test_device_removal import SCENARIOS, _after_removal, _watched_run
+from test_xen import xen_dict
 
 from vmsim.errors import VmsimError
 from vmsim.scenario.loader import load, load_dict
@@ -40,9 +42,9 @@ def _decoded(output, name: str, component: str = "amp0.to_device", event: str = 
         if c == component and e == event and n == name]
 
 
-def _silent_from(model, at: int, until: int | None = None) -> None:
-    """From `at` (to `until`) the bus's device side answers nothing: no response, no PING echo."""
-    bus = model.buses["amp0"]
+def _silent_from(model, at: int, until: int | None = None, bus_name: str = "amp0") -> None:
+    """From `at` (to `until`) the device side of `bus_name` answers nothing: no response, no PING echo."""
+    bus = model.buses[bus_name]
     answer = bus.answer
 
     def silent(data):
@@ -224,6 +226,29 @@ def test_keepalive_resets_a_device_that_comes_back_and_requests_go_on():
     counts = output.counters["linux"]
     assert counts["recoveries"] == 1 and counts["devices_failed"] == 0
     assert len([t for t in output.requests.columns()["complete_ns"] if t > 900_000]) > 100
+
+
+FAMILIES = {"amp": (scenario_dict, "amp0"), "xen": (xen_dict, "xen0"), "ffa": (ffa_dict, "ffa0")}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_on_every_bus_family_a_silent_spell_ends_in_a_reset_and_requests_go_on(family):
+    """The device side of the bus answers nothing from 1.0 to 1.4 ms. The keepalive (a miss allowed) finds it
+    and resets the device; the reset's own requests time out while the silence lasts, and the next recovery
+    (of the 5 allowed) succeeds once it is over: the device is ready again and its closed loop goes on."""
+    make, bus = FAMILIES[family]
+    data = make()
+    data["duration"] = 3_000_000
+    data["workloads"] = [{"name": "loop", "device": data["devices"][0]["name"],
+                          "arrivals": {"kind": "closed", "outstanding": 2}}]
+    data["drivers"][0].update(timeouts={"response": "100 us", "retries": 1, "resets": 5},
+                              keepalive={"period": "100 us", "timeout": "50 us", "misses": 1})
+    model = build(Scenario.model_validate(data))
+    _silent_from(model, 1_000_000, 1_400_000, bus)
+    _, output = _run_model(model)
+    counts = output.counters["linux"]
+    assert (counts["pings_missed"], counts["recoveries"], counts["devices_failed"]) == (3, 2, 0)
+    assert len([t for t in output.requests.columns()["complete_ns"] if t > 2_000_000]) > 100
 
 
 def test_a_lost_used_notification_stalls_the_queue_until_the_watchdog_looks_again():
