@@ -409,4 +409,4 @@ def test_occupancy_of_many_queues_draws_the_busiest_and_says_so():
     ax = plots.occupancy(series, Figure().add_subplot(), sim_time_ns=1_000)
     assert ax.get_title() == "Queue occupancy: the 12 busiest of 20 queues (mean, max per window)"
     labels = [patch.get_label() for patch in ax.patches if patch.get_label()]
-    assert sorted(labels) == sorted(f"amp{k}.to_device (mean {k:.2f})" for k in range(8, 20))
+    assert sorted(labels) == sorted(f"amp{k}.to_device (mean {k:.2f}, max {k})" for k in range(8, 20))

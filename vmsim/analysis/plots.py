@@ -150,8 +150,8 @@ def throughput(requests, ax=None, *, sim_time_ns: int, warmup_ns: int = 0, bins:
 
 
 def occupancy(series: dict, ax=None, *, sim_time_ns: int, windows: int = 50):
-    """Queue occupancy (frames waiting) as the time-weighted mean per window (solid) and the maximum per window
-    (faint, same colour), one colour per queue as in every figure (`colour_of`).
+    """Queue occupancy (frames waiting) as the time-weighted mean per window (a line) and the maximum per window
+    (a tick mark per window, same colour), one colour per queue as in every figure (`colour_of`).
 
     Only the `*.occupancy` series: a run also records others (the bytes a device has shared). Drawn step by
     step a busy queue is a 0/1 barcode; per window it shows load and peaks. With more queues than a legend
@@ -174,8 +174,10 @@ def occupancy(series: dict, ax=None, *, sim_time_ns: int, windows: int = 50):
         edges, window_means, peaks = windowed_levels(*steps_of[name], max(sim_time_ns, 1), windows)
         label = name.removesuffix(".occupancy")
         colour = colour_of(label)
-        ax.stairs(window_means, edges / scale, color=colour, linewidth=1.5, label=f"{label} (mean {means[name]:.2f})")
-        ax.stairs(peaks, edges / scale, color=colour, linewidth=0.8, alpha=0.4)
+        ax.stairs(window_means, edges / scale, color=colour, linewidth=1.5,
+                  label=f"{label} (mean {means[name]:.2f}, max {int(peaks.max())})")
+        centres = (edges[:-1] + edges[1:]) / 2 / scale
+        ax.plot(centres, peaks, linestyle="none", marker="_", markersize=7, color=colour, alpha=0.7)
     outside_legend(ax, len(drawn))
     ax.set_xlabel(f"simulated time ({unit})")
     ax.set_ylim(bottom=0)
