@@ -24,7 +24,7 @@ class MemoryCost:
     """
 
     __slots__ = ("copy_line", "copy_lines_key", "copy_read_key", "copy_written_key", "counts", "line", "lines_key",
-                 "read_fixed", "read_key", "read_per_line", "region", "side", "write_fixed", "write_per_line",
+                 "read_fixed", "read_key", "read_per_line", "region", "write_fixed", "write_per_line",
                  "written_key")
 
     def __init__(self, line_bytes=64, read_fixed=0, read_per_line=0, write_fixed=0, write_per_line=0,
@@ -46,7 +46,7 @@ class MemoryCost:
     def count_in(self, counts: dict, region: str, side: str) -> None:
         """Count from now on in `counts` (a bus's counters) as `memory.<region>.<side>.*`, payload copies as
         `memory.payload.<side>.*`; the keys start at zero."""
-        self.counts, self.region, self.side = counts, region, side
+        self.counts, self.region = counts, region
         self.read_key, self.written_key, self.lines_key = traffic_keys(region, side)
         self.copy_read_key, self.copy_written_key, self.copy_lines_key = traffic_keys("payload", side)
         for key in (*traffic_keys(region, side), *traffic_keys("payload", side)):
