@@ -10,9 +10,10 @@ memory; this check says something stopped moving, and names what and when:
 - a **queue** (a channel's frames waiting for the receiver, its `*.occupancy` series) makes progress when a
   frame leaves it; it stalls over any stretch longer than the threshold with frames in it and none leaving.
 
-The threshold is `max(FLOOR_NS, SHARE * sim_time_ns)`: long enough that a slow but working model (a
-millisecond service, a polling period, a share timed out and retried) passes, short enough that a sender
-waiting out a 10 ms retry in a 10 ms run does not. Inputs are numpy arrays of the columns needed, so the
+The threshold is `max(FLOOR_NS, SHARE * sim_time_ns)`: long enough that a slow but working model (a long
+service counts as progress, a polling period is far shorter) passes, short enough that a sender waiting out
+a 10 ms retry in a 10 ms run does not; a wait a tenth of the run long is a stall worth a failed check even
+when the model recovers from it (a share retried after its default 10 ms `ack_timeout` in a 50 ms run). Inputs are numpy arrays of the columns needed, so the
 table they come from (the run's logs, a parquet file) can change.
 """
 
@@ -81,14 +82,7 @@ def device_stall(submit, start, complete, oldest_waiting_ns: int | None, end_ns:
     start = np.asarray(start, dtype=np.int64)
     if submit.size == 0:
         return None
-    served_to = np.minimum(complete[:len(start)], end_ns)
-    served_from = np.minimum(np.where(start >= 0, start, served_to), served_to)
-    order = np.argsort(served_from, kind="stable")
-    served_from, served_to = served_from[order], np.maximum.accumulate(served_to[order])
-    new_stretch = np.append(True, served_from[1:] > served_to[:-1]) if order.size else np.array([], dtype=bool)
-    last_of_stretch = np.append(new_stretch[1:], True) if order.size else new_stretch
-    idle_from = np.append(np.iinfo(np.int64).min, served_to[last_of_stretch])  # service stopped here...
-    idle_to = np.append(served_from[new_stretch], end_ns)  # ...until the next stretch began, or the end
+    idle_from, idle_to = _idle(start, complete[:start.size], end_ns)
     by_complete = np.argsort(complete, kind="stable")
     earliest_after = np.minimum.accumulate(submit[by_complete][::-1])[::-1]  # earliest submit completing at i or later
     earliest_after = np.append(earliest_after, np.iinfo(np.int64).max)
@@ -99,6 +93,22 @@ def device_stall(submit, start, complete, oldest_waiting_ns: int | None, end_ns:
     if lengths[best] <= 0:
         return None
     return int(waiting_from[best]), int(idle_to[best])
+
+
+def _idle(start, complete, end_ns: int) -> tuple[np.ndarray, np.ndarray]:
+    """The stretches `(idle_from, idle_to)` in which the device served nothing: before its first service,
+    between the stretches of overlapping services, and from the last to the end."""
+    if start.size == 0:
+        return np.array([np.iinfo(np.int64).min]), np.array([end_ns])
+    served_to = np.minimum(complete, end_ns)
+    served_from = np.minimum(np.where(start >= 0, start, served_to), served_to)
+    order = np.argsort(served_from, kind="stable")
+    served_from, served_to = served_from[order], np.maximum.accumulate(served_to[order])
+    new_stretch = np.append(True, served_from[1:] > served_to[:-1])
+    last_of_stretch = np.append(new_stretch[1:], True)
+    idle_from = np.append(np.iinfo(np.int64).min, served_to[last_of_stretch])  # service stopped here...
+    idle_to = np.append(served_from[new_stretch], end_ns)  # ...until the next stretch began, or the end
+    return idle_from, idle_to
 
 
 def queue_stall(time_ns, level, end_ns: int) -> tuple[int, int] | None:
