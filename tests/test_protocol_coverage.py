@@ -1,6 +1,6 @@
 """Every message of the transport text (virtio-msg PR #28) goes on the wire in the shipped scenarios: the 14
 transport messages and the 3 bus messages, on each bus family (AMP, Xen, FF-A) by its lifecycle scenario;
-and FF-A's own RESET and ERROR bus messages in the shipped FF-A scenarios once they send them."""
+and FF-A's own RESET and ERROR bus messages in the shipped FF-A scenarios."""
 
 from __future__ import annotations
 
@@ -22,11 +22,11 @@ PR28_BUS = ("GET_DEVICES", "PING", "EVENT_DEVICE")
 LIFECYCLE = {"amp": "lifecycle/amp-lifecycle.yaml", "xen": "lifecycle/xen-lifecycle.yaml",
              "ffa": "lifecycle/ffa-lifecycle.yaml"}
 
-FFA_BUS_ON_THE_WIRE: tuple[str, ...] = ()
-"""FF-A bus messages of its own that some shipped FF-A scenario must put on the wire (the fault-injection
-work adds RESET and ERROR here, moving them from `FFA_BUS_AWAITED`, once its scenarios send them)."""
-FFA_BUS_AWAITED: tuple[str, ...] = ("RESET", "ERROR")
-"""FF-A's RESET and ERROR: expected on the wire, not yet sent by any shipped scenario."""
+FFA_BUS_ON_THE_WIRE: tuple[str, ...] = ("RESET", "ERROR")
+"""FF-A bus messages of its own that some shipped FF-A scenario must put on the wire: RESET and ERROR (the
+lifecycle scenario's bus reset and damaged requests)."""
+FFA_BUS_AWAITED: tuple[str, ...] = ()
+"""FF-A bus messages expected on the wire that no shipped scenario sends yet."""
 
 
 def _on_the_wire(path: Path, overrides=()) -> set[str]:
