@@ -60,33 +60,40 @@ def accounting(output: SimOutput) -> dict:
     """summary.json's `accounting`: `{"buses": {bus: {"totals", "per_request", "regions", "devices"}}}`."""
     bus_names = list(output.events.buses.names)
     completed = _completed_by_device(output)
-    bus_completed = {bus: sum(n for device, n in completed.items() if _bus_of(device) == bus) for bus in bus_names}
+    bus_completed = dict.fromkeys(bus_names, 0)
+    on_bus: dict[str, list[str]] = {bus: [] for bus in bus_names}
+    for device, requests in sorted(completed.items()):
+        if _bus_of(device) in on_bus:
+            bus_completed[_bus_of(device)] += requests
+            on_bus[_bus_of(device)].append(device)
     cpu_ns = _cpu_by_bus(output.processors, bus_completed)
+    totals = {bus: dict.fromkeys(QUANTITIES, 0) for bus in bus_names}
+    for name, counts in output.counters.items():  # a component belongs to the bus one of its name's segments is
+        segments = name.split(".")
+        bus = next((segment for segment in segments if segment in totals), None)
+        if bus is None or name == bus:
+            continue
+        if "doorbell" in segments:
+            totals[bus]["doorbells"] += counts.get("rung", 0) + counts.get("coalesced", 0)
+            totals[bus]["interrupts"] += counts.get("delivered", 0)
+        elif "frames" in counts:
+            totals[bus]["frames"] += counts["frames"]
+            totals[bus]["polls"] += counts.get("polls", 0)
     buses = {}
     for bus in bus_names:
         own = output.counters.get(bus, {})
         regions = _regions(own)
-        totals = dict.fromkeys(QUANTITIES, 0)
+        mine = totals[bus]
         for sides in regions.values():
             for traffic in sides.values():
                 for name in TRAFFIC:
-                    totals[name] += traffic[name]
-        totals["polls"] += own.get("event_polls", 0)  # FF-A: the driver's FFA_EVENT_POLL calls
-        for name, counts in output.counters.items():
-            segments = name.split(".")
-            if name == bus or bus not in segments:
-                continue
-            if "doorbell" in segments:
-                totals["doorbells"] += counts.get("rung", 0) + counts.get("coalesced", 0)
-                totals["interrupts"] += counts.get("delivered", 0)
-            elif "frames" in counts:
-                totals["frames"] += counts["frames"]
-                totals["polls"] += counts.get("polls", 0)
-        totals["cpu_ns"] = cpu_ns.get(bus, 0)
+                    mine[name] += traffic[name]
+        mine["polls"] += own.get("event_polls", 0)  # FF-A: the driver's FFA_EVENT_POLL calls
+        mine["cpu_ns"] = cpu_ns.get(bus, 0)
         requests = bus_completed[bus]
-        devices = sorted(device for device in completed if _bus_of(device) == bus)
-        buses[bus] = {"totals": totals, "per_request": _per_request(totals, requests), "regions": regions,
-                      "devices": {device: _device_share(totals, completed[device], requests, len(devices))
+        devices = on_bus[bus]
+        buses[bus] = {"totals": mine, "per_request": _per_request(mine, requests), "regions": regions,
+                      "devices": {device: _device_share(mine, completed[device], requests, len(devices))
                                   for device in devices}}
     return {"buses": buses}
 
