@@ -1,14 +1,19 @@
 """Injected faults (`faults:`): each kind strikes where it aims and when, is counted as injected, lost and
 recovered, never crashes a receiver, and leaves a run without faults exactly as it was."""
 
+from pathlib import Path
+
 import pytest
 from sim_helpers import run, scenario_dict
 
+import vmsim
 from vmsim.errors import DecodeError, ScenarioError
 from vmsim.pipeline import load
+from vmsim.results import run_warnings
 from vmsim.sim.faults import corrupt
 from vmsim.wire import get_layout
 
+LIFECYCLE_AMP = Path(__file__).resolve().parents[1] / "scenarios" / "lifecycle" / "amp-lifecycle.yaml"
 LOAD = [{"name": "load", "device": "dev", "arrivals": {"kind": "closed", "outstanding": 2}, "requests": 500}]
 TIMEOUTS = {"response": 1_000_000, "queue_stall": 200_000}  # the driver's recovery (sim/driver.py)
 
@@ -58,6 +63,19 @@ def test_a_lost_doorbell_with_nothing_to_recover_it_stays_lost_and_the_device_st
     assert output.workloads["load"]["completed"] < 50
     [(when, target, event)] = fault_rows(output)
     assert (target, event) == ("amp0.to_driver.doorbell", "fault.doorbell-lost") and when >= 100_000
+
+
+def test_a_loss_nothing_made_good_is_a_warning_of_the_summary():
+    """What the faults left lost is one line of summary.json's warnings; a run whose losses were all
+    recovered (the shipped AMP lifecycle scenario) has no such line."""
+    _, output = run(faulty({"kind": "doorbell-lost", "target": "amp0.to_driver.doorbell", "start": 100_000,
+                            "probability": 0.3}))
+    expected = ("injected faults: 1 lost by the end, 0 recovered (doorbell-lost 1); see other_counters.faults "
+                "and the fault.* rows of the event log")
+    assert [w for w in run_warnings(output, 1) if w.startswith("injected faults")] == [expected]
+    recovered = vmsim.run(LIFECYCLE_AMP, write=False)
+    assert recovered.summary["other_counters"]["faults"]["recovered"] > 0
+    assert not [w for w in recovered.summary["warnings"] if w.startswith("injected faults")]
 
 
 def test_a_corrupted_frame_is_rejected_by_the_decoder_and_counted_never_a_crash():

@@ -216,10 +216,23 @@ def run_warnings(output: SimOutput, measured: int, complete_ns=(), devices=()) -
                         f"{max(shares):.0%} of what they offered")
     warnings += _stall_warnings(output, np.asarray(complete_ns), np.asarray(devices, dtype=object))
     warnings += _full_queue_warnings(output.counters)
+    warnings += _fault_warnings(output.counters.get("faults"))
     if output.workloads and measured == 0:
         warnings.append(f"no request submitted after the warm-up ({format_ns(output.warmup_ns)}) completed: "
                         "latency and throughput are empty")
     return warnings
+
+
+def _fault_warnings(faults: dict | None) -> list[str]:
+    """Injected faults (`faults:`, docs/faults.md) whose loss nothing made good by the end."""
+    if not faults or not faults["lost"]:
+        return []
+    struck = ", ".join(f"{key.removeprefix('injected.')} {count:,}" for key, count in faults.items()
+                       if key.startswith("injected.") and count)
+    lost, recovered = faults["lost"], faults["recovered"]
+    warning = (f"injected faults: {lost:,} lost by the end, {recovered:,} recovered ({struck}); see "
+               "other_counters.faults and the fault.* rows of the event log")
+    return [warning]
 
 
 def _stall_warnings(output: SimOutput, complete_ns: np.ndarray, devices: np.ndarray) -> list[str]:
