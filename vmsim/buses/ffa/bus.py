@@ -28,6 +28,12 @@ buffer, read on "RX buffer full"; areas at `area_id << 56`, at most 0xFF; GET_DE
 
 Every FF-A ABI call is a mark row (`ffa.*`) in the event log; every bus frame is a real frame of the bus's
 layout. Sends from one endpoint are serialised by its lock, as L-26 sends under `drv->lock`.
+
+Failure paths (docs/faults.md): at `reset_at` the driver sends the bus RESET, the partition resets its devices
+and the driver initialises each again; on `ffa-2026` a request the partition cannot decode or refuses is
+answered ERROR and sent again once; an EVENT_POLL refused busy through every retry is polled again after the
+driver's sleep (`lost_poll`); the `faults:` aimed at `<bus>.to_device` / `<bus>.to_driver` strike frames
+where they arrive.
 """
 
 from __future__ import annotations
@@ -123,15 +129,16 @@ class FfaBus(FfaMessages, Bus):
         self._device_events = generation.device_events
         self._fifo_region = None
         self.mechanism = FfaMemory(self)
-        self._asked: dict[int, tuple] = {}  # token -> (frame, dev_num, resent) of a request an ERROR may answer
-        self._faults = {side: faults_on(sim, f"{spec.name}.{toward}", FRAME_KINDS)
-                        for side, toward in ((self.device_side, "to_device"), (self.driver_side, "to_driver"))}
+        self._asked: dict[int, tuple] = {}  # token -> (frame, dev_num, resent): a request ERROR may answer
+        self._faults = {side: faults_on(sim, f"{spec.name}.{toward}", FRAME_KINDS) for side, toward
+                        in ((self.device_side, "to_device"), (self.driver_side, "to_driver"))}
         log = sim.log
         self._log = log
         self._ev = {name: log.events(name) for name in (
             "tx", "rx", "queue.full", "ffa.msg_send_direct_req2", "ffa.msg_send_direct_resp2", "ffa.busy",
             "ffa.yield", "ffa.run", "ffa.poll_lost", "ffa.msg_send2", "ffa.rx_release", "ffa.notification_set",
-            "ffa.mem_share", "ffa.mem_lend", "ffa.mem_retrieve_req", "ffa.mem_relinquish", "ffa.mem_reclaim", "ffa.method")}
+            "ffa.mem_share", "ffa.mem_lend", "ffa.mem_retrieve_req", "ffa.mem_relinquish", "ffa.mem_reclaim",
+            "ffa.method")}
 
     @classmethod
     def build(cls, sim: Simulation, spec, context) -> FfaBus:
@@ -404,7 +411,8 @@ class FfaBus(FfaMessages, Bus):
         if not token or data[0] & 1 or data[1] & 0x40:
             return None  # a response, an event (it has no answer), or too short to carry a token
         self.counts["errors_sent"] += 1
-        return self.encode("ERROR", "response", {"original_msg_id": data[1]}, dev_num=dev_num, token=token), dev_num
+        error = self.encode("ERROR", "response", {"original_msg_id": data[1]}, dev_num=dev_num, token=token)
+        return error, dev_num
 
     def deliver_to_driver(self, data):
         if len(data) > 1 and data[1] == ERROR and data[0] == BUS_RESPONSE and self.generation.answers_errors:
