@@ -367,14 +367,14 @@ class LogSpill:
         self.requests_path = self.folder / REQUESTS_FILE
 
 
-def object_column(column: pa.ChunkedArray) -> np.ndarray:
-    """A string column as a numpy object array; a dictionary column's rows share its strings."""
-    parts = []
-    for chunk in column.chunks:
-        if pa.types.is_dictionary(chunk.type):
-            names = np.asarray([*chunk.dictionary.to_pylist(), None], dtype=object)
-            codes = chunk.indices.fill_null(-1).to_numpy(zero_copy_only=False)
-            parts.append(names[codes])
-        else:
-            parts.append(np.asarray(chunk.to_pylist(), dtype=object))
-    return np.concatenate(parts) if parts else np.empty(0, dtype=object)
+def dictionary_codes(column: pa.ChunkedArray) -> tuple[list[str], np.ndarray]:
+    """A string column without nulls as its distinct strings and each row's index into them (int32): one
+    small list and four bytes a row, where the strings themselves would take a pointer and a compare each."""
+    if not pa.types.is_dictionary(column.type):
+        column = pc.dictionary_encode(column)
+    column = column.unify_dictionaries()
+    if column.num_chunks == 0:
+        return [], np.empty(0, dtype=np.int32)
+    names = column.chunk(0).dictionary.to_pylist()
+    codes = [chunk.indices.to_numpy(zero_copy_only=False) for chunk in column.chunks]
+    return names, np.concatenate(codes).astype(np.int32, copy=False)

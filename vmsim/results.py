@@ -6,8 +6,8 @@ them; `vmsim.result_folder` says which folders may be replaced and writes one at
 
 A run written to a folder streams its logs to parquet as it runs (`vmsim.result_folder.LogSpill`): its
 tables, its summary's numbers and its trace are read back from those files, a column or a batch at a time,
-so memory stays flat however long the run. A run kept in memory (`vmsim.run(..., write=False)`: notebooks, sweeps,
-tests) keeps its logs whole and builds its tables from them.
+so the logs' memory stays flat however long the run. A run kept in memory (`vmsim.run(..., write=False)`:
+notebooks, sweeps, tests) keeps its logs whole and builds its tables from them.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from vmsim.result_folder import (
     REQUEST_SCHEMA,
     SUMMARY_FILE,
     LogSpill,
-    object_column,
+    dictionary_codes,
     write_atomically,
 )
 from vmsim.sim.log import Column
@@ -92,11 +92,12 @@ def summarize(output: SimOutput, *, wall_seconds: float, version: str = __versio
     in_window = (complete >= output.warmup_ns) & by_end
     order = np.argsort(submit[measured], kind="stable")
     latency = requests.column("latency_ns").to_numpy()[measured][order]
-    devices = object_column(requests.column("device"))
+    device_names, device_codes = dictionary_codes(requests.column("device"))
+    devices = np.asarray(device_names, dtype=object)[device_codes]
     window_s = (output.sim_time_ns - output.warmup_ns) / 1e9
     interval = batch_means(latency, DEFAULT_BATCHES)
     counters = group_counters(output)
-    _add_latency(counters["buses"], devices[measured][order], latency)
+    _add_latency(counters["buses"], device_names, device_codes[measured][order], latency)
     safety = spill.check() if spill is not None else check_events(output.events)
     return json_ready({
         "scenario": output.scenario,
@@ -149,20 +150,21 @@ def request_counts(output: SimOutput) -> dict:
     return {"total": total, "workloads": workloads}
 
 
-def _add_latency(buses: dict, devices: np.ndarray, latency: np.ndarray) -> None:
+def _add_latency(buses: dict, names: list, codes: np.ndarray, latency: np.ndarray) -> None:
     """`latency_ns` per bus and per device (pooled latency hides a slow device behind fast ones); a
-    device's dotted name starts with its bus. Each device's requests are found once, in their order."""
-    import pandas as pd
-
-    codes, names = pd.factorize(devices)
-    order = np.argsort(codes, kind="stable")
-    bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+    device's dotted name starts with its bus. `codes` index `names`, one per latency. Each device's requests
+    are found once, in their order, and a bus or device that has them all takes `latency` itself: no copy."""
+    present = np.flatnonzero(np.bincount(codes, minlength=len(names)))
+    if present.size > 1:
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
     for bus, entry in buses.items():
-        mine = sorted((name, code) for code, name in enumerate(names) if name.split(".", 1)[0] == bus)
-        entry["latency_ns"] = latency_summary(latency[np.isin(codes, [code for _, code in mine])])
+        mine = sorted((names[code], code) for code in present.tolist() if names[code].split(".", 1)[0] == bus)
+        on_bus = latency if len(mine) == present.size else latency[np.isin(codes, [code for _, code in mine])]
+        entry["latency_ns"] = latency_summary(on_bus)
         for name, code in mine:
             entry["devices"].setdefault(name, {})["latency_ns"] = latency_summary(
-                latency[order[bounds[code]:bounds[code + 1]]])
+                latency if present.size == 1 else latency[order[bounds[code]:bounds[code + 1]]])
 
 
 def _per_request(processors: dict, requests: int) -> dict:
