@@ -526,8 +526,11 @@ class RunResult:
         return self._spill.requests_table() if self._spill is not None else requests_table(self.output)
 
     def _plotted_requests(self):
-        """The requests columns the plots draw (a DataFrame of these, the device categorical, not every column)."""
-        columns = ["submit_ns", "complete_ns", "latency_ns", "device"]
+        """The requests columns the plots draw (a DataFrame of these, not every column); the device (categorical)
+        only with more than one bus, where the latency plot draws a curve per bus."""
+        columns = ["submit_ns", "complete_ns", "latency_ns"]
+        if len(self.output.events.buses.names) > 1:
+            columns.append("device")
         if self._spill is not None and "requests_table" not in self.__dict__:
             return pq.read_table(self._spill.requests_path, columns=columns, read_dictionary=["device"]).to_pandas()
         return self.requests_table.select(columns).to_pandas()
