@@ -105,6 +105,7 @@ class FfaBus(FfaMessages, Bus):
         self.driver_cpu_ns = driver_cpu_ns
         self.device_cpu_ns = device_cpu_ns
         self.driver_cpu = driver_cpu or self.driver_cpu  # the driver's work holds its core
+        self.device_cpu = partition.vcpus  # the device side's work holds a vCPU of the partition
         self.ready = sim.env.event()
         self.transport = None  # the method frames travel by: bootstrap, then the negotiated one
         self.event_delivery = None
@@ -143,7 +144,7 @@ class FfaBus(FfaMessages, Bus):
     @classmethod
     def build(cls, sim: Simulation, spec, context) -> FfaBus:
         ffa = context.platform.ffa
-        partition = Partition.shared(sim, spec.partition, ffa.partitions[spec.partition], context.shared)
+        partition = Partition.shared(sim, spec.partition, ffa.partitions[spec.partition], context)
         hypervisor = ffa.hypervisors[spec.hypervisor] if spec.hypervisor else None
         driver_memory, device_memory = context.side_memory(spec.memory)
         return cls(sim, spec, partition=partition, path=FfaPath(ffa, partition.kind, hypervisor), costs=ffa,

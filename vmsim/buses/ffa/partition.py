@@ -44,14 +44,17 @@ class Partition(Component):
         self.max_areas = spec.max_areas
         self.counts = sim.counter(self.name)
         self.counts.update(servers=spec.vcpus, busy_ns=0, busy_answers=0, yields=0)
+        self.counts[VcpuPool.HELD_ACCOUNT] = 0
         self.vcpus = VcpuPool(sim.env, spec.vcpus, self.counts)
 
     @classmethod
-    def shared(cls, sim: Simulation, name: str, spec, shared: dict) -> Partition:
+    def shared(cls, sim: Simulation, name: str, spec, context) -> Partition:
+        """The partition every bus to it shares, made by the first and reported with the model's processors."""
         key = ("ffa.partition", name)
-        if key not in shared:
-            shared[key] = cls(sim, name, spec)
-        return shared[key]
+        if key not in context.shared:
+            partition = context.shared[key] = cls(sim, name, spec)
+            context.adopt_processor(partition.name, partition.vcpus)
+        return context.shared[key]
 
 
 class Mailbox:
@@ -76,7 +79,7 @@ class Side:
         sim, env, log = bus.sim, bus.env, bus.sim.log
         toward = "to_device" if role == "device" else "to_driver"
         self.endpoint = endpoint
-        self.cpu = cpu  # the driver's core; the partition's side is `Unshared`: its callers hold a vCPU instead
+        self.cpu = cpu  # the driver's core, or the partition's vCPUs
         self.cpu_ns = cpu_ns
         self.memory = memory
         self.call = call
