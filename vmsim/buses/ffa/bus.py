@@ -324,7 +324,7 @@ class FfaBus(FfaMessages, Bus):
         received = unpack_direct_req2(request)
         if not self.dropped(device, received, dev_num):
             if self.device_cpu_ns:
-                yield env.timeout(self.device_cpu_ns)
+                yield from device.work("frames", self.device_cpu_ns)
             self._frame(device.inbound, "rx", dev_num, received)
             received = self.received(device, received)
         if received is None:  # lost on the way, or a silent partition: RESP2 carries nothing back
@@ -364,7 +364,7 @@ class FfaBus(FfaMessages, Bus):
         answered = self.answer(data)
         owed = self.settle_owed()
         if owed:
-            yield self.env.timeout(owed)
+            yield from self.device_side.work("calls", owed)
         return answered
 
     # --- RESET and ERROR ---------------------------------------------------------------------------------
@@ -566,13 +566,13 @@ class PartitionReceiver(Receiver):
         yield
 
     def drain(self):
-        bus, side, env = self.bus, self.side, self.env
+        bus, side = self.bus, self.side
         vcpus = bus.partition.vcpus
         owed = side.bell.ack_cost
         while bus.pending_in(side):
             yield from vcpus.enter()
             if owed:
-                yield env.timeout(owed)
+                yield from side.work("notify", owed)
                 owed = 0
             frame = bus.arrives(side, (yield from bus.read_one(side)))
             answered = None if frame is None else (yield from bus.at_partition(frame))
