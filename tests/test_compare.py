@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 from matplotlib.figure import Figure
+from tiny import tiny_scenario
 
 from vmsim.analysis.plots import colour_of
 from vmsim.cli import main
@@ -20,26 +21,7 @@ from vmsim.errors import ScenarioError, VmsimError
 REPO = Path(__file__).resolve().parent.parent
 STM32MP1_FORMATS = REPO / "studies" / "stm32mp1-formats.yaml"
 
-TINY = """\
-name: tiny
-seed: 5
-duration: 2 ms
-warmup: 200 us
-platform:
-  name: bench
-  memory:
-    ddr: {read_fixed: 80 ns, write_fixed: 40 ns}
-  doorbells:
-    ipi: {kind: ipi, ring: 200 ns, latency: 1 us}
-drivers:
-  - name: drv0
-buses:
-  - {kind: amp, name: amp0, driver: drv0, memory: ddr, doorbell: ipi}
-devices:
-  - {name: blk0, bus: amp0, dev_num: 1, kind: block, service: {dist: exponential, mean: 5 us}}
-workloads:
-  - {name: io0, device: blk0, arrivals: {kind: poisson, rate: 50 kHz}}
-"""
+TINY = tiny_scenario(duration="2 ms", warmup="200 us", numbered=True)
 
 FORMATS = """\
 name: formats

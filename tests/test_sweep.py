@@ -16,6 +16,7 @@ import pandas as pd
 import psutil
 import pytest
 from distributed import Client
+from tiny import tiny_scenario
 
 import vmsim
 import vmsim.sweeps
@@ -27,28 +28,7 @@ from vmsim.sweeps import Axes, Target, capacity, derive_seed, knee, load_sweep, 
 
 SIMULATE = simulate_module._simulate  # the real one, whatever a test patched in
 
-TINY = """\
-name: tiny
-seed: 5
-duration: 2 ms
-warmup: 200 us
-platform:
-  name: bench
-  memory:
-    ddr: {read_fixed: 80 ns, write_fixed: 40 ns}
-  doorbells:
-    ipi: {kind: ipi, ring: 200 ns, latency: 1 us}
-drivers:
-  - name: drv0
-buses:
-  - {kind: amp, name: amp0, driver: drv0, memory: ddr, doorbell: ipi}
-devices:
-  - {name: blk0, bus: amp0, dev_num: 1, kind: block, service: {dist: exponential, mean: 5 us}}
-  - {name: blk1, bus: amp0, dev_num: 2, kind: block, service: {dist: exponential, mean: 5 us}}
-workloads:
-  - {name: io0, device: blk0, arrivals: {kind: poisson, rate: 50 kHz}}
-  - {name: io1, device: blk1, arrivals: {kind: poisson, rate: 50 kHz}}
-"""
+TINY = tiny_scenario(2, duration="2 ms", warmup="200 us", numbered=True)
 
 LOAD = """\
 name: load

@@ -5,33 +5,14 @@ test simulates."""
 from __future__ import annotations
 
 import pytest
+from tiny import tiny_scenario
 
 from vmsim.cli import main
 from vmsim.errors import ScenarioError
 from vmsim.scenario import load
 from vmsim.sweeps import load_sweep
 
-TINY = """\
-name: tiny
-seed: 5
-duration: 2 ms
-platform:
-  name: bench
-  memory:
-    ddr: {read_fixed: 80 ns, write_fixed: 40 ns}
-  doorbells:
-    ipi: {kind: ipi, ring: 200 ns, latency: 1 us}
-drivers:
-  - name: drv0
-buses:
-  - {kind: amp, name: amp0, driver: drv0, memory: ddr, doorbell: ipi}
-devices:
-  - {name: blk0, bus: amp0, dev_num: 1, kind: block, service: {dist: exponential, mean: 5 us}}
-  - {name: blk1, bus: amp0, dev_num: 2, kind: block, service: {dist: exponential, mean: 5 us}}
-workloads:
-  - {name: io0, device: blk0, arrivals: {kind: poisson, rate: 50 kHz}}
-  - {name: io1, device: blk1, arrivals: {kind: poisson, rate: 50 kHz}}
-"""
+TINY = tiny_scenario(2, duration="2 ms", warmup=None, numbered=True)
 
 FORMATS = """\
 scenario: tiny.yaml
