@@ -199,6 +199,9 @@ class Model:
     def run(self, progress=None) -> SimOutput:
         """Run to the end (all requests done, or `duration`); `progress(fraction)` is called as it goes."""
         sim, env, scenario = self.sim, self.sim.env, self.scenario
+        at_warmup: dict = {}  # scheduled first: taken before anything else that happens at warmup_ns
+        if scenario.warmup:
+            env.timeout(scenario.warmup).callbacks.append(lambda _event: at_warmup.update(self._state(env.now)))
         for bus in self.buses.values():
             bus.start()
         for driver in self.drivers.values():
@@ -225,6 +228,8 @@ class Model:
         if not stop.triggered:
             raise StalledError(self._stall_message())
         stopped = env.now
+        if scenario.warmup and not at_warmup:  # the run ended within its warm-up: the window is empty
+            at_warmup = self._state(stopped)
         processors = {name: processor.report(stopped) for name, processor in sorted(self.processors.items())}
         busy_periods = {name: processor.busy_periods(stopped) for name, processor in sorted(self.processors.items())}
         waiting = {w.name: w.waiting() for w in self.workloads}  # at the end, before the teardown runs time on
@@ -237,7 +242,13 @@ class Model:
                          init_done_ns=dict(sim.init_done),
                          workloads={w.name: {"arrivals": w.arrivals.kind, "device": w.device.name, "submitted": w.submitted,
                                              "completed": w.completed, **waiting[w.name]} for w in self.workloads},
-                         processors=processors, busy_periods=busy_periods)
+                         processors=processors, busy_periods=busy_periods, at_warmup=at_warmup)
+
+    def _state(self, now: int) -> dict:
+        """The cumulative figures at `now` (`SimOutput.at_warmup`), so that costs can be told per window."""
+        return {"counters": {name: dict(counts) for name, counts in self.sim.counters.items()},
+                "processors": {name: processor.report(now) for name, processor in self.processors.items()},
+                "completed": {workload.name: workload.completed for workload in self.workloads}}
 
     def _stall_message(self) -> str:
         """What stopped a run that can go no further, with what the counters say may have caused it."""

@@ -34,6 +34,8 @@ class SimOutput:
     `processors` maps each modelled core to its `cores`, `busy_ns`, `utilisation` (never above 1) and the
     thread and interrupt work items it served; `busy_periods` maps each to its cores' `BusyPeriods` (when each
     core or vCPU was busy without a gap: the trace's per-core slices).
+    `at_warmup` holds the `counters`, the `processors`' reports and each workload's `completed` as they stood
+    when the warm-up ended (per-request costs are counted from there); empty when `warmup_ns` is 0.
     """
 
     scenario: str
@@ -48,3 +50,4 @@ class SimOutput:
     workloads: dict[str, dict] = field(default_factory=dict)
     processors: dict[str, dict] = field(default_factory=dict)
     busy_periods: dict[str, list] = field(default_factory=dict)
+    at_warmup: dict[str, dict] = field(default_factory=dict)
