@@ -6,7 +6,7 @@ checks the scenario and keeps what checking built (the topology graph, the parse
 is built from those, so a run builds its graph and reads its traces once. What a run leaves is its
 `SimOutput`; turning it into tables, a summary and a folder is the results layer's business, above this one.
 That layer may also hand `simulate` a spill (`vmsim.result_folder.LogSpill`) the logs stream into as the
-run goes, so their memory stays flat; without one they are kept whole (a notebook's run, a sweep's, the tests').
+run goes, so their memory stays flat; without one they are kept whole (a notebook's, a sweep's, a test's).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from vmsim.sim.output import SimOutput
 
 class Spill(Protocol):
     """Where the logs stream while the run goes (`vmsim.result_folder.LogSpill`): a sink per log, the wall
-    time spent writing, and the end of the run (the last rows handed over, or everything dropped when the run failed)."""
+    time spent writing, and the end of the run (the last rows handed over, or all dropped if it failed)."""
 
     seconds: float
 
@@ -56,12 +56,12 @@ def load(source: str | Path | Mapping, overrides: Sequence[str] = (), *, name: s
 
 def simulate(checked: Checked, progress: Callable[[float], None] | None = None, *,
              spill: Spill | None = None) -> Ran:
-    """Build the model of a checked scenario and run it to its end, streaming its logs into `spill` if given."""
-    model = build(checked.scenario, traces=checked.traces)
-    if spill is not None:
-        spill.attach(model.sim.log, model.sim.requests)
-    started = time.perf_counter()
+    """Build the model of a checked scenario and run it to its end, its logs streamed into `spill` if any."""
     try:
+        model = build(checked.scenario, traces=checked.traces)
+        if spill is not None:
+            spill.attach(model.sim.log, model.sim.requests)
+        started = time.perf_counter()
         output = model.run(progress=progress)
         wall_seconds = time.perf_counter() - started - (spill.seconds if spill is not None else 0.0)
         if spill is not None:
