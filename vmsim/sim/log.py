@@ -80,6 +80,8 @@ Sink = Callable[["EventLog | RequestLog", int], None]
 """Takes a log whose buffer is full (or the run over) and the run-wide number of its first buffered row."""
 
 _NEVER = 1 << 62  # the buffer limit of a log without a sink: it keeps every row
+FRAME_BYTES = 1 << 26
+"""Frame bytes an event log with a sink buffers at most (64 MiB): parquet binary offsets are 32-bit."""
 
 
 class Interner:
@@ -112,6 +114,7 @@ class EventLog:
         "dev_num",
         "event",
         "events",
+        "flush_bytes",
         "flush_rows",
         "flushed",
         "keep_wire",
@@ -138,12 +141,13 @@ class EventLog:
         self.wire_length = array("i")
         self.blob = bytearray()
         self.sink: Sink | None = None
-        self.flush_rows = _NEVER
+        self.flush_rows = self.flush_bytes = _NEVER
         self.flushed = 0
 
     def stream_to(self, sink: Sink, rows: int) -> None:
-        """Hand every `rows` buffered rows to `sink`, then drop them (see the module docstring)."""
-        self.sink, self.flush_rows = sink, rows
+        """Hand every `rows` buffered rows (or `FRAME_BYTES` of frames) to `sink`, then drop them (see the
+        module docstring)."""
+        self.sink, self.flush_rows, self.flush_bytes = sink, rows, FRAME_BYTES
 
     def flush(self) -> None:
         """Hand the buffered rows to the sink and empty the buffer (nothing without a sink or rows)."""
@@ -174,7 +178,7 @@ class EventLog:
             self.blob += data
         else:
             self.wire_length.append(-len(data))
-        if len(self.time) >= self.flush_rows:
+        if len(self.time) >= self.flush_rows or len(self.blob) >= self.flush_bytes:
             self.flush()
 
     def mark(self, time_ns: int, component: int, event: int, bus: int = _NO_BUS, dev_num: int = -1,
@@ -224,7 +228,8 @@ class EventLog:
         if with_wire:
             wires = np.full(rows, None, dtype=object)
             data = bytes(self.blob)
-            wires[kept] = [data[first:first + size] for first, size in zip(start[kept].tolist(), length[kept].tolist())]
+            spans = zip(start[kept].tolist(), length[kept].tolist())
+            wires[kept] = [data[first:first + size] for first, size in spans]
         return in_row_order(EVENT_ROW, {
             "time_ns": np.frombuffer(self.time, dtype=np.int64).copy(),
             "component": _named(self.components.names, self.component),
