@@ -93,14 +93,12 @@ def accounting(output: SimOutput) -> dict:
         (totals, regions), (totals_before, regions_before) = counted[bus], counted_before[bus]
         totals["cpu_ns"] = cpu_ns[bus]
         window = {quantity: value - totals_before[quantity] for quantity, value in totals.items()}
-        window["cpu_ns"] = cpu_ns_in_window[bus]
+        window["cpu_ns"] = cpu_ns_in_window[bus]  # shared out by the window's requests, not subtracted
         requests, devices = bus_in_window[bus], on_bus[bus]
         buses[bus] = {
             "totals": totals, "window": window, "requests_in_window": requests,
             "per_request": _per_request(window, requests), "regions": regions,
-            "regions_in_window": {region: {side: {name: value - regions_before.get(region, {}).get(side, {}).get(
-                name, 0) for name, value in traffic.items()} for side, traffic in sides.items()}
-                for region, sides in regions.items()},
+            "regions_in_window": _regions_since(regions, regions_before),
             "devices": {device: _device_share(totals, window, completed[device], in_window[device],
                                               bus_completed[bus], requests, len(devices)) for device in devices}}
     return {"buses": buses}
@@ -199,6 +197,13 @@ def _regions(own: dict) -> dict:
         sides = regions.setdefault(parts[1], {side: dict.fromkeys(TRAFFIC, 0) for side in SIDES})
         sides[parts[2]][parts[3]] += value
     return regions
+
+
+def _regions_since(regions: dict, before: dict) -> dict:
+    """`regions` less the `before` taken earlier (a region the bus had not touched yet counts from zero)."""
+    return {region: {side: {name: value - before.get(region, {}).get(side, {}).get(name, 0)
+                            for name, value in traffic.items()} for side, traffic in sides.items()}
+            for region, sides in regions.items()}
 
 
 def _cpu_by_bus(busy: dict[str, float], bus_completed: dict[str, int]) -> dict[str, float]:
