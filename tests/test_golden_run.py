@@ -13,8 +13,8 @@ import numpy as np
 import vmsim
 
 SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "stm32mp1-i2c.yaml"
-REQUESTS_SHA256 = "408a9d314cd62270f1588133148a552b25f54ca726f4b03693ae4bce135e1e9b"
-EVENTS_SHA256 = "e607716094f99c5fe0c1ac6ac305728e9ace64e5cd340a496303324467f4a1ab"
+REQUESTS_SHA256 = "4a871e562505f570c218f6b11509bf9837dcb1aa1d3c8c7fd890286d33131cd6"
+EVENTS_SHA256 = "43c41d6aab9be943da2d9191ef3937cafb6b3274730e7ca19cda06c07aa15d64"
 
 
 def digest(*chunks: bytes) -> str:

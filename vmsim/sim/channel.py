@@ -3,7 +3,8 @@
 AMP queue pairs and the Xen shared page are both "the sender copies a frame into the next queue
 element, publishes its index and rings; the receiver's handler drains the queue". The queue itself
 is a `vmsim.wire` view over a bytearray, so the format is exercised, not imitated; costs come from
-the bytes each step touches. `faults:` aimed at a direction (`vmsim.sim.faults`) drop frames as they are
+the bytes each step touches, as the format describes them place by place (`vmsim.wire.accesses`): its index
+width, which indices share a line, when it reloads the peer's index, where its elements lie. `faults:` aimed at a direction (`vmsim.sim.faults`) drop frames as they are
 sent, damage them as they are read (the log keeps what was sent) or have the receiver ignore them in a
 window; a damaged frame is the decoder's to reject.
 """
@@ -17,8 +18,6 @@ from vmsim.sim.doorbell import Doorbell
 from vmsim.sim.faults import FRAME_KINDS, faults_on
 from vmsim.sim.processor import Unshared
 from vmsim.sim.receive import Receiver, Waker
-
-INDEX_BYTES = 2
 
 
 class Channel(Receiver, Component):
@@ -42,8 +41,7 @@ class Channel(Receiver, Component):
                  sender_memory: MemoryCost, receiver_memory: MemoryCost,
                  sender_cpu_ns: int, receiver_cpu_ns: int, deliver, frame_in,
                  polling_ns: int | None = None, budget: int = 0,
-                 retry_ns: int = 10_000_000, retries: int = 1000, index_bytes: int = INDEX_BYTES,
-                 doorbell=None, sender_cpu=None, receiver_cpu=None):
+                 retry_ns: int = 10_000_000, retries: int = 1000, doorbell=None, sender_cpu=None, receiver_cpu=None):
         super().__init__(sim, name)
         self.sender_cpu = sender_cpu or Unshared(sim.env)
         self.cpu = self.receiver_cpu = receiver_cpu or Unshared(sim.env)
@@ -59,11 +57,14 @@ class Channel(Receiver, Component):
         self.budget = budget
         self.retry_ns = retry_ns
         self.retries = retries
-        self.index_bytes = index_bytes
         self.waker = Waker(sim.env)
         self.doorbell = None if polling_ns else doorbell or Doorbell(
             sim, f"{name}.doorbell", doorbell_kind, bus_id, self.wake)
-        self.per_frame = self.frame_cost()
+        self._push_costs: dict[tuple, object] = {}
+        self._pop_costs: dict[tuple, object] = {}
+        self._push_keys = self._key_of(sender_memory)
+        self._pop_keys = self._key_of(receiver_memory)
+        self.look_access = receiver_memory.placed(queue.look_accesses())
         self.ack_cost = self.doorbell.ack_cost if self.doorbell is not None else 0
         self.extra_pending = None  # an out-of-band notification source drained with the queue
         self.counts = sim.counter(name)
@@ -84,8 +85,15 @@ class Channel(Receiver, Component):
     def send(self, frame: bytes, dev_num: int):
         """Copy `frame` into the queue, publish it and ring (a generator: the sender's time passes)."""
         env = self.env
-        cost = self.sender_cpu_ns + self.sender_memory.write(len(frame) + self.index_bytes) \
-            + self.sender_memory.read(self.index_bytes)
+        element, reload = self.queue.next_push()
+        line, near = self._push_keys
+        key = (element % line, element < near, len(frame), reload)
+        access = self._push_costs.get(key)
+        if access is None:
+            access = self._push_costs[key] = self.sender_memory.placed(
+                self.queue.push_accesses(element, len(frame), reload))
+        access.count()
+        cost = self.sender_cpu_ns + access.cost
         if cost:
             self.sender_cpu.account("frames", cost)
             yield from self.sender_cpu.hold(cost)
@@ -124,16 +132,27 @@ class Channel(Receiver, Component):
 
     # --- receiver -------------------------------------------------------------------------------
 
-    def frame_cost(self) -> int:
-        """The receiver's time per frame: its software, the whole element and the index it reads, the
-        index it writes back (their bytes counted per frame, in `drain`)."""
-        self.frame_access = self.receiver_memory.repeated((self.queue.element_size, self.index_bytes),
-                                                          (self.index_bytes,))
-        return self.receiver_cpu_ns + self.frame_access.cost
+    def _key_of(self, memory: MemoryCost) -> tuple[int, int]:
+        """What an operation's cost depends on besides its frame length and reload: where its element lies in
+        a line of `memory`, and whether that line may hold an index too (elements that start before the end of
+        the indices' last line). Operations alike in both cost the same, so their cost is worked out once."""
+        line = memory.line
+        indices_end = max(offset + nbytes for offset, nbytes, _ in self.queue.look_accesses())
+        return line, -(-indices_end // line) * line
+
+    def _pop_access(self, element: int, reload: bool):
+        line, near = self._pop_keys
+        key = (element % line, element < near, reload)
+        access = self._pop_costs.get(key)
+        if access is None:
+            access = self._pop_costs[key] = self.receiver_memory.placed(self.queue.pop_accesses(element, reload))
+        return access
 
     def poll(self) -> int:
-        """Each poll reads the producer's index."""
-        cost = self.receiver_memory.read(self.index_bytes)
+        """Each poll is a look at the queue: an empty pop's reads."""
+        look = self.look_access
+        look.count()
+        cost = look.cost
         self.counts["rx_busy_ns"] += cost
         self.counts["polls"] += 1
         return cost
@@ -149,16 +168,20 @@ class Channel(Receiver, Component):
 
     def drain(self):
         """Read and deliver frames until the queue is empty or the receive budget is spent; the doorbell's
-        acknowledgement is handler time paid before the first frame."""
+        acknowledgement is handler time paid before the first frame. Each frame costs the receiver's software
+        and what its pop touches; once the queue is empty, the last look (the pop that finds nothing) is paid
+        after the frames."""
         env = self.env
         queue = self.queue
         budget = self.budget
         counts = self.counts
         log = self._log
-        per_frame = self.per_frame
+        software = self.receiver_cpu_ns
         owed = self.ack_cost
         handled = 0
         while len(queue) and (not budget or handled < budget):
+            access = self._pop_access(*queue.next_pop())
+            per_frame = software + access.cost
             if per_frame + owed:
                 counts["rx_busy_ns"] += per_frame + owed
                 self.receiver_cpu.account("frames", per_frame)
@@ -168,7 +191,7 @@ class Channel(Receiver, Component):
             frame = self.frame_in(queue.try_pop())
             now = env.now
             counts["rx_frames"] += 1
-            self.frame_access.count()
+            access.count()
             log.frame(now, self.log_id, self._ev_rx, self.bus_id, -1, frame)
             self.occupancy.record(now, len(queue))
             handled += 1
@@ -179,6 +202,13 @@ class Channel(Receiver, Component):
             work = self.deliver(frame)
             if work is not None:
                 yield from work  # the handler's own work (the driver's used-buffer handler) runs here
+        if handled and (not budget or handled < budget):  # the loop ended on a look that found nothing
+            look = self.look_access
+            look.count()
+            if look.cost:
+                counts["rx_busy_ns"] += look.cost
+                self.receiver_cpu.account("frames", look.cost)
+                yield from self.receiver_cpu.hold(look.cost, irq=True)
 
 
 class QueuePairBus(Bus):

@@ -97,26 +97,43 @@ class MemoryCost:
         counts[self.copy_lines_key] += lines
         return self.write_fixed + lines * self.write_per_line
 
-    def repeated(self, reads: tuple[int, ...], writes: tuple[int, ...]) -> RepeatedAccess:
-        """Accesses made again and again (a receiver's per-frame element and index): their cost is worked
-        out once here, without counting; `RepeatedAccess.count()` counts them each time they are made."""
-        return RepeatedAccess(self, reads, writes)
+    def placed(self, accesses) -> RepeatedAccess:
+        """Accesses at known places (`vmsim.wire.accesses.Access`: offset, bytes, read or written) made again
+        and again (a queue operation): the reads, and the writes, that share a line are one access of the lines
+        they cover together; the cost is worked out once here, without counting, and `RepeatedAccess.count()`
+        counts the traffic each time they are made."""
+        line = self.line
+        groups: dict[bool, list[list]] = {False: [], True: []}  # per direction: [bytes, lines] per access
+        for offset, nbytes, write in accesses:
+            if nbytes <= 0:
+                continue
+            lines = set(range(offset // line, (offset + nbytes - 1) // line + 1))
+            for group in groups[write]:
+                if group[1] & lines:
+                    group[0] += nbytes
+                    group[1] |= lines
+                    break
+            else:
+                groups[write].append([nbytes, lines])
+        return RepeatedAccess(self, [(nbytes, len(lines)) for nbytes, lines in groups[False]],
+                              [(nbytes, len(lines)) for nbytes, lines in groups[True]])
 
 
 class RepeatedAccess:
-    """A fixed set of reads and writes of one memory: `cost` once, its traffic counted per `count()`."""
+    """A fixed set of reads and writes of one memory, each (bytes, lines): `cost` once, its traffic counted per
+    `count()`."""
 
     __slots__ = ("bytes_read", "bytes_written", "cache_lines", "cost", "memory")
 
-    def __init__(self, memory: MemoryCost, reads: tuple[int, ...], writes: tuple[int, ...]):
+    def __init__(self, memory: MemoryCost, reads: list[tuple[int, int]], writes: list[tuple[int, int]]):
         self.memory = memory
-        reads, writes = [n for n in reads if n > 0], [n for n in writes if n > 0]
-        self.bytes_read, self.bytes_written = sum(reads), sum(writes)
-        read_lines = [-(-n // memory.line) for n in reads]
-        write_lines = [-(-n // memory.line) for n in writes]
-        self.cache_lines = sum(read_lines) + sum(write_lines)
-        self.cost = (len(reads) * memory.read_fixed + sum(read_lines) * memory.read_per_line
-                     + len(writes) * memory.write_fixed + sum(write_lines) * memory.write_per_line)
+        self.bytes_read = sum(nbytes for nbytes, _ in reads)
+        self.bytes_written = sum(nbytes for nbytes, _ in writes)
+        read_lines = sum(lines for _, lines in reads)
+        write_lines = sum(lines for _, lines in writes)
+        self.cache_lines = read_lines + write_lines
+        self.cost = (len(reads) * memory.read_fixed + read_lines * memory.read_per_line
+                     + len(writes) * memory.write_fixed + write_lines * memory.write_per_line)
 
     def count(self) -> None:
         memory = self.memory

@@ -206,7 +206,11 @@ class DriverQueue:
                 done = []
                 while (used := ring.get_used()) is not None:
                     done.append(used[0])
-                if not done:
+                if not done:  # the last look found nothing: used.idx read once more
+                    cost = _cost(memory, ring, before)
+                    if cost:
+                        self.cpu.account("rings", cost)
+                        yield from self.cpu.hold(cost, irq=True)
                     break
                 self.reclaimed += len(done)
                 cost = self._charge(_cost(memory, ring, before), done if endpoint_work else (), "from-device")
@@ -274,19 +278,22 @@ class DeviceQueue:
         hooks = mechanism.buffer_hooks
         shares = self.shares
         before_service = hooks or shares is not None
-        owed = 0  # time writing the last used entry, paid with the next step when nothing waits on it
+        owed = 0  # ring time nothing waits on (the last used entry, the drain's last look): paid with the next step
         while not self.stopped:
             yield self._wake.wait()
             self._wake.rearm()
-            ring.set_notify(False)  # no kicks while we drain (as vhost does)
+            before = _mark(ring)
+            ring.set_notify(False)  # no kicks while we drain (as vhost does); its bytes go with the first pop's
             while not self.stopped:
-                before = _mark(ring)
                 popped = ring.pop()
                 if popped is None:
                     ring.set_notify(True)
                     if ring.pending():
                         ring.set_notify(False)
-                        continue  # a buffer arrived while notifications were off
+                        continue  # a buffer arrived while notifications were off: paid with its pop
+                    rings = _cost(memory, ring, before)  # the empty pop, kicks back on, the look again
+                    account("rings", rings)
+                    owed += rings
                     break
                 head, chain = popped
                 length = sum(descriptor[1] for descriptor in chain)
@@ -347,6 +354,7 @@ class DeviceQueue:
                 ring.push_used(head, length)
                 interrupt = ring.interrupt_needed()
                 rings = _cost(memory, ring, before)
+                before = _mark(ring)
                 account("rings", rings)
                 cost = rings + reply
                 if not interrupt:

@@ -15,7 +15,8 @@ Classes:
 - `AmpNotifier`: the toggle-bit notification words (pending = my.rx XOR peer.tx).
 
 Byte accounting: `AmpQueue`, `AmpNotifier` accumulate `bytes_read` / `bytes_written`: the shared-memory
-bytes each operation loads or stores (indices, elements, words; distinct bytes per op).
+bytes each operation loads or stores (indices, elements, words; distinct bytes per op). `AmpQueue` also
+describes what its next push or pop touches, place by place (`vmsim.wire.accesses`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from itertools import pairwise
 
 from vmsim.errors import EncodeError
 from vmsim.wire._view import U16, U64, Field, View, bad_field, check_span, shared_bytes
+from vmsim.wire.accesses import Access
 
 LAYOUT_MAGIC = 0x4C4F
 """`VMAMP_SHMEM_MAGIC_READY` ("LO"), stored last by the creator (L-amp26)."""
@@ -322,6 +324,36 @@ class AmpQueue:
     def __len__(self) -> int:
         tail, head = self._indices()
         return (tail - head) % self.slots
+
+    def next_push(self) -> tuple[int, bool]:
+        """The element at tail; nothing is cached, so nothing is reloaded: both indices are read every time."""
+        tail = _u16(self._buf, self._tail_off)[0]
+        if tail >= self.slots:
+            self._indices()
+        return self._elems + tail * self.element_size, False
+
+    def next_pop(self) -> tuple[int, bool]:
+        """The element at head (both indices are read every time)."""
+        head = _u16(self._buf, self._head_off)[0]
+        if head >= self.slots:
+            self._indices()
+        return self._elems + head * self.element_size, False
+
+    def push_accesses(self, element: int, nbytes: int, reload: bool = False) -> tuple[Access, ...]:
+        """Reads both 16-bit indices (the producer's tail and the consumer's head, in the two queue heads that
+        share the 16 bytes at offset 64); writes the frame into the element and tail."""
+        return (Access(self._tail_off, 2, False), Access(self._head_off, 2, False), Access(element, nbytes, True),
+                Access(self._tail_off, 2, True))
+
+    def pop_accesses(self, element: int, reload: bool = False) -> tuple[Access, ...]:
+        """Reads both indices and the whole element (`element_size` bytes, where the elements follow the queue
+        heads: at offset 80 in the QEMU layout, so not on a line boundary); writes head."""
+        return (Access(self._tail_off, 2, False), Access(self._head_off, 2, False),
+                Access(element, self.element_size, False), Access(self._head_off, 2, True))
+
+    def look_accesses(self) -> tuple[Access, ...]:
+        """An empty pop reads both indices."""
+        return Access(self._tail_off, 2, False), Access(self._head_off, 2, False)
 
 
 class AmpNotifier:

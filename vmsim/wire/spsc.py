@@ -14,7 +14,9 @@ All keep one slot empty (full is producer + 1 == consumer), so `capacity` (what 
 the reference's "capacity 62" is `slots` here. A push copies exactly the frame, a pop returns the
 whole slot. `bytes_read` / `bytes_written` accumulate the shared-memory bytes each op touched
 (indices and slot bytes; the spsc formats reload the peer index only when the cached copy says
-full/empty, as `spsc_queue.h` does - assumed unchanged in the hardened 2025 copy).
+full/empty, as `spsc_queue.h` does - assumed unchanged in the hardened 2025 copy). Each format also describes
+what its next push or pop will touch, place by place (`next_push`/`next_pop`, then `push_accesses`,
+`pop_accesses`, `look_accesses`: `vmsim.wire.accesses`), so that a simulator can charge it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import NamedTuple, Protocol
 
 from vmsim.errors import DecodeError, EncodeError
 from vmsim.wire._view import I32, U32, bad_field, check_span, shared_bytes
+from vmsim.wire.accesses import Access
 from vmsim.wire.amp import RUN, AmpLayout, AmpQueuePeer
 
 HEAD_OFFSET = 0
@@ -51,6 +54,21 @@ class ByteQueue(Protocol):
     def try_push(self, frame) -> bool: ...
 
     def try_pop(self) -> bytes | None: ...
+
+    def next_push(self) -> tuple[int, bool]:
+        """Where the next push writes its frame, and whether it will reload the consumer's index."""
+
+    def next_pop(self) -> tuple[int, bool]:
+        """Where the next pop reads its element, and whether it will reload the producer's index."""
+
+    def push_accesses(self, element: int, nbytes: int, reload: bool) -> tuple[Access, ...]:
+        """What a push of `nbytes` into the element at `element` touches."""
+
+    def pop_accesses(self, element: int, reload: bool) -> tuple[Access, ...]:
+        """What a pop of the element at `element` touches."""
+
+    def look_accesses(self) -> tuple[Access, ...]:
+        """What a pop that finds the queue empty (a receiver's last look, a poll) reads."""
 
     def __len__(self) -> int: ...
 
@@ -141,6 +159,35 @@ class _SpscQueue:
 
     def __len__(self) -> int:
         return (self._load(self._head_off, "head") - self._load(self._tail_off, "tail")) % self.slots
+
+    def next_push(self) -> tuple[int, bool]:
+        """The slot at head; the producer reloads tail when its cached copy says the queue is full."""
+        head = self._load(self._head_off, "head")
+        nxt = head + 1
+        return self._pkt + head * SLOT_SIZE, (0 if nxt == self.slots else nxt) == self._cached_tail
+
+    def next_pop(self) -> tuple[int, bool]:
+        """The slot at tail; the consumer reloads head when its cached copy says the queue is empty."""
+        tail = self._load(self._tail_off, "tail")
+        return self._pkt + tail * SLOT_SIZE, tail == self._cached_head
+
+    def push_accesses(self, element: int, nbytes: int, reload: bool) -> tuple[Access, ...]:
+        """Reads its own head (4 B, its own line), the consumer's tail if it reloads (4 B, another line);
+        writes the frame into the slot and head."""
+        tail = (Access(self._tail_off, 4, False),) if reload else ()
+        return (Access(self._head_off, 4, False), *tail, Access(element, nbytes, True),
+                Access(self._head_off, 4, True))
+
+    def pop_accesses(self, element: int, reload: bool) -> tuple[Access, ...]:
+        """Reads its own tail, the producer's head if it reloads (each 4 B on a line of its own) and the whole
+        64-byte slot; writes tail."""
+        head = (Access(self._head_off, 4, False),) if reload else ()
+        return (Access(self._tail_off, 4, False), *head, Access(element, SLOT_SIZE, False),
+                Access(self._tail_off, 4, True))
+
+    def look_accesses(self) -> tuple[Access, ...]:
+        """An empty pop reads its own tail and reloads head (its cached copy said empty): two lines."""
+        return Access(self._tail_off, 4, False), Access(self._head_off, 4, False)
 
 
 class Spsc2025Queue(_SpscQueue):
