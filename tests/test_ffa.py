@@ -130,7 +130,7 @@ def test_by_default_the_call_waits_for_the_partition_instead():
     """`when_busy: wait`: the SPMC runs the call when the vCPU frees, so dev2 starts right after dev1."""
     _, output = run(busy_story("wait"))
     requests = output.requests.columns()
-    assert requests["device"] == ["ffa0.dev1", "ffa0.dev2"]
+    assert list(requests["device"]) == ["ffa0.dev1", "ffa0.dev2"]
     first_done = requests["start_ns"][0] + requests["service_ns"][0]
     assert first_done <= requests["start_ns"][1] < first_done + 2_000
     assert output.counters["ffa0"]["busy"] == 0

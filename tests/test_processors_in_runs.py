@@ -141,7 +141,7 @@ def test_a_receive_handler_pre_empts_the_device_s_service_on_its_core():
                                       "arrivals": {"kind": "constant", "rate": "1 kHz"}})
         _, output = run(data)
         rows = output.requests.columns()
-        return int(rows["complete_ns"][rows["device"].index("amp0.dev")])
+        return int(rows["complete_ns"][list(rows["device"]).index("amp0.dev")])
 
     assert first_complete(True, "cpu") - first_complete(False, "cpu") == HANDLER + pop + push
     assert first_complete(True, "hardware") == first_complete(False, "hardware")
