@@ -21,21 +21,22 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vmsim._version import __version__
 from vmsim.accounting import accounting, accounting_table
 from vmsim.analysis.checks import check_events
 from vmsim.analysis.conformance import with_conformance
-from vmsim.analysis.liveness import liveness_check, with_liveness
-from vmsim.analysis.stats import DEFAULT_BATCHES, batch_means, latency_summary
+from vmsim.analysis.liveness import Liveness, with_liveness
+from vmsim.analysis.stats import DEFAULT_BATCHES, StreamedLatency
 from vmsim.errors import VmsimError
 from vmsim.result_folder import (
     EVENT_SCHEMA,
+    FLUSH_ROWS,
     REQUEST_SCHEMA,
     SUMMARY_FILE,
     LogSpill,
-    dictionary_codes,
     write_atomically,
 )
 from vmsim.sim.log import Column
@@ -78,26 +79,33 @@ def summarize(output: SimOutput, *, wall_seconds: float, version: str = __versio
     teardown after the end completes (`Model._teardown` runs simulated time on) are left out of both
     (`requests_after_end` counts them). `counts` says what became of every request offered. Each bus and
     device gets the latency of its own requests. `check` is the verdict of the safety checks over the event
-    log (`vmsim.analysis.checks`) and of the liveness check (`vmsim.analysis.liveness`). `requests` is the run's requests table
-    when the caller keeps it (a `RunResult`), so the log is turned into a table once; it needs only the
-    columns `vmsim.result_folder.SUMMARY_REQUEST_COLUMNS`. `spill` is where a streamed run's logs went: the
-    requests columns are read back from it and the safety checks read the lifecycle rows it kept.
+    log (`vmsim.analysis.checks`) and of the liveness check (`vmsim.analysis.liveness`).
+
+    The requests are read a batch at a time in the order they completed (`RequestBatches`): counts, stall
+    warnings and the liveness check in one pass, exact percentiles in one or two more
+    (`vmsim.analysis.stats.StreamedLatency`), so memory stays bounded however long the run. `requests` is
+    the run's requests table when the caller keeps it (a `RunResult` kept in memory): read as one batch, so
+    the log is turned into a table once. `spill` is where a streamed run's logs went: the requests are read
+    back from its parquet file a row group at a time, and the safety checks read the lifecycle rows it kept.
     """
-    if requests is None:
-        requests = spill.summary_columns() if spill is not None else requests_table(output)
-    submit = requests.column("submit_ns").to_numpy()
-    complete = requests.column("complete_ns").to_numpy()
-    by_end = complete <= output.sim_time_ns  # the teardown after the end may still complete requests
-    measured = (submit >= output.warmup_ns) & by_end
-    in_window = (complete >= output.warmup_ns) & by_end
-    order = np.argsort(submit[measured], kind="stable")
-    latency = requests.column("latency_ns").to_numpy()[measured][order]
-    device_names, device_codes = dictionary_codes(requests.column("device"))
-    devices = np.asarray(device_names, dtype=object)[device_codes]
-    window_s = (output.sim_time_ns - output.warmup_ns) / 1e9
-    interval = batch_means(latency, DEFAULT_BATCHES)
+    batches = RequestBatches(output, requests, spill)
+    first = _FirstPass(output, batches.names)
+
+    def measured():
+        for codes, submit, start, complete in batches():
+            if not first.done:
+                first.add(codes, submit, start, complete)
+            kept = (submit >= output.warmup_ns) & (complete <= output.sim_time_ns)
+            yield codes[kept], (complete - submit)[kept]
+        first.done = True
+
     counters = group_counters(output)
-    _add_latency(counters["buses"], device_names, device_codes[measured][order], latency)
+    groups = _latency_groups(counters["buses"], batches.names)
+    latency = StreamedLatency(measured, len(batches.names), groups, batches=DEFAULT_BATCHES)
+    summaries, interval = latency.summaries()
+    completed = int(latency.counts.sum())
+    _add_latency(counters["buses"], batches.names, latency.counts, summaries)
+    window_s = (output.sim_time_ns - output.warmup_ns) / 1e9
     safety = spill.check() if spill is not None else check_events(output.events)
     return json_ready({
         "scenario": output.scenario,
@@ -107,26 +115,109 @@ def summarize(output: SimOutput, *, wall_seconds: float, version: str = __versio
         "warmup_ns": output.warmup_ns,
         "wall_seconds": round(wall_seconds, 3),
         "requests_total": len(output.requests),
-        "requests_completed": int(latency.size),
-        "requests_after_end": int((~by_end).sum()),
-        "requests_in_window": int(in_window.sum()),
-        "throughput_rps": in_window.sum() / window_s if window_s > 0 else math.nan,
+        "requests_completed": completed,
+        "requests_after_end": first.after_end,
+        "requests_in_window": first.in_window,
+        "throughput_rps": first.in_window / window_s if window_s > 0 else math.nan,
         "counts": request_counts(output),
-        "latency_ns": latency_summary(latency),
+        "latency_ns": summaries[_ALL],
         "latency_ci95_ns": interval.as_dict(),
         **counters,
         "init_done_ns": dict(output.init_done_ns),
         "events_logged": len(output.events),
         "trace": None,
-        "check": with_conformance(with_liveness(safety, liveness_check(
-            devices=devices, submit_ns=submit, start_ns=requests.column("start_ns").to_numpy(),
-            complete_ns=complete, workloads=output.workloads, series=output.series,
-            sim_time_ns=output.sim_time_ns)), output.events, spill),
+        "check": with_conformance(with_liveness(safety, first.liveness.entry(output.workloads, output.series)),
+                                  output.events, spill),
         "workloads": output.workloads,
         "processors": _per_request(output.processors, len(output.requests)),
         "accounting": accounting(output),
-        "warnings": run_warnings(output, int(latency.size), complete[by_end], devices[by_end]),
+        "warnings": run_warnings(output, completed, first.completed_by_end()),
     })
+
+
+SUMMARY_BATCH_ROWS = FLUSH_ROWS
+"""Requests a streamed run's summary reads at a time."""
+
+
+class RequestBatches:
+    """The requests columns the summary needs, a batch at a time in the order the requests completed (the
+    order the driver logs them); each call starts again from the first. Each batch is `(codes, submit_ns,
+    start_ns, complete_ns)`, `codes` indexing `names` (every device the log named). From a streamed run's
+    parquet file a row group at a time (`SUMMARY_BATCH_ROWS`), else from the requests table as one batch."""
+
+    def __init__(self, output: SimOutput, requests: pa.Table | None, spill: LogSpill | None):
+        self.output, self.requests, self.spill = output, requests, spill
+        self.names: list[str] = list(output.requests.devices.names)
+        self._code_of = {name: code for code, name in enumerate(self.names)}
+
+    def __call__(self):
+        columns = ["device", "submit_ns", "start_ns", "complete_ns"]
+        if self.requests is None and self.spill is not None:
+            source = pq.ParquetFile(self.spill.requests_path, read_dictionary=["device"]).iter_batches(
+                batch_size=SUMMARY_BATCH_ROWS, columns=columns)
+        else:
+            table = self.requests if self.requests is not None else requests_table(self.output)
+            source = table.select(columns).combine_chunks().to_batches() or [
+                pa.RecordBatch.from_pylist([], schema=table.select(columns).schema)]
+        for batch in source:
+            yield (self._codes(batch.column("device")), *(batch.column(name).to_numpy()
+                                                         for name in ("submit_ns", "start_ns", "complete_ns")))
+
+    def _codes(self, devices: pa.Array) -> np.ndarray:
+        """Each row's device as an index into `names` (a batch's own dictionary mapped onto it)."""
+        if not pa.types.is_dictionary(devices.type):
+            devices = pc.dictionary_encode(devices)
+        for name in devices.dictionary.to_pylist():
+            if name not in self._code_of:
+                raise ValueError(f"the requests name device {name!r}, which the run's log never did")
+        lookup = np.array([self._code_of[name] for name in devices.dictionary.to_pylist()], dtype=np.int64)
+        return lookup[devices.indices.to_numpy(zero_copy_only=False)] if lookup.size else np.zeros(
+            len(devices), dtype=np.int64)
+
+
+class _FirstPass:
+    """What the summary learns from one pass over the requests besides latency: the window's counts, each
+    device's completions by the end (stall warnings) and its progress (the liveness check). The requests
+    must come in completion order."""
+
+    def __init__(self, output: SimOutput, names: list[str]):
+        self.output, self.names = output, names
+        self.done = False
+        self.after_end = self.in_window = 0
+        self.done_by_end = np.zeros(len(names), dtype=np.int64)
+        self.last_by_end = np.full(len(names), -1, dtype=np.int64)
+        self.liveness = Liveness(output.sim_time_ns)
+        self._last_complete = np.iinfo(np.int64).min
+
+    def add(self, codes, submit, start, complete) -> None:
+        if complete.size and (complete[0] < self._last_complete or np.any(complete[1:] < complete[:-1])):
+            raise ValueError("the requests log is not in completion order")
+        if complete.size:
+            self._last_complete = int(complete[-1])
+        by_end = complete <= self.output.sim_time_ns  # the teardown after the end may still complete requests
+        self.after_end += int(by_end.size - by_end.sum())
+        self.in_window += int((by_end & (complete >= self.output.warmup_ns)).sum())
+        self.done_by_end += np.bincount(codes[by_end], minlength=len(self.names))
+        np.maximum.at(self.last_by_end, codes[by_end], complete[by_end])
+        self.liveness.add(self.names, codes, submit, start, complete)
+
+    def completed_by_end(self) -> dict[str, tuple[int, int]]:
+        """Each device that completed requests by the end: how many, and when the last."""
+        return {self.names[code]: (int(self.done_by_end[code]), int(self.last_by_end[code]))
+                for code in np.flatnonzero(self.done_by_end).tolist()}
+
+
+_ALL = ("all",)  # the latency group of every request (bus and device groups are named by strings)
+
+
+def _latency_groups(buses: dict, names: list[str]) -> dict:
+    """The groups whose latency the summary gives: every request, each bus (a device's dotted name starts
+    with its bus) and each device."""
+    groups = {_ALL: list(range(len(names)))}
+    for bus in buses:
+        groups[("bus", bus)] = [code for code, name in enumerate(names) if name.split(".", 1)[0] == bus]
+    groups.update({("device", name): [code] for code, name in enumerate(names)})
+    return groups
 
 
 def request_counts(output: SimOutput) -> dict:
@@ -150,21 +241,14 @@ def request_counts(output: SimOutput) -> dict:
     return {"total": total, "workloads": workloads}
 
 
-def _add_latency(buses: dict, names: list, codes: np.ndarray, latency: np.ndarray) -> None:
-    """`latency_ns` per bus and per device (pooled latency hides a slow device behind fast ones); a
-    device's dotted name starts with its bus. `codes` index `names`, one per latency. Each device's requests
-    are found once, in their order, and a bus or device that has them all takes `latency` itself: no copy."""
-    present = np.flatnonzero(np.bincount(codes, minlength=len(names)))
-    if present.size > 1:
-        order = np.argsort(codes, kind="stable")
-        bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+def _add_latency(buses: dict, names: list, counts: np.ndarray, summaries: dict) -> None:
+    """`latency_ns` per bus and per device (pooled latency hides a slow device behind fast ones), from the
+    groups' summaries; a device appears once it has a measured request."""
     for bus, entry in buses.items():
-        mine = sorted((names[code], code) for code in present.tolist() if names[code].split(".", 1)[0] == bus)
-        on_bus = latency if len(mine) == present.size else latency[np.isin(codes, [code for _, code in mine])]
-        entry["latency_ns"] = latency_summary(on_bus)
-        for name, code in mine:
-            entry["devices"].setdefault(name, {})["latency_ns"] = latency_summary(
-                latency if present.size == 1 else latency[order[bounds[code]:bounds[code + 1]]])
+        entry["latency_ns"] = summaries[("bus", bus)]
+        mine = sorted(name for code, name in enumerate(names) if counts[code] and name.split(".", 1)[0] == bus)
+        for name in mine:
+            entry["devices"].setdefault(name, {})["latency_ns"] = summaries[("device", name)]
 
 
 def _per_request(processors: dict, requests: int) -> dict:
@@ -195,14 +279,15 @@ STALL_SHARE = 0.25
 """A device that completes nothing in this last share of the measured window while requests wait has stalled."""
 
 
-def run_warnings(output: SimOutput, measured: int, complete_ns=(), devices=()) -> list[str]:
+def run_warnings(output: SimOutput, measured: int, completed_by_end: dict[str, tuple[int, int]] | None = None
+                 ) -> list[str]:
     """What a user must not miss in the numbers: a load the model did not carry, nothing measured, a device
     that stopped completing (or never did) while requests waited for it, frames a full queue delayed or lost.
 
     A closed loop always has its `outstanding` requests in flight at the end, so only open-loop
     workloads (Poisson, constant, trace) are held to what they offered; a stall is a stall whatever the
-    loop. `complete_ns` and `devices` are the completion time and device of each request completed by the
-    end.
+    loop. `completed_by_end` maps each device that completed requests by the end to how many and the time of
+    its last.
     """
     warnings = []
     saturated = [(name, counts["completed"], counts["submitted"]) for name, counts in output.workloads.items()
@@ -216,7 +301,7 @@ def run_warnings(output: SimOutput, measured: int, complete_ns=(), devices=()) -
         shares = [completed / submitted for _, completed, submitted in saturated[SHOWN_SATURATED:]]
         warnings.append(f"... and {len(saturated) - SHOWN_SATURATED} more workloads completed {min(shares):.0%} to "
                         f"{max(shares):.0%} of what they offered")
-    warnings += _stall_warnings(output, np.asarray(complete_ns), np.asarray(devices, dtype=object))
+    warnings += _stall_warnings(output, completed_by_end or {})
     warnings += _full_queue_warnings(output.counters)
     warnings += _fault_warnings(output.counters.get("faults"))
     if output.workloads and measured == 0:
@@ -237,7 +322,7 @@ def _fault_warnings(faults: dict | None) -> list[str]:
     return [warning]
 
 
-def _stall_warnings(output: SimOutput, complete_ns: np.ndarray, devices: np.ndarray) -> list[str]:
+def _stall_warnings(output: SimOutput, completed_by_end: dict[str, tuple[int, int]]) -> list[str]:
     """Each device with requests still waiting at the end that completed none at all, or none in the last
     `STALL_SHARE` of the measured window: its latency covers only the requests that got through, so a stall
     would otherwise look like a fast device."""
@@ -249,15 +334,15 @@ def _stall_warnings(output: SimOutput, complete_ns: np.ndarray, devices: np.ndar
     quiet_from = output.sim_time_ns - int(window * STALL_SHARE)
     warnings = []
     for device, count in submitted.items():
-        done = complete_ns[devices == device]
-        waiting = count - done.size
+        done, last = completed_by_end.get(device, (0, None))
+        waiting = count - done
         if waiting <= 0 or window <= 0:
             continue
-        if done.size == 0:
+        if done == 0:
             warnings.append(f"device {device} completed none of the {count:,} requests submitted to it: "
                             "it never made progress")
-        elif done.max() < quiet_from:
-            warnings.append(f"device {device} stalled: it completed nothing after {format_ns(int(done.max()))}, nor in "
+        elif last < quiet_from:
+            warnings.append(f"device {device} stalled: it completed nothing after {format_ns(last)}, nor in "
                             f"the last {STALL_SHARE:.0%} of the measured window, while {waiting:,} requests "
                             "waited for it; its latency covers only the requests completed before")
     return warnings

@@ -39,33 +39,139 @@ def liveness_check(*, devices, submit_ns, start_ns, complete_ns, workloads: dict
     """The `liveness` entry of summary.json's `check`, shaped like the safety checks' entries.
 
     `devices`, `submit_ns`, `start_ns` and `complete_ns` are the requests table's columns, every request
-    that completed (after the end too); `workloads` is `SimOutput.workloads` (each workload's device and the
-    submit time of its oldest request still waiting at the end); `series` maps names to step series
-    (`.time`, `.level` int64 buffers) of which the `*.occupancy` ones are queues.
+    that completed (after the end too), in any order; `workloads` is `SimOutput.workloads` (each workload's
+    device and the submit time of its oldest request still waiting at the end); `series` maps names to step
+    series (`vmsim.sim.output.Series`) of which the `*.occupancy` ones are queues. A run's summary feeds
+    `Liveness` its requests a batch at a time instead.
     """
-    limit = threshold_ns(sim_time_ns) if threshold is None else threshold
-    devices = np.asarray(devices, dtype=object)
-    submit, start, complete = (np.asarray(column, dtype=np.int64) for column in (submit_ns, start_ns, complete_ns))
-    oldest: dict[str, int] = {}
-    for counts in workloads.values():
-        if counts.get("oldest_waiting_ns") is not None:
-            device = counts["device"]
-            oldest[device] = min(oldest.get(device, counts["oldest_waiting_ns"]), counts["oldest_waiting_ns"])
-    violations = []
-    for device in sorted(set(devices.tolist()) | set(oldest)):
-        mine = devices == device
-        stall = device_stall(submit[mine], start[mine], complete[mine], oldest.get(device), sim_time_ns)
-        if stall is not None and stall[1] - stall[0] > limit:
-            violations.append(_violation("device", device, stall, sim_time_ns, limit))
-    for name, steps in sorted(series.items()):
-        if not name.endswith(".occupancy"):
-            continue
-        stall = queue_stall(np.frombuffer(steps.time, dtype=np.int64), np.frombuffer(steps.level, dtype=np.int64),
-                            sim_time_ns)
-        if stall is not None and stall[1] - stall[0] > limit:
-            violations.append(_violation("queue", name.removesuffix(".occupancy"), stall, sim_time_ns, limit))
-    return {"name": NAME, "status": "failed" if violations else "ok", "violations": violations[:SHOWN],
-            "violations_total": len(violations), "threshold_ns": limit}
+    names, codes = np.unique(np.asarray(devices, dtype=object).astype(str), return_inverse=True)
+    complete = np.asarray(complete_ns, dtype=np.int64)
+    order = np.argsort(complete, kind="stable")
+    liveness = Liveness(sim_time_ns, threshold)
+    liveness.add(names.tolist(), codes.reshape(-1)[order], np.asarray(submit_ns, dtype=np.int64)[order],
+                 np.asarray(start_ns, dtype=np.int64)[order], complete[order])
+    return liveness.entry(workloads, series)
+
+
+class Liveness:
+    """The liveness check over requests read a batch at a time in completion order (the order the driver
+    logs them: `complete_ns` never decreases), with memory bounded by a batch and the stretches long enough
+    to fail the check."""
+
+    def __init__(self, sim_time_ns: int, threshold: int | None = None):
+        self.sim_time_ns = sim_time_ns
+        self.limit = threshold_ns(sim_time_ns) if threshold is None else threshold
+        self.devices: dict[str, DeviceProgress] = {}
+
+    def add(self, names: list[str], codes, submit, start, complete) -> None:
+        """The next requests in completion order: each one's device (an index into `names`) and its times."""
+        codes = np.asarray(codes, dtype=np.int64)
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+        for code, name in enumerate(names):
+            mine = order[bounds[code]:bounds[code + 1]]
+            if mine.size:
+                progress = self.devices.get(name) or self.devices.setdefault(
+                    name, DeviceProgress(self.sim_time_ns, self.limit))
+                progress.add(submit[mine], start[mine], complete[mine])
+
+    def entry(self, workloads: dict, series: dict) -> dict:
+        """The check's entry, once every request was added."""
+        oldest: dict[str, int] = {}
+        for counts in workloads.values():
+            if counts.get("oldest_waiting_ns") is not None:
+                device = counts["device"]
+                oldest[device] = min(oldest.get(device, counts["oldest_waiting_ns"]), counts["oldest_waiting_ns"])
+        limit, end = self.limit, self.sim_time_ns
+        violations = []
+        for device in sorted(set(self.devices) | set(oldest)):
+            progress = self.devices.get(device) or DeviceProgress(end, limit)
+            stall = progress.stall(oldest.get(device))
+            if stall is not None and stall[1] - stall[0] > limit:
+                violations.append(_violation("device", device, stall, end, limit))
+        for name, steps in sorted(series.items()):
+            if not name.endswith(".occupancy"):
+                continue
+            stall = steps.queue_stall(end)
+            if stall is not None and stall[1] - stall[0] > limit:
+                violations.append(_violation("queue", name.removesuffix(".occupancy"), stall, end, limit))
+        return {"name": NAME, "status": "failed" if violations else "ok", "violations": violations[:SHOWN],
+                "violations_total": len(violations), "threshold_ns": limit}
+
+
+_NEVER = np.iinfo(np.int64).max
+_BEFORE_ALL = np.iinfo(np.int64).min
+
+
+class DeviceProgress:
+    """`device_stall` of one device over its requests added in completion order, keeping only the idle
+    stretches longer than `limit` (a shorter one cannot fail the check, and stretches only shrink as
+    requests come).
+
+    A request served from `s` opens a stretch of idleness when it starts after every request before it was
+    served; one added later that started earlier shrinks or closes the stretches after its start. Every
+    request added after a stretch opened completed after the stretch ended, so the earliest submit among
+    them is the one `device_stall` looks for: work waited from the later of that and the stretch's start.
+    """
+
+    def __init__(self, end_ns: int, limit: int):
+        self.end_ns, self.limit = end_ns, limit
+        self.first_served: int | None = None  # the earliest start of service: the idleness before it
+        self.served_until: int | None = None  # the latest end of service so far
+        self.earliest_submit = _NEVER
+        self.stretches: list[list[int]] = []  # [idle from, idle to, earliest submit since], in time order
+        self.last_complete = _BEFORE_ALL
+
+    def add(self, submit, start, complete) -> None:
+        submit, start, complete = (np.asarray(column, dtype=np.int64) for column in (submit, start, complete))
+        if not complete.size:
+            return
+        if complete[0] < self.last_complete or np.any(complete[1:] < complete[:-1]):
+            raise ValueError("requests must be added in completion order")
+        self.last_complete = int(complete[-1])
+        served_to = np.minimum(complete, self.end_ns)
+        served_from = np.minimum(np.where(start >= 0, start, served_to), served_to)
+        earliest_from, earliest_submit = int(served_from.min()), int(submit.min())
+        stretches = self.stretches
+        while stretches and stretches[-1][1] > earliest_from:  # started before they ended: shrunk or closed
+            if stretches[-1][0] >= earliest_from or earliest_from - stretches[-1][0] <= self.limit:
+                stretches.pop()
+                continue
+            stretches[-1][1] = earliest_from
+            break
+        for stretch in reversed(stretches):  # their earliest submits never decrease along the list
+            if stretch[2] <= earliest_submit:
+                break
+            stretch[2] = earliest_submit
+        self.earliest_submit = min(self.earliest_submit, earliest_submit)
+        self.first_served = earliest_from if self.first_served is None else min(self.first_served, earliest_from)
+        before = np.append(_NEVER if self.served_until is None else self.served_until, served_to[:-1])
+        opens = np.flatnonzero(served_from > before)
+        if opens.size:
+            until = np.minimum.accumulate(served_from[::-1])[::-1][opens]
+            waiting = np.minimum.accumulate(submit[::-1])[::-1][opens]
+            since = before[opens]
+            kept = (until > since) & (until - since > self.limit)
+            stretches += [[int(a), int(b), int(c)] for a, b, c in zip(since[kept], until[kept], waiting[kept])]
+        self.served_until = int(served_to[-1])
+
+    def stall(self, oldest_waiting_ns: int | None) -> tuple[int, int] | None:
+        """The longest stretch `(from_ns, to_ns)` in which a request waited and none was served (among those
+        longer than `limit`, and the first of equals), as `device_stall` finds it; None when there is none."""
+        never = _NEVER if oldest_waiting_ns is None else oldest_waiting_ns
+        if self.served_until is None:
+            if oldest_waiting_ns is None:
+                return None
+            candidates = [(_BEFORE_ALL, self.end_ns, never)]
+        else:
+            candidates = [(_BEFORE_ALL, self.first_served, self.earliest_submit),
+                          *map(tuple, self.stretches), (self.served_until, self.end_ns, _NEVER)]
+        best = None
+        for idle_from, idle_to, earliest in candidates:
+            waiting_from = max(idle_from, min(earliest, never))
+            if idle_to - waiting_from > 0 and (best is None or idle_to - waiting_from > best[1] - best[0]):
+                best = (waiting_from, idle_to)
+        return best
 
 
 def device_stall(submit, start, complete, oldest_waiting_ns: int | None, end_ns: int) -> tuple[int, int] | None:

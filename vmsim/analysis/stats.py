@@ -122,16 +122,221 @@ def batch_means(values, batches: int = DEFAULT_BATCHES, confidence: float = 0.95
     With fewer values than batches the interval is NaN rather than a misleading number.
     """
     data = np.asarray(values, dtype=float)
-    method = f"batch means, {batches} batches, Student t"
-    size = data.size // batches
+    size = data.size // batches if batches >= 1 else 0
     if batches < 2 or size == 0:
-        mean = float(data.mean()) if data.size else math.nan
+        return interval_of_batch_means(None, batches, size, confidence, float(data.mean()) if data.size else math.nan)
+    means = data[data.size - size * batches:].reshape(batches, size).mean(axis=1)
+    return interval_of_batch_means(means, batches, size, confidence)
+
+
+def interval_of_batch_means(means, batches: int, size: int, confidence: float = 0.95,
+                            mean: float = math.nan) -> MeanInterval:
+    """The `batch_means` interval from the batch means themselves (None when there are too few values: then
+    the interval is NaN around `mean`), so a sample read a batch at a time (`StreamedLatency`) gets the same."""
+    method = f"batch means, {batches} batches, Student t"
+    if means is None:
         return MeanInterval(mean, math.nan, math.nan, math.nan, confidence, batches, size, method)
-    used = data[data.size - size * batches:]
-    means = used.reshape(batches, size).mean(axis=1)
+    means = np.asarray(means, dtype=float)
     mean = float(means.mean())
     half = t_quantile(0.5 + confidence / 2, batches - 1) * float(means.std(ddof=1)) / math.sqrt(batches)
     return MeanInterval(mean, mean - half, mean + half, half, confidence, batches, size, method)
+
+
+# --- exact statistics of a sample read a batch at a time ----------------------------------------
+
+_SUB_BINS = 32  # log-spaced bins per octave above 64: a bin spans at most 1/32 of its values
+_POSITIVE_BINS = 32 * 57 + 64  # bins of the non-negative int64 values (the largest: bit length 63)
+_LOG_BINS = 2 * _POSITIVE_BINS  # the negative values mirror them below
+COLLECT_LIMIT = 65_536
+"""Values of one bin a later pass collects to select an order statistic exactly; a fuller bin is cut finer first."""
+_FINER_BINS = 4_096
+
+
+def _bit_length(values: np.ndarray) -> np.ndarray:
+    """Each non-negative int64's bit length, exactly (a float's exponent, less one where it rounded up)."""
+    _, exponent = np.frexp(values.astype(np.float64))
+    exponent = exponent.astype(np.int64)
+    power = np.left_shift(np.uint64(1), np.maximum(exponent - 1, 0).astype(np.uint64))
+    return exponent - ((exponent > 0) & (power > values.astype(np.uint64)))
+
+
+def log_bin(values: np.ndarray) -> np.ndarray:
+    """Each int64's log-spaced bin, ascending with the value: the values below 64 one each, then 32 bins an
+    octave; negative values mirror the non-negative ones below them."""
+    values = np.asarray(values, dtype=np.int64)
+    magnitude = np.where(values < 0, ~values, values)  # -1 -> 0, -2 -> 1, ...: no overflow at the minimum
+    shift = np.maximum(_bit_length(magnitude) - 6, 0)
+    bins = np.where(shift > 0, _SUB_BINS * shift + (magnitude >> shift), magnitude)
+    return np.where(values < 0, _POSITIVE_BINS - 1 - bins, _POSITIVE_BINS + bins)
+
+
+def log_bin_range(index: int) -> tuple[int, int]:
+    """The smallest and largest int64 in bin `index` of `log_bin`."""
+    if index < _POSITIVE_BINS:
+        low, high = log_bin_range(2 * _POSITIVE_BINS - 1 - index)
+        return ~high, ~low
+    bin_ = index - _POSITIVE_BINS
+    if bin_ < 64:
+        return bin_, bin_
+    shift = bin_ // _SUB_BINS - 1
+    mantissa = bin_ - _SUB_BINS * shift
+    return mantissa << shift, ((mantissa + 1) << shift) - 1
+
+
+def _lerp(below: float, above: float, gamma: float) -> float:
+    """numpy's linear interpolation between two order statistics, operation for operation (so the result is
+    numpy's to the last bit)."""
+    difference = above - below
+    if gamma >= 0.5:
+        return float(np.float64(above) - np.float64(difference) * (1 - np.float64(gamma)))
+    return float(np.float64(below) + np.float64(difference) * np.float64(gamma))
+
+
+def percentile_ranks(count: int, points: dict[str, float]) -> dict[str, tuple[int, int, float]]:
+    """For each named percentile of `count` values, the two order statistics (0-based ranks) numpy's default
+    ("linear") method interpolates between, and the weight of the upper one."""
+    quantiles = np.true_divide(np.asarray(list(points.values()), dtype=float), 100)
+    virtual = (count - 1) * quantiles
+    ranks = {}
+    for name, index in zip(points, virtual):
+        if index >= count - 1:
+            ranks[name] = (count - 1, count - 1, 0.0)
+        else:
+            below = int(np.floor(index))
+            ranks[name] = (below, below + 1, float(index - np.floor(index)))
+    return ranks
+
+
+class StreamedLatency:
+    """`latency_summary` of several groups of one sample, and `batch_means` over the whole sample, from
+    batches read one at a time: memory bounded by a batch, however long the sample.
+
+    `passes()` gives a fresh iterator of `(codes, values)` int arrays on each call: each value's group code
+    (0..`codes`-1) and the value, in the sample's order; `groups` names the sets of codes to summarise
+    (a group may hold many codes: a bus, its devices). Counts, sums and maxima come in one pass, with a
+    histogram over log-spaced integer bins per code; a second pass collects only the values in the bins
+    holding each wanted order statistic and selects it exactly (a bin fuller than `COLLECT_LIMIT` is first
+    cut into finer bins, a pass each), so percentiles equal numpy's, interpolation included. The batch
+    means are summed in the second pass, once the sample's size says where batches begin.
+    """
+
+    def __init__(self, passes, codes: int, groups: dict[str, list[int]], points=LATENCY_PERCENTILES,
+                 batches: int = DEFAULT_BATCHES, confidence: float = 0.95):
+        self.passes = passes
+        self.codes = codes
+        self.groups = {name: sorted(set(members)) for name, members in groups.items()}
+        self.points = points
+        self.batches = batches
+        self.confidence = confidence
+        self.counts = np.zeros(codes, dtype=np.int64)
+        self.sums = [0] * codes
+        self.maxima = np.full(codes, np.iinfo(np.int64).min, dtype=np.int64)
+        self.histogram = np.zeros((codes, _LOG_BINS), dtype=np.int64)
+        self.batch_sums = np.zeros(max(batches, 1))
+        self._first_pass()
+
+    def _first_pass(self) -> None:
+        for codes, values in self.passes():
+            codes, values = np.asarray(codes, dtype=np.int64), np.asarray(values, dtype=np.int64)
+            if not values.size:
+                continue
+            self.counts += np.bincount(codes, minlength=self.codes)
+            for code in np.unique(codes).tolist():
+                mine = values[codes == code]
+                self.sums[code] += int(mine.sum(dtype=np.int64))
+                self.maxima[code] = max(self.maxima[code], mine.max())
+            cells = codes * _LOG_BINS + log_bin(values)
+            self.histogram += np.bincount(cells, minlength=self.codes * _LOG_BINS).reshape(self.codes, _LOG_BINS)
+
+    def summaries(self) -> tuple[dict[str, dict[str, float]], MeanInterval]:
+        """Each group's `latency_summary`, and the batch-means interval over the whole sample."""
+        wanted = {}  # (group's codes, rank) -> the value at that rank, found below
+        for members in self.groups.values():
+            count = int(self.counts[members].sum())
+            for below, above, _ in percentile_ranks(count, self.points).values() if count else ():
+                wanted[(tuple(members), below)] = wanted[(tuple(members), above)] = None
+        found = self._select(list(wanted))
+        total = int(self.counts.sum())
+        summaries = {}
+        for name, members in self.groups.items():
+            count = int(self.counts[members].sum())
+            if not count:
+                summaries[name] = {"mean": math.nan, **{point: math.nan for point in self.points}, "max": math.nan}
+                continue
+            key = tuple(members)
+            figures = {point: _lerp(float(found[(key, below)]), float(found[(key, above)]), gamma)
+                       for point, (below, above, gamma) in percentile_ranks(count, self.points).items()}
+            summaries[name] = {"mean": sum(self.sums[code] for code in members) / count, **figures,
+                               "max": float(self.maxima[members].max())}
+        size = self._batch_size()
+        if size == 0:
+            mean = sum(self.sums) / total if total else math.nan
+            return summaries, interval_of_batch_means(None, self.batches, size, self.confidence, mean)
+        return summaries, interval_of_batch_means(self.batch_sums / size, self.batches, size, self.confidence)
+
+    def _batch_size(self) -> int:
+        """Values in each of the batch means' batches; 0 when there are too few values (or batches)."""
+        return int(self.counts.sum()) // self.batches if self.batches >= 2 else 0
+
+    def _select(self, wanted: list[tuple[tuple[int, ...], int]]) -> dict:
+        """The values at the wanted ranks, each of the group's values counted in the sample's order, exactly.
+        The first of the later passes also sums the batch means."""
+        cells = {}  # (codes, lowest, highest, values below) -> ranks wanted in it
+        for members, rank in wanted:
+            counts = np.cumsum(self.histogram[list(members)].sum(axis=0))
+            index = int(np.searchsorted(counts, rank, side="right"))
+            low, high = log_bin_range(index)
+            below = int(counts[index - 1]) if index else 0
+            cells.setdefault((members, low, high, below, int(counts[index]) - below), []).append(rank)
+        found: dict = {}
+        sum_batches = self._batch_size() > 0
+        while cells or sum_batches:
+            cells = self._refine(cells, found, sum_batches)
+            sum_batches = False
+        return found
+
+    def _refine(self, cells: dict, found: dict, sum_batches: bool) -> dict:
+        """One pass: each cell's values collected (few enough) or counted in finer bins; the cells still to
+        cut finer are returned."""
+        collect = {cell: [] for cell in cells if cell[4] <= COLLECT_LIMIT}
+        finer = {cell: np.zeros(_FINER_BINS, dtype=np.int64) for cell in cells if cell[4] > COLLECT_LIMIT}
+        width = {cell: -(-(cell[2] - cell[1] + 1) // _FINER_BINS) for cell in finer}
+        member_of = {cell[0]: np.isin(np.arange(self.codes), cell[0]) for cell in cells}
+        size = self._batch_size()
+        dropped, seen = int(self.counts.sum()) - size * self.batches, 0
+        for codes, values in self.passes():
+            codes, values = np.asarray(codes, dtype=np.int64), np.asarray(values, dtype=np.int64)
+            if sum_batches and size and values.size:
+                positions = np.arange(seen, seen + values.size) - dropped
+                kept = positions >= 0
+                self.batch_sums += np.bincount(positions[kept] // size, weights=values[kept],
+                                               minlength=self.batches)
+            seen += values.size
+            for cell in cells:
+                members, low, high = cell[0], cell[1], cell[2]
+                inside = member_of[members][codes] & (values >= low) & (values <= high)
+                if cell in collect:
+                    collect[cell].append(values[inside])
+                else:
+                    finer[cell] += np.bincount((values[inside] - low) // width[cell], minlength=_FINER_BINS)
+        remaining = {}
+        for cell, parts in collect.items():
+            ordered = np.sort(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
+            for rank in cells[cell]:
+                found[(cell[0], rank)] = int(ordered[rank - cell[3]])
+        for cell, counts in finer.items():
+            cumulative = np.cumsum(counts)
+            for rank in cells[cell]:
+                index = int(np.searchsorted(cumulative, rank - cell[3], side="right"))
+                below = cell[3] + (int(cumulative[index - 1]) if index else 0)
+                low = cell[1] + index * width[cell]
+                high = min(low + width[cell] - 1, cell[2])
+                key = (cell[0], low, high, below, int(counts[index]))
+                if width[cell] == 1:
+                    found[(cell[0], rank)] = low
+                else:
+                    remaining.setdefault(key, []).append(rank)
+        return remaining
 
 
 # --- Little's law and queueing oracles --------------------------------------------------------
