@@ -1,6 +1,6 @@
 """A run as a trace for the Perfetto UI (ui.perfetto.dev): Perfetto's protobuf (`trace.perfetto-trace`, the
-default, encoded by `vmsim.trace.perfetto_proto` from the document built here) or Chrome trace-event JSON
-(`trace.json`, which chrome://tracing opens too).
+default, encoded by `vmsim.trace.perfetto_proto`) or Chrome trace-event JSON (`trace.json`, which
+chrome://tracing opens too), both written from the columns of one plan (`vmsim.trace.plan`).
 
 Layout: one process per bus (a thread per queue or doorbell logging on it), one process per
 component group that logs off-bus (named by the first segment of the dotted name), and one
@@ -13,63 +13,34 @@ submit to completion; each request also spans submit..completion as an async sli
 
 Timestamps are microseconds as floats (the format's unit); integers of ns divide exactly enough.
 
-The logs come as tables, or as the parquet files a streamed run wrote: then only their first rows are read,
-in batches (`earliest_rows`), as many as the trace can hold, so a trace costs the same however long the run.
+The JSON file is written a line of text per event from the plan's columns, the encodings of repeated
+strings cached; it is the text `json.dump` gives the document `build_trace` returns (a test keeps the two
+equal).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import time
-from collections import defaultdict, deque
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from vmsim.errors import VmsimError
 from vmsim.sim.output import SimOutput
-from vmsim.trace.perfetto_proto import write_proto_trace
-
-REQUEST_PROCESS = "requests"
-CORE_PROCESS = "cores"
-RESPONSE_BIT = 0x01
-_EVENTS_PER_REQUEST = 4  # submit, complete, async begin, async end
-
-
-def build_trace(output: SimOutput, events: pa.Table | Path, requests: pa.Table | Path,
-                limit: int) -> tuple[dict, dict]:
-    """The trace document and a note {events, limit, truncated} for the summary.
-
-    Beyond `limit` timeline events the earliest ones are kept (the start of a run is where
-    bring-up happens) and the note says the trace was truncated; metadata events are not counted.
-    `events` and `requests` are the log tables or their parquet files.
-    """
-    if isinstance(events, pa.Table):
-        logged = events.num_rows + _EVENTS_PER_REQUEST * requests.num_rows
-    else:
-        events, requests, logged = earliest_rows(Path(events), Path(requests), limit)
-    event_time = events.column("time_ns").to_numpy()
-    submit = requests.column("submit_ns").to_numpy()
-    complete = requests.column("complete_ns").to_numpy()
-    cutoff = _cutoff(event_time, submit, complete, limit)
-    kept_rows = np.flatnonzero(event_time < cutoff)
-    kept_requests = np.flatnonzero(complete < cutoff)
-    tracks = _Tracks()
-    timeline = _frame_events(events, kept_rows, tracks)
-    timeline += _request_events(requests, kept_requests, tracks, first_flow=len(kept_rows) + 1)
-    timeline += _busy_events(output.busy_periods, tracks, cutoff)
-    timeline.sort(key=lambda event: event["ts"])
-    count = len(timeline)
-    truncated = count < logged + _busy_count(output.busy_periods)
-    document = {
-        "traceEvents": tracks.metadata() + timeline,
-        "displayTimeUnit": "ns",
-        "otherData": {"scenario": output.scenario, "seed": output.seed, "truncated": truncated},
-    }
-    return document, {"events": count, "limit": limit, "truncated": truncated}
-
+from vmsim.trace.plan import (
+    BEGIN,
+    BUSY,
+    COMPLETE,
+    FRAME,
+    FRAME_ARGS,
+    MARK_ARGS,
+    REQUEST_ARGS,
+    SUBMIT,
+    TracePlan,
+    plan_trace,
+)
 
 TRACE_FORMATS = {"perfetto": "trace.perfetto-trace", "json": "trace.json"}
 """Each trace format and the file it is written to: Perfetto's protobuf (the default, smaller and faster)
@@ -90,198 +61,114 @@ def write_trace(output: SimOutput, folder: Path, *, events: pa.Table | Path, req
     file's size and the seconds spent building and writing it."""
     path = Path(folder) / check_trace_format(trace_format)
     started = time.perf_counter()
-    document, note = build_trace(output, events, requests, limit)
+    plan = plan_trace(output, events, requests, limit)
     if trace_format == "json":
         with open(path, "w") as stream:
-            json.dump(document, stream, separators=(",", ":"))
+            write_json_trace(plan, stream)
     else:
-        write_proto_trace(document, path)
+        from vmsim.trace.perfetto_proto import write_proto_trace
+
+        write_proto_trace(plan, path)
     seconds = time.perf_counter() - started
-    return {"file": path.name, **note, "bytes": path.stat().st_size, "write_seconds": round(seconds, 3)}
+    return {"file": path.name, **_note(plan, limit), "bytes": path.stat().st_size,
+            "write_seconds": round(seconds, 3)}
 
 
-BATCH_ROWS = 65_536
+def build_trace(output: SimOutput, events: pa.Table | Path, requests: pa.Table | Path,
+                limit: int) -> tuple[dict, dict]:
+    """The trace document (Chrome trace events, as `trace.json` holds it) and a note {events, limit,
+    truncated} for the summary.
 
-
-def earliest_rows(events_path: Path, requests_path: Path, limit: int) -> tuple[pa.Table, pa.Table, int]:
-    """From a streamed run's parquet files, the rows that can be in a trace of `limit` events: every row
-    whose timestamps may fall before the cutoff `_cutoff` finds in the whole logs, and the logs' timeline
-    event count.
-
-    The event log is in time order (rows are appended as simulated time advances), so no event after its
-    row `limit` is earlier than the cutoff: events are read up to there (and the rows at that row's time),
-    requests' submit times are scanned a row group at a time for the ones submitted by then. Stamps after that time cannot change
-    the cutoff, which is at most that time.
+    Beyond `limit` timeline events the earliest ones are kept (the start of a run is where
+    bring-up happens) and the note says the trace was truncated; metadata events are not counted.
+    `events` and `requests` are the log tables or their parquet files.
     """
-    events_file = pq.ParquetFile(events_path)
-    requests_file = pq.ParquetFile(requests_path)
-    logged = events_file.metadata.num_rows + _EVENTS_PER_REQUEST * requests_file.metadata.num_rows
-    batches, read, latest = [], 0, np.iinfo(np.int64).max
-    for batch in events_file.iter_batches(batch_size=BATCH_ROWS):
-        time_ns = batch.column("time_ns").to_numpy()
-        if read + batch.num_rows > limit and latest == np.iinfo(np.int64).max:
-            latest = int(time_ns[limit - read])
-        batches.append(batch.filter(pa.array(time_ns <= latest)))
-        read += batch.num_rows
-        if time_ns[-1] > latest:
-            break
-    kept = [requests_file.schema_arrow.empty_table()]
-    for group in range(requests_file.num_row_groups):  # every row group's submit times; its rows only if needed
-        submit = requests_file.read_row_group(group, columns=["submit_ns"]).column(0).to_numpy()
-        early = np.flatnonzero(submit <= latest)
-        if early.size:
-            kept.append(requests_file.read_row_group(group).take(early))
-    events = pa.Table.from_batches(batches, schema=events_file.schema_arrow)
-    return events, pa.concat_tables(kept), logged
+    plan = plan_trace(output, events, requests, limit)
+    return json.loads(_json_text(plan)), _note(plan, limit)
 
 
-def _cutoff(event_time, submit, complete, limit: int) -> float:
-    """The earliest timestamp that must be left out so at most `limit` timeline events remain."""
-    stamps = np.concatenate([event_time, submit, submit, complete, complete])
-    if stamps.size <= limit:
-        return np.inf
-    return float(np.partition(stamps, limit)[limit])
+def _note(plan: TracePlan, limit: int) -> dict:
+    return {"events": plan.events, "limit": limit, "truncated": plan.truncated}
 
 
-class _Tracks:
-    """pid per process name, globally unique tid per (process, thread name), and their "M" events."""
-
-    def __init__(self):
-        self.pids: dict[str, int] = {}
-        self.tids: dict[tuple[int, str], int] = {}
-
-    def __call__(self, process: str, thread: str) -> tuple[int, int]:
-        pid = self.pids.setdefault(process, len(self.pids) + 1)
-        tid = self.tids.setdefault((pid, thread), len(self.tids) + 1)
-        return pid, tid
-
-    def metadata(self) -> list[dict]:
-        events = []
-        for name, pid in self.pids.items():
-            events.append({"ph": "M", "name": "process_name", "pid": pid, "tid": 0, "args": {"name": name}})
-            events.append({"ph": "M", "name": "process_sort_index", "pid": pid, "tid": 0,
-                           "args": {"sort_index": pid}})
-        for (pid, name), tid in self.tids.items():
-            events.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid, "args": {"name": name}})
-        return events
+def write_json_trace(plan: TracePlan, stream) -> None:
+    """Write the plan as Chrome trace-event JSON (compact: no spaces), a batch of events at a time."""
+    other = json.dumps({"scenario": plan.scenario, "seed": plan.seed, "truncated": plan.truncated},
+                       separators=(",", ":"))
+    stream.write('{"traceEvents":[')
+    for index, chunk in enumerate(_json_chunks(plan)):
+        stream.write(("," if index else "") + ",".join(chunk))
+    stream.write(f'],"displayTimeUnit":"ns","otherData":{other}}}')
 
 
-def _frame_events(events: pa.Table, rows, tracks: _Tracks) -> list[dict]:
-    columns = {name: events.column(name).take(pa.array(rows, pa.int64())).to_pylist()
-               for name in events.column_names}
-    flows = _frame_flows(columns)
-    timeline = []
-    for index in range(len(rows)):
-        component = columns["component"][index]
-        bus = columns["bus"][index]
-        pid, tid = tracks(f"bus {bus}" if bus is not None else component.split(".")[0], component)
-        ts = columns["time_ns"][index] / 1000
-        wire = columns["wire"][index]
-        name = columns["msg_name"][index]
-        if name is None and columns["msg_size"][index] < 0:  # a mark: doorbell, queue full, ...
-            timeline.append({"ph": "i", "s": "t", "name": columns["event"][index], "cat": "mark",
-                             "pid": pid, "tid": tid, "ts": ts,
-                             "args": {"dev_num": columns["dev_num"][index], "value": columns["value"][index]}})
-            continue
-        event = {"ph": "X", "name": name or "frame", "cat": "frame", "pid": pid, "tid": tid, "ts": ts,
-                 "dur": 0, "args": {
-                     "event": columns["event"][index], "dev_num": columns["dev_num"][index],
-                     "type": columns["type"][index], "msg_id": columns["msg_id"][index],
-                     "token": columns["token"][index], "msg_size": columns["msg_size"][index],
-                     "wire": None if wire is None else wire.hex()}}
-        flow = flows.get(index)
-        if flow is not None:
-            event.update(flow)
-        timeline.append(event)
-    return timeline
+def _json_text(plan: TracePlan) -> str:
+    text = io.StringIO()
+    write_json_trace(plan, text)
+    return text.getvalue()
 
 
-def _frame_flows(columns: dict) -> dict[int, dict]:
-    """Flow fields per row: each request frame chained tx -> rx -> response tx -> response rx.
+CHUNK_EVENTS = 65_536
 
-    Frames are matched per (bus, dev_num, type, msg_id): a rx takes the oldest frame in flight
-    with that key, a response tx answers the oldest request of that (bus, dev_num, msg_id), so
-    responses pair with requests in request order. Events (no response) chain tx -> rx only.
-    """
-    in_flight: dict[tuple, deque] = defaultdict(deque)
-    unanswered: dict[tuple, deque] = defaultdict(deque)
-    chains: list[list[int]] = []
-    for index, event in enumerate(columns["event"]):
-        if event not in ("tx", "rx") or columns["msg_name"][index] is None:
-            continue
-        frame_type = columns["type"][index]
-        bus, dev_num, msg_id = columns["bus"][index], columns["dev_num"][index], columns["msg_id"][index]
-        key = (bus, dev_num, frame_type, msg_id)
-        if event == "tx":
-            request_key = (bus, dev_num, frame_type & ~RESPONSE_BIT, msg_id)
-            waiting = unanswered[request_key]
-            if frame_type & RESPONSE_BIT and waiting:
-                chain = waiting.popleft()
+
+def _json_chunks(plan: TracePlan):
+    """The events' JSON texts, metadata first, in lists of at most `CHUNK_EVENTS`."""
+    text = _JsonValues()
+    metadata = []
+    for pid, name in plan.processes:
+        metadata.append(f'{{"ph":"M","name":"process_name","pid":{pid},"tid":0,"args":{{"name":{text(name)}}}}}')
+        metadata.append(f'{{"ph":"M","name":"process_sort_index","pid":{pid},"tid":0,"args":{{"sort_index":{pid}}}}}')
+    for pid, tid, name in plan.threads:
+        metadata.append(f'{{"ph":"M","name":"thread_name","pid":{pid},"tid":{tid},"args":{{"name":{text(name)}}}}}')
+    if metadata:
+        yield metadata
+    frames, requests, busy = plan.frames, plan.requests, plan.busy
+    frame_args = [frames[name] for name in FRAME_ARGS]
+    mark_args = [frames[name] for name in MARK_ARGS]
+    request_args = [requests[name] for name in REQUEST_ARGS]
+    flow_suffix = {(False, True): ',"flow_out":true}', (True, True): ',"flow_in":true,"flow_out":true}',
+                   (True, False): ',"flow_in":true}'}
+    chunk = []
+    for kind, row, ns in zip(plan.kinds.tolist(), plan.rows.tolist(), plan.times.tolist()):
+        ts = repr(ns / 1000)
+        if kind == FRAME:
+            pid, tid, name = frames["pid"][row], frames["tid"][row], text(frames["name"][row])
+            if frames["mark"][row]:
+                args = ",".join(f'"{key}":{text(column[row])}' for key, column in zip(MARK_ARGS, mark_args))
+                chunk.append(f'{{"ph":"i","s":"t","name":{name},"cat":"mark","pid":{pid},"tid":{tid},"ts":{ts},'
+                             f'"args":{{{args}}}}}')
             else:
-                chain = len(chains)
-                chains.append([])
-                if not frame_type & RESPONSE_BIT:
-                    waiting.append(chain)
-            in_flight[key].append(chain)
+                args = ",".join(f'"{key}":{text(column[row])}' for key, column in zip(FRAME_ARGS, frame_args))
+                bind = frames["bind"][row]
+                flow = f',"bind_id":{bind}' + flow_suffix[frames["flow_in"][row], frames["flow_out"][row]] \
+                    if bind else "}"
+                chunk.append(f'{{"ph":"X","name":{name},"cat":"frame","pid":{pid},"tid":{tid},"ts":{ts},"dur":0,'
+                             f'"args":{{{args}}}{flow}')
+        elif kind == BUSY:
+            chunk.append(f'{{"ph":"X","name":"busy","cat":"cpu","pid":{busy["pid"][row]},"tid":{busy["tid"][row]},'
+                         f'"ts":{ts},"dur":{(busy["end"][row] - busy["start"][row]) / 1000!r}}}')
         else:
-            queue = in_flight[key]
-            if queue:
-                chain = queue.popleft()
+            where = f'"cat":"request","pid":{requests["pid"][row]},"tid":{requests["tid"][row]}}}'
+            if kind == SUBMIT or kind == COMPLETE:
+                args = ",".join(f'"{key}":{text(column[row])}' for key, column in zip(REQUEST_ARGS, request_args))
+                name, hop = ("submit", "flow_out") if kind == SUBMIT else ("complete", "flow_in")
+                chunk.append(f'{{"ph":"X","name":"{name}","ts":{ts},"dur":0,"bind_id":{requests["flow"][row]},'
+                             f'"{hop}":true,"args":{{{args}}},{where}')
             else:
-                chain = len(chains)
-                chains.append([])
-        chains[chain].append(index)
-    flows = {}
-    for bind_id, chain in enumerate((chain for chain in chains if len(chain) > 1), start=1):
-        flows[chain[0]] = {"bind_id": bind_id, "flow_out": True}
-        for index in chain[1:-1]:
-            flows[index] = {"bind_id": bind_id, "flow_in": True, "flow_out": True}
-        flows[chain[-1]] = {"bind_id": bind_id, "flow_in": True}
-    return flows
+                request_id = text(requests["request_id"][row])
+                chunk.append(f'{{"ph":"{"b" if kind == BEGIN else "e"}","name":"request {request_id}",'
+                             f'"id":{request_id},"ts":{ts},{where}')
+        if len(chunk) == CHUNK_EVENTS:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
-def _busy_events(busy_periods: dict, tracks: _Tracks, cutoff: float) -> list[dict]:
-    """One slice per period a core (or vCPU) was busy without a gap, on a track per core under `CORE_PROCESS`,
-    for those that start before `cutoff`: where a core's time went next to the frames it handled."""
-    timeline = []
-    for name, cores in busy_periods.items():
-        for number, periods in enumerate(cores):
-            if not len(periods.starts):
-                continue
-            pid, tid = tracks(CORE_PROCESS, f"{name} #{number}" if len(cores) > 1 else name)
-            for start, end in zip(periods.starts, periods.ends):
-                if start >= cutoff:
-                    break
-                timeline.append({"ph": "X", "name": "busy", "cat": "cpu", "pid": pid, "tid": tid,
-                                 "ts": start / 1000, "dur": (end - start) / 1000})
-    return timeline
+class _JsonValues(dict):
+    """A value's JSON text, worked out once per distinct value (names and arguments recur)."""
 
-
-def _busy_count(busy_periods: dict) -> int:
-    """Busy periods the run had, those dropped past the per-core limit included."""
-    return sum(len(periods.starts) + periods.dropped for cores in busy_periods.values() for periods in cores)
-
-
-def _request_events(requests: pa.Table, rows, tracks: _Tracks, first_flow: int) -> list[dict]:
-    """Per request: submit and completion instants bound by a flow, and an async span between them."""
-    columns = {name: requests.column(name).take(pa.array(rows, pa.int64())).to_pylist()
-               for name in requests.column_names}
-    timeline = []
-    for index in range(len(rows)):
-        pid, tid = tracks(REQUEST_PROCESS, f"{columns['driver'][index]} -> {columns['device'][index]}")
-        request_id = columns["request_id"][index]
-        submit = columns["submit_ns"][index] / 1000
-        complete = columns["complete_ns"][index] / 1000
-        flow_id = first_flow + index
-        args = {name: columns[name][index] for name in
-                ("request_id", "vq", "size_bytes", "start_ns", "service_ns", "latency_ns")}
-        common = {"cat": "request", "pid": pid, "tid": tid}
-        timeline += [
-            {"ph": "X", "name": "submit", "ts": submit, "dur": 0, "bind_id": flow_id, "flow_out": True,
-             "args": args, **common},
-            {"ph": "X", "name": "complete", "ts": complete, "dur": 0, "bind_id": flow_id, "flow_in": True,
-             "args": args, **common},
-            {"ph": "b", "name": f"request {request_id}", "id": request_id, "ts": submit, **common},
-            {"ph": "e", "name": f"request {request_id}", "id": request_id, "ts": complete, **common},
-        ]
-    return timeline
+    def __call__(self, value) -> str:
+        text = self.get(value)
+        if text is None:
+            text = self[value] = json.dumps(value)
+        return text

@@ -1,13 +1,17 @@
 """A run's trace in Perfetto's own protobuf format (`trace.perfetto-trace`), with the standard library alone.
 
-It carries what the JSON trace document of `vmsim.trace.perfetto.build_trace` carries, event for event:
-a `Trace` of `TracePacket`s on one trusted sequence. A process track per JSON process and a thread track
-per JSON thread (TrackDescriptor with ProcessDescriptor / ThreadDescriptor), then each timeline event as a
-TrackEvent at its timestamp in ns: frames (zero-length slices) and marks as TYPE_INSTANT, a core's busy
-periods as TYPE_SLICE_BEGIN / TYPE_SLICE_END on its thread's track, each request's
-async span as TYPE_SLICE_BEGIN / TYPE_SLICE_END on a lane track under its thread's process (a span needs a
-track of its own while another is open, so lanes are reused as spans end). Flows: every hop but the last
-names the flow in `flow_ids`, the last in `terminating_flow_ids`. Arguments become debug annotations.
+It carries what the JSON trace of the same plan (`vmsim.trace.plan`) carries, event for event: a `Trace` of
+`TracePacket`s on one trusted sequence. A process track per JSON process and a thread track per JSON thread
+(TrackDescriptor with ProcessDescriptor / ThreadDescriptor), then each timeline event as a TrackEvent at its
+timestamp in ns: frames (zero-length slices) and marks as TYPE_INSTANT, a core's busy periods as
+TYPE_SLICE_BEGIN / TYPE_SLICE_END on its thread's track, each request's async span as TYPE_SLICE_BEGIN /
+TYPE_SLICE_END on a lane track under its thread's process (a span needs a track of its own while another is
+open, so lanes are reused as spans end). Flows: every hop but the last names the flow in `flow_ids`, the
+last in `terminating_flow_ids`. Arguments become debug annotations.
+
+Encoded from the plan's columns a packet at a time: the part of a TrackEvent fixed by its track, category
+and name is encoded once per combination, a debug annotation once per distinct (argument, value), and the
+timestamps' varints all at once with numpy.
 
 Field numbers are those of Perfetto's public definitions (github.com/google/perfetto, protos/perfetto/trace/):
 trace.proto, trace_packet.proto, track_event/track_descriptor.proto, track_event/process_descriptor.proto,
@@ -18,10 +22,23 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
-from functools import lru_cache
+from heapq import heappop, heappush
+from itertools import chain, repeat
 from pathlib import Path
 
-from vmsim.trace.proto import bytes_field, fixed64_field, string_field, varint_field
+import numpy as np
+
+from vmsim.trace.plan import BEGIN, BUSY, COMPLETE, END, FRAME, FRAME_ARGS, REQUEST_ARGS, SUBMIT, TracePlan
+from vmsim.trace.proto import (
+    FIXED64,
+    LENGTH_DELIMITED,
+    VARINT,
+    bytes_field,
+    key,
+    string_field,
+    varint,
+    varint_field,
+)
 
 # trace.proto: Trace
 TRACE_PACKET = 1
@@ -63,102 +80,214 @@ ANNOTATION_NAME = 10
 
 SEQUENCE_ID = 1
 _SEQUENCE = varint_field(PACKET_SEQUENCE_ID, SEQUENCE_ID)
+_PACKET_KEY = key(TRACE_PACKET, LENGTH_DELIMITED)
+_TIMESTAMP_PREFIX = _SEQUENCE + key(PACKET_TIMESTAMP, VARINT)  # the timestamp's value follows
+_TRACK_EVENT_KEY = key(PACKET_TRACK_EVENT, LENGTH_DELIMITED)
+_ANNOTATION_KEY = key(EVENT_DEBUG_ANNOTATIONS, LENGTH_DELIMITED)
+_FLOW_OUT = key(EVENT_FLOW_IDS, FIXED64)  # a fixed64 flow id follows
+_FLOW_END = key(EVENT_TERMINATING_FLOW_IDS, FIXED64)
+_PACKET_OVERHEAD = len(_TIMESTAMP_PREFIX) + len(_TRACK_EVENT_KEY)
+CHUNK_EVENTS = 65_536
 
 
-def write_proto_trace(document: dict, path: Path) -> None:
-    """Write the trace document as a Perfetto protobuf trace."""
+def write_proto_trace(plan: TracePlan, path: Path) -> None:
+    """Write the plan as a Perfetto protobuf trace."""
     with open(path, "wb") as stream:
-        stream.writelines(bytes_field(TRACE_PACKET, packet) for packet in trace_packets(document))
+        stream.writelines(trace_chunks(plan))
 
 
-def trace_packets(document: dict) -> Iterator[bytes]:
-    """The encoded TracePackets of a trace document: its tracks first, then its timeline in order."""
-    events = document["traceEvents"]
-    process_names = {event["pid"]: event["args"]["name"] for event in events
-                     if event["name"] == "process_name" and event["ph"] == "M"}
-    thread_names = {(event["pid"], event["tid"]): event["args"]["name"] for event in events
-                    if event["name"] == "thread_name" and event["ph"] == "M"}
-    uuids = _Uuids()
-    first = True
-    for pid, name in process_names.items():
+def trace_chunks(plan: TracePlan) -> Iterator[bytes]:
+    """The encoded Trace: its TracePacket fields, tracks first, then the timeline in order, a few MB at a time."""
+    uuids = len(plan.processes)  # processes are tracks 1.., threads follow, then request lanes
+    descriptors = []
+    for pid, name in plan.processes:
         process = varint_field(PROCESS_PID, pid) + string_field(PROCESS_NAME, name)
-        yield _descriptor(uuids.process(pid), bytes_field(TRACK_PROCESS, process), first=first)
-        first = False
-    for (pid, tid), name in thread_names.items():
-        thread = (varint_field(THREAD_PID, pid) + varint_field(THREAD_TID, tid)
-                  + string_field(THREAD_NAME, name))
-        yield _descriptor(uuids.thread(tid), bytes_field(TRACK_THREAD, thread))
-    lanes = _Lanes(uuids, thread_names)
-    for event in events:
-        phase = event["ph"]
-        if phase == "M":
-            continue
-        if phase == "b":
-            track, new_lane = lanes.open(event)
-            if new_lane is not None:
-                yield new_lane
-            yield _track_event(event, track, TYPE_SLICE_BEGIN)
-        elif phase == "e":
-            yield _track_event(event, lanes.close(event), TYPE_SLICE_END)
-        elif event.get("dur"):  # a core's busy period: a slice on its thread's track
-            track = uuids.thread(event["tid"])
-            yield _track_event(event, track, TYPE_SLICE_BEGIN)
-            yield _track_event({"ts": event["ts"] + event["dur"]}, track, TYPE_SLICE_END)
-        else:  # a zero-length "X" (a frame) or an "i" (a mark)
-            yield _track_event(event, uuids.thread(event["tid"]), TYPE_INSTANT)
+        descriptors.append(_descriptor(pid, bytes_field(TRACK_PROCESS, process), first=not descriptors))
+    for pid, tid, name in plan.threads:
+        thread = varint_field(THREAD_PID, pid) + varint_field(THREAD_TID, tid) + string_field(THREAD_NAME, name)
+        descriptors.append(_descriptor(uuids + tid, bytes_field(TRACK_THREAD, thread)))
+    yield b"".join(bytes_field(TRACE_PACKET, packet) for packet in descriptors)
+    yield from _Timeline(plan).chunks()
 
 
-class _Uuids:
-    """Track uuids: processes, threads and request lanes numbered apart (pids and tids are small)."""
+class _Timeline:
+    """The timeline's packets from the plan's columns: each frame's and request's TrackEvent encoded a column
+    at a time (the encodings that recur cached), then framed as packets in time order."""
 
-    def __init__(self):
-        self.count = 0
-        self.by_key: dict[tuple, int] = {}
+    def __init__(self, plan: TracePlan):
+        self.plan = plan
+        self.thread_track = {tid: len(plan.processes) + tid for _, tid, _ in plan.threads}
+        self.thread_names = {tid: name for _, tid, name in plan.threads}
+        self.next_uuid = len(plan.processes) + len(plan.threads) + 1
+        self.heads: dict[tuple, bytes] = {}
+        self.free_lanes: dict[int, list[int]] = defaultdict(list)  # per thread, a heap of its free lanes
+        self.lane_counts: dict[int, int] = defaultdict(int)
+        self.lane_tracks: dict[tuple[int, int], int] = {}
+        self.open_spans: dict[tuple[int, int], int] = {}
 
-    def _of(self, key: tuple) -> int:
-        if key not in self.by_key:
-            self.count += 1
-            self.by_key[key] = self.count
-        return self.by_key[key]
+    def chunks(self) -> Iterator[bytes]:
+        """The timeline's TracePacket fields, `CHUNK_EVENTS` events at a time: each event's TrackEvent picked
+        from its kind's column, a busy period's end packet after its begin, a lane's descriptor before its
+        first span."""
+        plan = self.plan
+        kinds, rows = plan.kinds, plan.rows
+        events = np.empty(len(kinds), dtype=object)
+        for kind, encoded in ((FRAME, self._frame_events()), (SUBMIT, self._request_events("submit", _FLOW_OUT)),
+                              (COMPLETE, self._request_events("complete", _FLOW_END)), (BUSY, self._busy_events())):
+            at = kinds == kind
+            events[at] = _objects(encoded)[rows[at]]
+        before, after = [b""] * len(kinds), [b""] * len(kinds)
+        for position in np.flatnonzero(kinds == BUSY).tolist():
+            after[position] = self.busy_ends[rows[position]]
+        self._spans(events, before)
+        stamps = _varints(plan.times)
+        for start in range(0, len(kinds), CHUNK_EVENTS):
+            window = slice(start, start + CHUNK_EVENTS)
+            yield _packets(stamps[window], events[window].tolist(), before[window], after[window])
 
-    def process(self, pid: int) -> int:
-        return self._of(("process", pid))
+    def _busy_events(self) -> list[bytes]:
+        """Each busy period's begin TrackEvent; its end packet, framed, kept in `busy_ends`."""
+        busy = self.plan.busy
+        tracks = [self.thread_track[tid] for tid in busy["tid"]]
+        ends = [self._head(TYPE_SLICE_END, track) for track in tracks]
+        self.busy_ends = _packets(_varints(busy["end"]), ends, None, None, joined=False)
+        return [self._head(TYPE_SLICE_BEGIN, track, "cpu", "busy") for track in tracks]
 
-    def thread(self, tid: int) -> int:
-        return self._of(("thread", tid))
+    def _spans(self, events: np.ndarray, before: list[bytes]) -> None:
+        """Each request's async span, begun and ended in time order on a lane of its thread's process (a lane's
+        descriptor before the span that first uses it)."""
+        requests, kinds, rows = self.plan.requests, self.plan.kinds, self.plan.rows
+        spans = np.flatnonzero((kinds == BEGIN) | (kinds == END))
+        for position, kind, row in zip(spans.tolist(), kinds[spans].tolist(), rows[spans].tolist()):
+            tid, request_id = requests["tid"][row], requests["request_id"][row]
+            if kind == BEGIN:
+                track, descriptor = self._open(tid, request_id, requests["pid"][row])
+                events[position] = self._head(TYPE_SLICE_BEGIN, track, "request", f"request {request_id}")
+                before[position] = descriptor
+            else:
+                events[position] = self._head(TYPE_SLICE_END, self._close(tid, request_id), "request")
 
-    def lane(self, tid: int, lane: int) -> int:
-        return self._of(("lane", tid, lane))
+    def _frame_events(self) -> list[bytes]:
+        """Each frame's or mark's TrackEvent: an instant on its component's track, its arguments, its flow."""
+        frames = self.plan.frames
+        places = list(zip(frames["tid"], frames["mark"], frames["name"]))
+        heads = {place: self._head(TYPE_INSTANT, self.thread_track[place[0]], "mark" if place[1] else "frame",
+                                   place[2]) for place in set(places)}
+        wire_name = string_field(ANNOTATION_NAME, "wire")
+        wires = [b"" if wire is None else _annotation_bytes(wire_name + string_field(ANNOTATION_STRING, wire))
+                 for wire in frames["wire"]]
+        flows = [(_FLOW_OUT if out else _FLOW_END) + bind.to_bytes(8, "little") if bind else b""
+                 for bind, out in zip(frames["bind"], frames["flow_out"])]
+        event, dev_num, frame_type, msg_id, token, msg_size = (
+            _annotations(name, frames[name]) for name in FRAME_ARGS if name != "wire")
+        value = _annotations("value", frames["value"])
+        return [b"".join((heads[place], dev_num[row], value[row]) if place[1] else
+                         (heads[place], event[row], dev_num[row], frame_type[row], msg_id[row], token[row],
+                          msg_size[row], wires[row], flows[row])) for row, place in enumerate(places)]
+
+    def _request_events(self, name: str, flow_key: bytes) -> list[bytes]:
+        """Each request's submit (or completion) TrackEvent: an instant on its driver -> device track, the
+        request's arguments, the flow to the other."""
+        requests = self.plan.requests
+        heads = {tid: self._head(TYPE_INSTANT, self.thread_track[tid], "request", name) for tid in set(requests["tid"])}
+        columns = [_annotations(argument, requests[argument]) for argument in REQUEST_ARGS]
+        flows = [flow_key + flow.to_bytes(8, "little") for flow in requests["flow"]]
+        return [b"".join((heads[tid], *encoded, flow))
+                for tid, flow, *encoded in zip(requests["tid"], flows, *columns)]
+
+    def _head(self, event_type: int, track: int, category: str | None = None, name: str | None = None) -> bytes:
+        """A TrackEvent's type, track, category and name: encoded once per combination."""
+        encoded = self.heads.get((event_type, track, category, name))
+        if encoded is None:
+            encoded = varint_field(EVENT_TYPE, event_type) + varint_field(EVENT_TRACK_UUID, track)
+            if category is not None:
+                encoded += string_field(EVENT_CATEGORIES, category)
+            if name is not None:
+                encoded += string_field(EVENT_NAME, name)
+            self.heads[(event_type, track, category, name)] = encoded
+        return encoded
+
+    def _open(self, tid: int, request_id: int, pid: int) -> tuple[int, bytes]:
+        """The track of a span beginning on thread `tid`, its first free lane, and the lane's descriptor packet
+        (framed) on its first use, else nothing."""
+        free = self.free_lanes[tid]
+        lane = heappop(free) if free else self.lane_counts[tid]
+        descriptor = b""
+        if lane == self.lane_counts[tid]:
+            self.lane_counts[tid] += 1
+            self.lane_tracks[(tid, lane)] = self.next_uuid
+            self.next_uuid += 1
+            name = f"{self.thread_names[tid]} in flight {lane + 1}"
+            descriptor = _descriptor(self.lane_tracks[(tid, lane)], string_field(TRACK_NAME, name)
+                                     + varint_field(TRACK_PARENT_UUID, pid))
+            descriptor = bytes_field(TRACE_PACKET, descriptor)
+        self.open_spans[(tid, request_id)] = lane
+        return self.lane_tracks[(tid, lane)], descriptor
+
+    def _close(self, tid: int, request_id: int) -> int:
+        lane = self.open_spans.pop((tid, request_id))
+        heappush(self.free_lanes[tid], lane)
+        return self.lane_tracks[(tid, lane)]
 
 
-class _Lanes:
-    """Tracks for async spans: per thread, the first lane free when a span begins (described on first use)."""
+def _annotations(name: str, column: list) -> list[bytes]:
+    """A column's values as debug annotations (nothing for a missing value): each distinct value encoded once,
+    or, for integers mostly distinct (tokens, times), their varints worked out all at once and the fields
+    before them once per varint length."""
+    key_field = string_field(ANNOTATION_NAME, name)
+    distinct = set(column)
+    if len(distinct) * 8 > len(column) and all(type(value) is int for value in distinct):
+        value_key = key(ANNOTATION_INT, VARINT)
+        before = [_ANNOTATION_KEY + varint(len(key_field) + len(value_key) + size) + key_field + value_key
+                  for size in range(11)]
+        return [before[len(encoded)] + encoded for encoded in _varints(np.asarray(column, dtype=np.int64))]
+    encoded = {value: b"" if value is None else _annotation_bytes(key_field + _value(value)) for value in distinct}
+    return [encoded[value] for value in column]
 
-    def __init__(self, uuids: _Uuids, thread_names: dict):
-        self.uuids = uuids
-        self.thread_names = thread_names
-        self.busy: dict[int, list[bool]] = defaultdict(list)
-        self.open_spans: dict[tuple, int] = {}
 
-    def open(self, event: dict) -> tuple[int, bytes | None]:
-        tid = event["tid"]
-        busy = self.busy[tid]
-        lane = next((index for index, taken in enumerate(busy) if not taken), len(busy))
-        new_lane = None
-        if lane == len(busy):
-            busy.append(False)
-            name = f"{self.thread_names[(event['pid'], tid)]} in flight {lane + 1}"
-            new_lane = _descriptor(self.uuids.lane(tid, lane), string_field(TRACK_NAME, name)
-                                   + varint_field(TRACK_PARENT_UUID, self.uuids.process(event["pid"])))
-        busy[lane] = True
-        self.open_spans[(tid, event["id"])] = lane
-        return self.uuids.lane(tid, lane), new_lane
+def _objects(items: list) -> np.ndarray:
+    """A list as a numpy object array (for picking rows by index arrays)."""
+    array = np.empty(len(items), dtype=object)
+    array[:] = items
+    return array
 
-    def close(self, event: dict) -> int:
-        tid = event["tid"]
-        lane = self.open_spans.pop((tid, event["id"]))
-        self.busy[tid][lane] = False
-        return self.uuids.lane(tid, lane)
+
+def _packets(stamps: list[bytes], events: list[bytes], before: list[bytes] | None, after: list[bytes] | None, *,
+             joined: bool = True):
+    """TracePacket fields (sequence, timestamp, TrackEvent) of `events` at `stamps` (varints), their lengths'
+    varints worked out all at once; each packet with `before[i]` and `after[i]` around it. Joined, or a list of
+    each event's bytes."""
+    lengths = np.fromiter(map(len, events), dtype=np.int64, count=len(events))
+    length_varints = _varints(lengths)
+    packet_lengths = (_PACKET_OVERHEAD + lengths + np.fromiter(map(len, length_varints), dtype=np.int64, count=len(events))
+                      + np.fromiter(map(len, stamps), dtype=np.int64, count=len(events)))
+    fields = [repeat(_PACKET_KEY), _varints(packet_lengths), repeat(_TIMESTAMP_PREFIX), stamps,
+              repeat(_TRACK_EVENT_KEY), length_varints, events]
+    if before is not None:
+        fields = [before, *fields, after]
+    if joined:
+        return b"".join(chain.from_iterable(zip(*fields)))
+    return [b"".join(parts) for parts in zip(*fields)]
+
+
+def _annotation_bytes(fields: bytes) -> bytes:
+    return _ANNOTATION_KEY + varint(len(fields)) + fields
+
+
+def _varints(values) -> list[bytes]:
+    """Integers as varints (a negative one as its 64-bit two's complement), worked out for all at once: seven
+    bits a byte, low group first."""
+    numbers = np.asarray(values, dtype=np.int64).view(np.uint64)
+    if not numbers.size:
+        return []
+    width = max(1, -(-int(numbers.max()).bit_length() // 7))  # groups in the longest
+    groups = np.stack([(numbers >> np.uint64(7 * index)) & np.uint64(0x7F) for index in range(width)], axis=1)
+    sizes = np.ones(len(numbers), dtype=np.int64)
+    for index in range(1, width):
+        sizes += numbers >> np.uint64(7 * index) != 0
+    groups |= np.where(np.arange(width) < sizes[:, None] - 1, np.uint64(0x80), np.uint64(0))
+    blob = groups.astype(np.uint8).tobytes()
+    return [blob[start:start + size] for start, size in zip(range(0, width * len(numbers), width), sizes.tolist())]
 
 
 def _descriptor(uuid: int, fields: bytes, *, first: bool = False) -> bytes:
@@ -166,30 +295,6 @@ def _descriptor(uuid: int, fields: bytes, *, first: bool = False) -> bytes:
     flags = varint_field(PACKET_SEQUENCE_FLAGS, SEQ_INCREMENTAL_STATE_CLEARED) if first else b""
     return (_SEQUENCE + flags
             + bytes_field(PACKET_TRACK_DESCRIPTOR, varint_field(TRACK_UUID, uuid) + fields))
-
-
-def _track_event(event: dict, track: int, event_type: int) -> bytes:
-    body = varint_field(EVENT_TYPE, event_type) + varint_field(EVENT_TRACK_UUID, track)
-    if "cat" in event:
-        body += _repeated_string(EVENT_CATEGORIES, event["cat"])
-    if event_type != TYPE_SLICE_END:
-        body += _repeated_string(EVENT_NAME, event["name"])
-    for name, value in event.get("args", {}).items():
-        if value is not None:
-            annotation = _repeated_string(ANNOTATION_NAME, name) + _value(value)
-            body += bytes_field(EVENT_DEBUG_ANNOTATIONS, annotation)
-    flow = event.get("bind_id")
-    if flow is not None:
-        body += fixed64_field(EVENT_FLOW_IDS if event.get("flow_out") else EVENT_TERMINATING_FLOW_IDS, flow)
-    # JSON counts microseconds as floats of ns / 1000: exact back to ns below 2**52 ns (52 days).
-    timestamp = round(event["ts"] * 1000)
-    return _SEQUENCE + varint_field(PACKET_TIMESTAMP, timestamp) + bytes_field(PACKET_TRACK_EVENT, body)
-
-
-@lru_cache(maxsize=4096)
-def _repeated_string(number: int, text: str) -> bytes:
-    """A string field whose text recurs (names of messages, categories, arguments): encoded once."""
-    return string_field(number, text)
 
 
 def _value(value) -> bytes:
