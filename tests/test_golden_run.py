@@ -13,8 +13,8 @@ import numpy as np
 import vmsim
 
 SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "stm32mp1-i2c.yaml"
-REQUESTS_SHA256 = "4a871e562505f570c218f6b11509bf9837dcb1aa1d3c8c7fd890286d33131cd6"
-EVENTS_SHA256 = "43c41d6aab9be943da2d9191ef3937cafb6b3274730e7ca19cda06c07aa15d64"
+REQUESTS_SHA256 = "88ab0981e16bafdc9c4ef7e16e1d9921c16f20de575c9947f28cf6199162a76d"
+EVENTS_SHA256 = "5764e95517652aa7f7f8533705370d2382f1d9849817eb7ef1e18cdf44337402"
 
 
 def digest(*chunks: bytes) -> str:

@@ -150,14 +150,15 @@ def test_a_persistent_grant_is_reused_without_grant_operations():
 SUBMIT = write(20) + read(2)  # descriptor, avail slot and idx; avail_event
 # spsc-2024, 32-bit indices: a push reads its own index, writes the frame and the index; the request's frames
 # take the last of the 14 slots, where the producer's cached consumer index says full: it reloads that one
-# too. A pop reads its own index, reloads the producer's, reads the whole slot and writes its own. (The
-# backend's last look at its queue runs on its other vCPU, off the request's path.)
+# too. A pop reads its own index, reloads the producer's, reads the whole slot and writes its own. Each
+# receiver also pays, with its first frame, its last look at the queue after the start-up (both indices).
+LAST_LOOK = read(4) + read(4)
 AVAIL = BIG + read(4) + read(4) + write(16) + write(4) + EVTCHN["ring"] + EVTCHN["latency"]  # EVENT_AVAIL, 16 B
-DEVICE_RX = EVTCHN["ack"] + LITTLE + read(4) + read(4) + read(64) + write(4)
+DEVICE_RX = EVTCHN["ack"] + LITTLE + LAST_LOOK + read(4) + read(4) + read(64) + write(4)
 POP = read(20)
 USED = write(10) + read(2)
 USED_FRAME = LITTLE + read(4) + read(4) + write(12) + write(4) + EVTCHN["ring"] + EVTCHN["latency"]  # EVENT_USED, 12 bytes
-DRIVER_RX = EVTCHN["ack"] + BIG + read(4) + read(4) + read(64) + write(4)
+DRIVER_RX = EVTCHN["ack"] + BIG + LAST_LOOK + read(4) + read(4) + read(64) + write(4)
 RECLAIM = read(12) + write(2)
 MEMCPY_512 = 512 * XEN["memcpy_per_kib"] // 1024
 COMMON = SUBMIT + AVAIL + DEVICE_RX + POP + SERVICE + USED + USED_FRAME + DRIVER_RX + RECLAIM

@@ -65,6 +65,7 @@ class Channel(Receiver, Component):
         self._push_keys = self._key_of(sender_memory)
         self._pop_keys = self._key_of(receiver_memory)
         self.look_access = receiver_memory.placed(queue.look_accesses())
+        self.looked = 0  # the last drain's last look, its time paid with the next drain's first frame
         self.ack_cost = self.doorbell.ack_cost if self.doorbell is not None else 0
         self.extra_pending = None  # an out-of-band notification source drained with the queue
         self.counts = sim.counter(name)
@@ -169,8 +170,8 @@ class Channel(Receiver, Component):
     def drain(self):
         """Read and deliver frames until the queue is empty or the receive budget is spent; the doorbell's
         acknowledgement is handler time paid before the first frame. Each frame costs the receiver's software
-        and what its pop touches; once the queue is empty, the last look (the pop that finds nothing) is paid
-        after the frames."""
+        and what its pop touches. The last look (the pop that finds the queue empty) is counted as it is made
+        and its time paid with the next drain's first frame, as no step waits on it: one hold fewer."""
         env = self.env
         queue = self.queue
         budget = self.budget
@@ -178,16 +179,17 @@ class Channel(Receiver, Component):
         log = self._log
         software = self.receiver_cpu_ns
         owed = self.ack_cost
+        looked = self.looked
         handled = 0
         while len(queue) and (not budget or handled < budget):
             access = self._pop_access(*queue.next_pop())
             per_frame = software + access.cost
-            if per_frame + owed:
-                counts["rx_busy_ns"] += per_frame + owed
-                self.receiver_cpu.account("frames", per_frame)
+            if per_frame + owed + looked:
+                counts["rx_busy_ns"] += per_frame + owed + looked
+                self.receiver_cpu.account("frames", per_frame + looked)
                 self.receiver_cpu.account("notify", owed)
-                yield from self.receiver_cpu.hold(per_frame + owed, irq=True)
-                owed = 0
+                yield from self.receiver_cpu.hold(per_frame + owed + looked, irq=True)
+                owed = looked = 0
             frame = self.frame_in(queue.try_pop())
             now = env.now
             counts["rx_frames"] += 1
@@ -205,10 +207,8 @@ class Channel(Receiver, Component):
         if handled and (not budget or handled < budget):  # the loop ended on a look that found nothing
             look = self.look_access
             look.count()
-            if look.cost:
-                counts["rx_busy_ns"] += look.cost
-                self.receiver_cpu.account("frames", look.cost)
-                yield from self.receiver_cpu.hold(look.cost, irq=True)
+            looked += look.cost
+        self.looked = looked
 
 
 class QueuePairBus(Bus):

@@ -73,6 +73,7 @@ class DriverQueue:
         self._reclaiming = False  # a running reclaim publishes what it freed when it is done
         self._submit_wake = Waker(self.env)
         self.reclaimed = 0  # buffers come back so far: what the driver's stall watchdog sees progress by
+        self.looked = 0  # the time of the handler's last look at used.idx, not paid yet: no step waits on it
         self._idle = None  # the stall watchdog's wake-up while nothing is out (`busy`)
         self.env.process(self._submitter())
 
@@ -149,8 +150,11 @@ class DriverQueue:
     def _charge(self, rings: int, requests, direction: str) -> int:
         """The driver's time for one ring update: the ring bytes, and for each request its endpoint software
         and, going `direction`, its payload copy through the shared buffers (into them to the device, out of
-        them from it). Accounted by activity; returns the total to hold the driver's core for."""
+        them from it), with the last look's time still owed. Accounted by activity; returns the total to hold
+        the driver's core for."""
         cpu = self.cpu
+        rings += self.looked
+        self.looked = 0
         if not requests:  # no endpoint work: the ring bytes alone
             cpu.account("rings", rings)
             return rings
@@ -206,11 +210,8 @@ class DriverQueue:
                 done = []
                 while (used := ring.get_used()) is not None:
                     done.append(used[0])
-                if not done:  # the last look found nothing: used.idx read once more
-                    cost = _cost(memory, ring, before)
-                    if cost:
-                        self.cpu.account("rings", cost)
-                        yield from self.cpu.hold(cost, irq=True)
+                if not done:  # the last look found nothing: its time is paid with the driver's next ring step
+                    self.looked += _cost(memory, ring, before)
                     break
                 self.reclaimed += len(done)
                 cost = self._charge(_cost(memory, ring, before), done if endpoint_work else (), "from-device")
@@ -278,7 +279,8 @@ class DeviceQueue:
         hooks = mechanism.buffer_hooks
         shares = self.shares
         before_service = hooks or shares is not None
-        owed = 0  # ring time nothing waits on (the last used entry, the drain's last look): paid with the next step
+        owed = 0  # time writing the last used entry, paid with the next step when nothing waits on it
+        looked = 0  # the time of the drain's last look (nothing waits on it), paid with the next drain's first pop
         while not self.stopped:
             yield self._wake.wait()
             self._wake.rearm()
@@ -291,16 +293,14 @@ class DeviceQueue:
                     if ring.pending():
                         ring.set_notify(False)
                         continue  # a buffer arrived while notifications were off: paid with its pop
-                    rings = _cost(memory, ring, before)  # the empty pop, kicks back on, the look again
-                    account("rings", rings)
-                    owed += rings
+                    looked += _cost(memory, ring, before)  # the empty pop, kicks back on, the look again
                     break
                 head, chain = popped
                 length = sum(descriptor[1] for descriptor in chain)
-                rings = _cost(memory, ring, before)
+                rings = _cost(memory, ring, before) + looked
                 account("rings", rings)
                 cost = owed + rings
-                owed = 0
+                owed = looked = 0
                 if before_service:
                     if cost:
                         yield from hold(cost)
