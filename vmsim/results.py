@@ -36,6 +36,7 @@ from vmsim.result_folder import (
     FLUSH_ROWS,
     REQUEST_SCHEMA,
     SUMMARY_FILE,
+    ForkedWorker,
     LogSpill,
     write_atomically,
 )
@@ -153,8 +154,9 @@ class RequestBatches:
     def __call__(self):
         columns = ["device", "submit_ns", "start_ns", "complete_ns"]
         if self.requests is None and self.spill is not None:
-            source = pq.ParquetFile(self.spill.requests_path, read_dictionary=["device"]).iter_batches(
-                batch_size=SUMMARY_BATCH_ROWS, columns=columns)
+            # pre_buffer off: else the reader buffers every row group's columns at once (the whole file)
+            source = pq.ParquetFile(self.spill.requests_path, read_dictionary=["device"], pre_buffer=False
+                                    ).iter_batches(batch_size=SUMMARY_BATCH_ROWS, columns=columns)
         else:
             table = self.requests if self.requests is not None else requests_table(self.output)
             source = table.select(columns).combine_chunks().to_batches() or [
@@ -704,9 +706,12 @@ class RunResult:
 
     def write(self, folder: Path, *, plots: bool = True, trace: bool = True,
               trace_limit: int = TRACE_EVENT_LIMIT, trace_format: str = "perfetto",
-              resolved_config: dict | None = None) -> Path:
+              resolved_config: dict | None = None, plotter: ForkedWorker | None = None) -> Path:
         """Write the result folder atomically; returns its path (also kept in `self.path`). A streamed run's
-        parquet files are moved in from its spill, whose folder goes once they have."""
+        parquet files are moved in from its spill, whose folder goes once they have.
+
+        The plots are drawn by a child process (`vmsim.result_folder.ForkedWorker`: `plotter` if one was
+        forked ahead, else one forked here) while this one writes the trace and the summary."""
         spill = self._spill
 
         def fill(temporary: Path) -> None:
@@ -723,21 +728,26 @@ class RunResult:
 
                 with open(temporary / "config.resolved.yaml", "w") as stream:
                     yaml.safe_dump(resolved_config, stream, sort_keys=False)
-            summary = dict(self.summary)
-            if trace:
-                from vmsim.trace import write_trace
+            drawing = (plotter or ForkedWorker("plots")) if plots else None
+            try:
+                if drawing is not None:
+                    drawing.submit(save_plots, self, temporary)
+                summary = dict(self.summary)
+                if trace:
+                    from vmsim.trace import write_trace
 
-                tables = (spill.events_path, spill.requests_path) if spill is not None else (
-                    self.events_table, self.requests_table)
-                summary["trace"] = write_trace(self.output, temporary, limit=trace_limit, trace_format=trace_format,
-                                               events=tables[0], requests=tables[1])
-            if plots:
-                from vmsim.analysis.plots import save_plots
-
-                save_plots(self, temporary)
-            with open(temporary / SUMMARY_FILE, "w") as stream:
-                json.dump(summary, stream, indent=2)
-                stream.write("\n")
+                    tables = (spill.events_path, spill.requests_path) if spill is not None else (
+                        self.events_table, self.requests_table)
+                    summary["trace"] = write_trace(self.output, temporary, limit=trace_limit,
+                                                   trace_format=trace_format, events=tables[0], requests=tables[1])
+                with open(temporary / SUMMARY_FILE, "w") as stream:
+                    json.dump(summary, stream, indent=2)
+                    stream.write("\n")
+                if drawing is not None:
+                    drawing.wait()
+            finally:
+                if drawing is not None:
+                    drawing.cancel()
             self.summary = summary
 
         try:
@@ -748,3 +758,20 @@ class RunResult:
         if spill is not None:
             spill.moved_to(self.path)
         return self.path
+
+
+def save_plots(result: RunResult, folder: Path) -> None:
+    """Draw a result's standard plots into `folder` (`vmsim.analysis.plots.save_plots`): the task a plotting
+    child process is handed."""
+    from vmsim.analysis.plots import save_plots as draw
+
+    draw(result, folder)
+
+
+def import_plotting() -> None:
+    """What drawing the plots imports (matplotlib, pandas): done by a plotting child process while the run
+    simulates."""
+    import matplotlib.backends.backend_agg  # noqa: F401
+    import pandas  # noqa: F401
+
+    import vmsim.analysis.plots  # noqa: F401
