@@ -119,7 +119,9 @@ def batch_means(values, batches: int = DEFAULT_BATCHES, confidence: float = 0.95
     batches long enough the batch means are nearly independent and normal, and the interval is
     mean +- t(1 - alpha/2, batches - 1) * sd(batch means) / sqrt(batches). The first
     `len % batches` values (the ones nearest the warm-up) are dropped so batches are equal.
-    With fewer values than batches the interval is NaN rather than a misleading number.
+    With fewer values than batches the interval is NaN rather than a misleading number. A run's summary
+    passes the measured latencies in departure (completion) order, the textbook output sequence of a queue
+    and the order the requests log holds them, so it can sum the batches as it reads the log.
     """
     data = np.asarray(values, dtype=float)
     size = data.size // batches if batches >= 1 else 0
