@@ -14,7 +14,10 @@ from vmsim.results import summarize
 
 SIZE = 512  # bytes of payload per request
 SERVICE = 2000  # ns, the story device's constant service
-HANDLER = 50 + 700 + 10 * 16 + 10 + 5  # device-side receive handler: doorbell ack, 700 ns, element, indices
+HANDLER = 50 + 700 + 10 * 16 + 2 * 10 + 5 + 2 * 10
+"""The device side's receive handler on amp-2026: doorbell ack, 700 ns of frame handling, the element (16
+lines), the two heads' indices (a line each), its own index written, and the last look of the drain before
+(the two indices again), which nothing waited on and so is paid with this drain."""
 
 
 def read(nbytes: int) -> int:  # SLOW_MEMORY: 4-byte lines, 10 ns per line read (a copy reads the same lines)

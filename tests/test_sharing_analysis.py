@@ -6,19 +6,23 @@ from sim_helpers import run
 from vmsim.analysis.sharing import lifetimes, shared_bytes
 from vmsim.results import events_table
 
-FRAME_TRIP = 365 + 1100 + 925  # send (300 + 11 lines written + index read), doorbell ring + latency, receive
-ANSWER_TRIP = 735 + 1100 + 525  # (ack 50 + 700 + a 64-byte element read + index): the answer back, faster CPU
+FRAME_TRIP = 375 + 1100 + 955
+"""Send (300 + 11 lines written + the two heads' indices read, a line each), doorbell ring + latency, receive
+(ack 50 + 700 + a 64-byte element and the two indices read, its index written, and the last look of the
+drain before, paid with this one)."""
+ANSWER_TRIP = 745 + 1100 + 555
+"""The answer back the same way, on the faster CPU."""
 
 
 def test_on_the_amp_carve_out_a_share_costs_one_frame_trip_each_way():
-    """Share latency = SHM_SHARE to the device and its ack back, summed by hand from the story costs (4750
-    ns); the release is the same round trip with SHM_UNSHARE, so the reclaim comes 4750 ns after it was asked."""
+    """Share latency = SHM_SHARE to the device and its ack back, summed by hand from the story costs (4830
+    ns); the release is the same round trip with SHM_UNSHARE, so the reclaim comes 4830 ns after it was asked."""
     _, output = run(one("amp"))
     row = lifetimes(output.events).iloc[0]
     assert (row["bus"], row["device"], row["dev_num"], row["id"]) == ("amp0", "dev", 1, 1)
-    assert row["share_requested_ns"] == START and row["share_latency_ns"] == FRAME_TRIP + ANSWER_TRIP == 4750
+    assert row["share_requested_ns"] == START and row["share_latency_ns"] == FRAME_TRIP + ANSWER_TRIP == 4830
     assert (row["share_requests"], row["accesses"], row["released_by"]) == (1, 1, "driver")
-    assert row["reclaim_latency_ns"] == 4750
+    assert row["reclaim_latency_ns"] == 4830
 
 
 def test_lifetimes_read_the_same_from_events_parquet_and_mark_who_released():
