@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from vmsim.files import DEFAULT_RESULTS_ROOT
-from vmsim.result_folder import LogSpill, check_destination
-from vmsim.results import RunResult
+from vmsim.result_folder import ForkedWorker, LogSpill, check_destination
+from vmsim.results import RunResult, import_plotting
 
 
 def default_folder(scenario_name: str) -> Path:
@@ -51,10 +51,16 @@ def run(path: str | Path, *, seed: int | None = None, out: str | Path | None = N
     if write:
         check_destination(folder)
     spill = LogSpill.next_to(folder) if write else None  # a written run streams its logs to parquet
-    ran = simulate(checked, progress, spill=spill)
-    result = RunResult.of(checked.scenario, ran.output, wall_seconds=ran.wall_seconds, graph=checked.graph,
-                          spill=spill)
-    if write:
-        result.write(folder, plots=plots, trace=trace, trace_format=trace_format,
-                     resolved_config=resolved_dict(checked.scenario))
+    # The plots' process is forked now and imports what it draws with while this one simulates.
+    plotter = ForkedWorker("plots", prepare=import_plotting) if write and plots else None
+    try:
+        ran = simulate(checked, progress, spill=spill)
+        result = RunResult.of(checked.scenario, ran.output, wall_seconds=ran.wall_seconds, graph=checked.graph,
+                              spill=spill)
+        if write:
+            result.write(folder, plots=plots, trace=trace, trace_format=trace_format,
+                         resolved_config=resolved_dict(checked.scenario), plotter=plotter)
+    finally:
+        if plotter is not None:
+            plotter.cancel()
     return result
