@@ -243,10 +243,13 @@ class StreamedLatency:
             if not values.size:
                 continue
             self.counts += np.bincount(codes, minlength=self.codes)
-            for code in np.unique(codes).tolist():
-                mine = values[codes == code]
-                self.sums[code] += int(mine.sum(dtype=np.int64))
-                self.maxima[code] = max(self.maxima[code], mine.max())
+            order = np.argsort(codes, kind="stable")
+            by_code = codes[order]
+            firsts = np.flatnonzero(np.append(True, by_code[1:] != by_code[:-1]))
+            present = by_code[firsts]
+            for code, total in zip(present.tolist(), np.add.reduceat(values[order], firsts).tolist()):
+                self.sums[code] += total
+            np.maximum.at(self.maxima, present, np.maximum.reduceat(values[order], firsts))
             cells = codes * _LOG_BINS + log_bin(values)
             self.histogram += np.bincount(cells, minlength=self.codes * _LOG_BINS).reshape(self.codes, _LOG_BINS)
 
@@ -303,7 +306,9 @@ class StreamedLatency:
         collect = {cell: [] for cell in cells if cell[4] <= COLLECT_LIMIT}
         finer = {cell: np.zeros(_FINER_BINS, dtype=np.int64) for cell in cells if cell[4] > COLLECT_LIMIT}
         width = {cell: -(-(cell[2] - cell[1] + 1) // _FINER_BINS) for cell in finer}
-        member_of = {cell[0]: np.isin(np.arange(self.codes), cell[0]) for cell in cells}
+        pair_cells = [cell for cell in cells for _ in cell[0]]  # each cell's values: its codes' rows in its bin
+        pair_keys = np.array([code * _LOG_BINS + int(log_bin(np.array([cell[1]]))[0]) for cell in cells
+                              for code in cell[0]], dtype=np.int64)
         size = self._batch_size()
         dropped, seen = int(self.counts.sum()) - size * self.batches, 0
         for codes, values in self.passes():
@@ -314,13 +319,21 @@ class StreamedLatency:
                 self.batch_sums += np.bincount(positions[kept] // size, weights=values[kept],
                                                minlength=self.batches)
             seen += values.size
-            for cell in cells:
-                members, low, high = cell[0], cell[1], cell[2]
-                inside = member_of[members][codes] & (values >= low) & (values <= high)
+            keys = codes * _LOG_BINS + log_bin(values)
+            order = np.argsort(keys, kind="stable")
+            keys, ordered = keys[order], values[order]
+            firsts = np.searchsorted(keys, pair_keys, side="left")
+            lasts = np.searchsorted(keys, pair_keys, side="right")
+            found_in = {}
+            for pair in np.flatnonzero(lasts > firsts).tolist():
+                found_in.setdefault(pair_cells[pair], []).append(ordered[firsts[pair]:lasts[pair]])
+            for cell, parts in found_in.items():
+                values_in = np.concatenate(parts)
+                values_in = values_in[(values_in >= cell[1]) & (values_in <= cell[2])]
                 if cell in collect:
-                    collect[cell].append(values[inside])
+                    collect[cell].append(values_in)
                 else:
-                    finer[cell] += np.bincount((values[inside] - low) // width[cell], minlength=_FINER_BINS)
+                    finer[cell] += np.bincount((values_in - cell[1]) // width[cell], minlength=_FINER_BINS)
         remaining = {}
         for cell, parts in collect.items():
             ordered = np.sort(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
