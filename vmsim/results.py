@@ -159,8 +159,7 @@ class RequestBatches:
                                     ).iter_batches(batch_size=SUMMARY_BATCH_ROWS, columns=columns)
         else:
             table = self.requests if self.requests is not None else requests_table(self.output)
-            source = table.select(columns).combine_chunks().to_batches() or [
-                pa.RecordBatch.from_pylist([], schema=table.select(columns).schema)]
+            source = table.select(columns).combine_chunks().to_batches()
         for batch in source:
             yield (self._codes(batch.column("device")), *(batch.column(name).to_numpy()
                                                          for name in ("submit_ns", "start_ns", "complete_ns")))
@@ -169,12 +168,8 @@ class RequestBatches:
         """Each row's device as an index into `names` (a batch's own dictionary mapped onto it)."""
         if not pa.types.is_dictionary(devices.type):
             devices = pc.dictionary_encode(devices)
-        for name in devices.dictionary.to_pylist():
-            if name not in self._code_of:
-                raise ValueError(f"the requests name device {name!r}, which the run's log never did")
         lookup = np.array([self._code_of[name] for name in devices.dictionary.to_pylist()], dtype=np.int64)
-        return lookup[devices.indices.to_numpy(zero_copy_only=False)] if lookup.size else np.zeros(
-            len(devices), dtype=np.int64)
+        return lookup[devices.indices.to_numpy(zero_copy_only=False)]
 
 
 class _FirstPass:
