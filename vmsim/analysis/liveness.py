@@ -13,8 +13,8 @@ memory; this check says something stopped moving, and names what and when:
 The threshold is `max(FLOOR_NS, SHARE * sim_time_ns)`: long enough that a slow but working model (a long
 service counts as progress, a polling period is far shorter) passes, short enough that a sender waiting out
 a 10 ms retry in a 10 ms run does not; a wait a tenth of the run long is a stall worth a failed check even
-when the model recovers from it (a share retried after its default 10 ms `ack_timeout` in a 50 ms run). Inputs are numpy arrays of the columns needed, so the
-table they come from (the run's logs, a parquet file) can change.
+when the model recovers from it (a share retried after its default 10 ms `ack_timeout` in a 50 ms run). A run's summary feeds `Liveness` its requests a batch
+at a time in completion order (memory bounded by a batch); `liveness_check` takes whole numpy columns.
 """
 
 from __future__ import annotations
