@@ -2,6 +2,7 @@
 
 import os
 import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,7 @@ def test_cancel_kills_a_child_still_working():
     """Ctrl-C or a failure of the parent: the child still preparing is killed and reaped, not left behind."""
     worker = ForkedWorker("plots", prepare=lambda: signal.pause())
     pid = worker.pid
+    assert pid is not None, threading.enumerate()
     worker.cancel()
     with pytest.raises(ChildProcessError):
         os.waitpid(pid, 0)

@@ -400,6 +400,61 @@ EVENT_SCHEMA = arrow_schema(EVENT_ROW)
 REQUEST_SCHEMA = arrow_schema(REQUEST_ROW)
 
 
+class _RowGroupWriter:
+    """Parquet files written a row group per table handed over, each by a short-lived thread of its own: the
+    simulation goes on while the row group is encoded and compressed (pyarrow releases the GIL for that).
+    One table is written at a time (the next waits for it), so memory stays bounded and the rows keep their
+    order; no thread outlives its table, so none is left running when a writer is dropped half-way. A
+    failure in a thread is raised by the next call."""
+
+    def __init__(self, rows: int):
+        self.rows = rows
+        self.writers: dict[Path, pq.ParquetWriter] = {}
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def write(self, path: Path, table: pa.Table) -> None:
+        self._join()
+        self.thread = threading.Thread(target=self._write, args=(path, table), name="vmsim-parquet-writer",
+                                       daemon=True)
+        self.thread.start()
+
+    def close(self, schemas: dict[Path, pa.Schema]) -> None:
+        """Write what waits and close every file, those of `schemas` never written given no rows."""
+        self._join()
+        for path, schema in schemas.items():
+            (self.writers.pop(path, None) or pq.ParquetWriter(path, schema)).close()
+
+    def abandon(self) -> None:
+        """Stop writing and close the files, whatever state they are in (the run failed or is done)."""
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+        for writer in self.writers.values():
+            try:
+                writer.close()
+            except OSError:
+                pass
+        self.writers.clear()
+
+    def _write(self, path: Path, table: pa.Table) -> None:
+        try:
+            writer = self.writers.get(path)
+            if writer is None:
+                writer = self.writers[path] = pq.ParquetWriter(path, table.schema)
+            writer.write_table(table, row_group_size=self.rows)
+        except BaseException as exc:  # noqa: BLE001 - raised in the simulating thread by its next call
+            self.error = exc
+
+    def _join(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+
 class LogSpill:
     """The parquet files of one run's logs, written a row group at a time as the logs fill."""
 
@@ -410,7 +465,7 @@ class LogSpill:
         self.events_path = self.folder / EVENTS_FILE
         self.requests_path = self.folder / REQUESTS_FILE
         self.seconds = 0.0  # wall time spent writing: the pipeline keeps it out of the simulation's time
-        self._writers: dict[str, pq.ParquetWriter] = {}
+        self._writer = _RowGroupWriter(rows)
         self._lifecycle: list[pa.Table] = []
         self._lifecycle_rows: list[np.ndarray] = []
         self._lifecycle_names = pa.array(LIFECYCLE)
@@ -423,11 +478,14 @@ class LogSpill:
         spill.made_parents = parents
         return spill
 
+    def __getstate__(self) -> dict:
+        """A spill handed to another process (a plotting child) only reads its files: the writer stays here."""
+        return {**self.__dict__, "_writer": None}
+
     def discard(self) -> None:
         """Close the files and remove the spill folder: the run failed, or its files moved to the result."""
-        for writer in self._writers.values():
-            writer.close()
-        self._writers.clear()
+        if self._writer is not None:
+            self._writer.abandon()
         discard_spill_folder(self.spill_folder, self.made_parents)
 
     def attach(self, events: EventLog, requests: RequestLog) -> None:
@@ -439,16 +497,11 @@ class LogSpill:
         events.flush()
         requests.flush()
         started = time.perf_counter()
-        for path, schema in ((self.events_path, EVENT_SCHEMA), (self.requests_path, REQUEST_SCHEMA)):
-            writer = self._writers.pop(path.name, None) or pq.ParquetWriter(path, schema)
-            writer.close()
+        self._writer.close({self.events_path: EVENT_SCHEMA, self.requests_path: REQUEST_SCHEMA})
         self.seconds += time.perf_counter() - started
 
     def _write(self, path: Path, table: pa.Table) -> None:
-        writer = self._writers.get(path.name)
-        if writer is None:
-            writer = self._writers[path.name] = pq.ParquetWriter(path, table.schema)
-        writer.write_table(table, row_group_size=self.rows)
+        self._writer.write(path, table)
 
     def _take_events(self, log: EventLog, first_row: int) -> None:
         started = time.perf_counter()
