@@ -10,7 +10,9 @@
    Perfetto trace), in a fresh process per size: simulated requests per wall second of the simulation
    (the summary's `wall_seconds`, which leaves out streaming the logs), its ratio to 1, and the whole
    process's wall time (start-up, simulation, every output) over the simulation's.
-3. The same processes' peak RSS (`ru_maxrss` of each child, from `os.wait4`), each size's over the smallest.
+3. The same processes' peak RSS (`ru_maxrss` of each child, from `os.wait4`: the largest of the run's process and
+   those it forked and waited for, such as the one drawing the plots, not their sum), each size's over the
+   smallest.
 4. 1,000 devices on 100 buses: build time, and the marginal per-request cost relative to one device,
    in CPU seconds, over alternated pairs of measurements (median and best pair reported).
 """
