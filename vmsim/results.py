@@ -764,9 +764,10 @@ def save_plots(result: RunResult, folder: Path) -> None:
 
 
 def import_plotting() -> None:
-    """What drawing the plots imports (matplotlib, pandas): done by a plotting child process while the run
-    simulates."""
-    import matplotlib.backends.backend_agg  # noqa: F401
+    """What drawing the plots imports (matplotlib, pyplot too for the topology plot, pandas): done by a plotting
+    child process while the run simulates."""
+    import matplotlib.figure
+    import matplotlib.pyplot  # noqa: F401
     import pandas  # noqa: F401
 
     import vmsim.analysis.plots  # noqa: F401
