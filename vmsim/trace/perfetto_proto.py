@@ -32,6 +32,7 @@ from vmsim.trace.plan import BEGIN, BUSY, COMPLETE, END, FRAME, FRAME_ARGS, REQU
 from vmsim.trace.proto import (
     FIXED64,
     LENGTH_DELIMITED,
+    SMALL_VARINTS,
     VARINT,
     bytes_field,
     key,
@@ -120,10 +121,7 @@ class _Timeline:
         self.thread_names = {tid: name for _, tid, name in plan.threads}
         self.next_uuid = len(plan.processes) + len(plan.threads) + 1
         self.heads: dict[tuple, bytes] = {}
-        self.free_lanes: dict[int, list[int]] = defaultdict(list)  # per thread, a heap of its free lanes
-        self.lane_counts: dict[int, int] = defaultdict(int)
         self.lane_tracks: dict[tuple[int, int], int] = {}
-        self.open_spans: dict[tuple[int, int], int] = {}
 
     def chunks(self) -> Iterator[bytes]:
         """The timeline's TracePacket fields, `CHUNK_EVENTS` events at a time: each event's TrackEvent picked
@@ -132,8 +130,9 @@ class _Timeline:
         plan = self.plan
         kinds, rows = plan.kinds, plan.rows
         events = np.empty(len(kinds), dtype=object)
-        for kind, encoded in ((FRAME, self._frame_events()), (SUBMIT, self._request_events("submit", _FLOW_OUT)),
-                              (COMPLETE, self._request_events("complete", _FLOW_END)), (BUSY, self._busy_events())):
+        submits, completions = self._request_events()
+        for kind, encoded in ((FRAME, self._frame_events()), (SUBMIT, submits), (COMPLETE, completions),
+                              (BUSY, self._busy_events())):
             at = kinds == kind
             events[at] = _objects(encoded)[rows[at]]
         before, after = [b""] * len(kinds), [b""] * len(kinds)
@@ -154,18 +153,43 @@ class _Timeline:
         return [self._head(TYPE_SLICE_BEGIN, track, "cpu", "busy") for track in tracks]
 
     def _spans(self, events: np.ndarray, before: list[bytes]) -> None:
-        """Each request's async span, begun and ended in time order on a lane of its thread's process (a lane's
-        descriptor before the span that first uses it)."""
+        """Each request's async span, begun and ended in time order on a lane of its thread's process: the first
+        lane free when it begins (a lane's descriptor before the span that first uses it)."""
         requests, kinds, rows = self.plan.requests, self.plan.kinds, self.plan.rows
         spans = np.flatnonzero((kinds == BEGIN) | (kinds == END))
+        tids, pids, request_ids = requests["tid"], requests["pid"], requests["request_id"]
+        free: dict[int, list[int]] = defaultdict(list)  # per thread, a heap of its free lanes
+        lanes: dict[int, int] = defaultdict(int)  # per thread, its lanes so far
+        open_spans: dict[tuple[int, int], int] = {}
+        tracks = []
         for position, kind, row in zip(spans.tolist(), kinds[spans].tolist(), rows[spans].tolist()):
-            tid, request_id = requests["tid"][row], requests["request_id"][row]
+            tid = tids[row]
             if kind == BEGIN:
-                track, descriptor = self._open(tid, request_id, requests["pid"][row])
-                events[position] = self._head(TYPE_SLICE_BEGIN, track, "request", f"request {request_id}")
-                before[position] = descriptor
+                lane = heappop(free[tid]) if free[tid] else lanes[tid]
+                if lane == lanes[tid]:
+                    lanes[tid] += 1
+                    self.lane_tracks[(tid, lane)] = self.next_uuid
+                    self.next_uuid += 1
+                    before[position] = self._lane_descriptor(tid, lane, pids[row])
+                open_spans[(tid, request_ids[row])] = lane
             else:
-                events[position] = self._head(TYPE_SLICE_END, self._close(tid, request_id), "request")
+                lane = open_spans.pop((tid, request_ids[row]))
+                heappush(free[tid], lane)
+            tracks.append(self.lane_tracks[(tid, lane)])
+        name_key = key(EVENT_NAME, LENGTH_DELIMITED)
+        for position, kind, row, track in zip(spans.tolist(), kinds[spans].tolist(), rows[spans].tolist(), tracks):
+            if kind == BEGIN:
+                name = f"request {request_ids[row]}".encode()
+                events[position] = self._head(TYPE_SLICE_BEGIN, track, "request") + name_key + varint(len(name)) + name
+            else:
+                events[position] = self._head(TYPE_SLICE_END, track, "request")
+
+    def _lane_descriptor(self, tid: int, lane: int, pid: int) -> bytes:
+        """The TracePacket field describing a lane: named after its thread, under the thread's process."""
+        name = f"{self.thread_names[tid]} in flight {lane + 1}"
+        descriptor = _descriptor(self.lane_tracks[(tid, lane)], string_field(TRACK_NAME, name)
+                                 + varint_field(TRACK_PARENT_UUID, pid))
+        return bytes_field(TRACE_PACKET, descriptor)
 
     def _frame_events(self) -> list[bytes]:
         """Each frame's or mark's TrackEvent: an instant on its component's track, its arguments, its flow."""
@@ -185,15 +209,19 @@ class _Timeline:
                          (heads[place], event[row], dev_num[row], frame_type[row], msg_id[row], token[row],
                           msg_size[row], wires[row], flows[row])) for row, place in enumerate(places)]
 
-    def _request_events(self, name: str, flow_key: bytes) -> list[bytes]:
-        """Each request's submit (or completion) TrackEvent: an instant on its driver -> device track, the
-        request's arguments, the flow to the other."""
+    def _request_events(self) -> tuple[list[bytes], list[bytes]]:
+        """Each request's submit and completion TrackEvents: instants on its driver -> device track, with the
+        request's arguments (encoded once for both) and the flow from one to the other."""
         requests = self.plan.requests
-        heads = {tid: self._head(TYPE_INSTANT, self.thread_track[tid], "request", name) for tid in set(requests["tid"])}
-        columns = [_annotations(argument, requests[argument]) for argument in REQUEST_ARGS]
-        flows = [flow_key + flow.to_bytes(8, "little") for flow in requests["flow"]]
-        return [b"".join((heads[tid], *encoded, flow))
-                for tid, flow, *encoded in zip(requests["tid"], flows, *columns)]
+        arguments = [b"".join(encoded) for encoded in
+                     zip(*(_annotations(argument, requests[argument]) for argument in REQUEST_ARGS))]
+        flows = [flow.to_bytes(8, "little") for flow in requests["flow"]]
+        tids = requests["tid"]
+        instants = []
+        for name, flow_key in (("submit", _FLOW_OUT), ("complete", _FLOW_END)):
+            heads = {tid: self._head(TYPE_INSTANT, self.thread_track[tid], "request", name) for tid in set(tids)}
+            instants.append([heads[tid] + encoded + flow_key + flow for tid, encoded, flow in zip(tids, arguments, flows)])
+        return instants[0], instants[1]
 
     def _head(self, event_type: int, track: int, category: str | None = None, name: str | None = None) -> bytes:
         """A TrackEvent's type, track, category and name: encoded once per combination."""
@@ -206,28 +234,6 @@ class _Timeline:
                 encoded += string_field(EVENT_NAME, name)
             self.heads[(event_type, track, category, name)] = encoded
         return encoded
-
-    def _open(self, tid: int, request_id: int, pid: int) -> tuple[int, bytes]:
-        """The track of a span beginning on thread `tid`, its first free lane, and the lane's descriptor packet
-        (framed) on its first use, else nothing."""
-        free = self.free_lanes[tid]
-        lane = heappop(free) if free else self.lane_counts[tid]
-        descriptor = b""
-        if lane == self.lane_counts[tid]:
-            self.lane_counts[tid] += 1
-            self.lane_tracks[(tid, lane)] = self.next_uuid
-            self.next_uuid += 1
-            name = f"{self.thread_names[tid]} in flight {lane + 1}"
-            descriptor = _descriptor(self.lane_tracks[(tid, lane)], string_field(TRACK_NAME, name)
-                                     + varint_field(TRACK_PARENT_UUID, pid))
-            descriptor = bytes_field(TRACE_PACKET, descriptor)
-        self.open_spans[(tid, request_id)] = lane
-        return self.lane_tracks[(tid, lane)], descriptor
-
-    def _close(self, tid: int, request_id: int) -> int:
-        lane = self.open_spans.pop((tid, request_id))
-        heappush(self.free_lanes[tid], lane)
-        return self.lane_tracks[(tid, lane)]
 
 
 def _annotations(name: str, column: list) -> list[bytes]:
@@ -280,6 +286,8 @@ def _varints(values) -> list[bytes]:
     numbers = np.asarray(values, dtype=np.int64).view(np.uint64)
     if not numbers.size:
         return []
+    if numbers.max() < len(SMALL_VARINTS):  # lengths, small values: looked up
+        return [SMALL_VARINTS[number] for number in numbers.tolist()]
     width = max(1, -(-int(numbers.max()).bit_length() // 7))  # groups in the longest
     groups = np.stack([(numbers >> np.uint64(7 * index)) & np.uint64(0x7F) for index in range(width)], axis=1)
     sizes = np.ones(len(numbers), dtype=np.int64)

@@ -28,13 +28,14 @@ def _encode_varint(value: int) -> bytes:
     return bytes(out)
 
 
-_SMALL = [_encode_varint(value) for value in range(1 << 14)]  # the one- and two-byte varints, the common ones
+SMALL_VARINTS = [_encode_varint(value) for value in range(1 << 14)]
+"""The one- and two-byte varints (0 to 16,383), the common ones, by value."""
 
 
 def varint(value: int) -> bytes:
     """`value` as a base-128 varint; a negative one as its 64-bit two's complement, as int64 sends it."""
     if 0 <= value < 1 << 14:
-        return _SMALL[value]
+        return SMALL_VARINTS[value]
     return _encode_varint(value & _UINT64)
 
 
