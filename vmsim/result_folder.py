@@ -9,12 +9,18 @@ removed by the next write.
 A run written to a folder streams its logs to parquet while it runs, so memory stays flat however long the
 run: `LogSpill` is the sink `vmsim.pipeline.simulate` gives the event and request logs
 (`EventLog.stream_to`). Each buffer of `FLUSH_ROWS` rows becomes one row group of `events.parquet` or
-`requests.parquet` in a spill folder, and the buffer is emptied. What the summary needs later is read back
+`requests.parquet` in a spill folder (encoded and compressed by a short-lived thread while the simulation
+goes on), and the buffer is emptied. What the summary needs later is read back
 column by column (`summary_columns`), never kept for the whole run; the few lifecycle rows the safety checks
 read (sharing steps) are kept as they pass, with their run-wide row numbers. The spill folder is a partial
 folder of the result (`open_spill_folder`): a crash leaves the previous result in place and the spill to
 the next write's clean-up; a finished run's files move into the result folder as it is written
 (`RunResult.write`).
+
+The outputs are written side by side where the system allows: `ForkedWorker` is a child process forked
+before the simulation that imports what the plots need meanwhile, then draws them into the temporary folder
+while this process writes the trace and the summary. A child that fails fails the write (so nothing is
+swapped in), and a writer that fails or is interrupted kills its child first.
 """
 
 from __future__ import annotations
