@@ -47,10 +47,15 @@ def run(
 
     Exits with status 1, after writing the folder and printing the violations, when a safety check fails.
     """
+    import atexit
+    import gc
+
     from tqdm import tqdm
 
     from vmsim.api import run as run_scenario
     from vmsim.results import format_summary
+
+    atexit.register(gc.freeze)  # the process ends after the run: its exit need not walk every object of it
 
     # Shown only on a terminal and only once a run has taken a couple of seconds.
     with tqdm(total=100, unit="%", file=sys.stderr, disable=not sys.stderr.isatty(), delay=2.0, leave=False,
