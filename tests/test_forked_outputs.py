@@ -71,3 +71,27 @@ def test_a_child_never_handed_work_leaves_on_its_own():
     worker = ForkedWorker("plots", prepare=lambda: None)
     worker.wait()
     assert worker.pid is None
+
+
+@FORKS
+def test_ctrl_c_while_the_trace_is_written_kills_the_plotting_child_and_writes_nothing(tmp_path, monkeypatch):
+    """Interrupted after the simulation, with the child drawing: the child is killed and reaped (none is left
+    drawing into a folder that is about to go), and no result folder or partial one remains."""
+    children = []
+    submit = ForkedWorker.submit
+
+    def recorded(worker, *args):
+        submit(worker, *args)
+        children.append(worker.pid)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ForkedWorker, "submit", recorded)
+    monkeypatch.setattr("vmsim.trace.write_trace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        vmsim.run(SCENARIO, set=SMALL, out=tmp_path / "result")
+    assert children and children[0] is not None
+    with pytest.raises(ChildProcessError):
+        os.waitpid(children[0], os.WNOHANG)
+    assert list(tmp_path.iterdir()) == []
