@@ -13,7 +13,7 @@ from pathlib import Path
 
 from vmsim.files import DEFAULT_RESULTS_ROOT
 from vmsim.result_folder import ForkedWorker, LogSpill, check_destination
-from vmsim.results import RunResult, import_plotting
+from vmsim.results import RunResult, draw_plots_ahead, import_plotting
 
 
 def default_folder(scenario_name: str) -> Path:
@@ -55,6 +55,8 @@ def run(path: str | Path, *, seed: int | None = None, out: str | Path | None = N
     plotter = ForkedWorker("plots", prepare=import_plotting) if write and plots else None
     try:
         ran = simulate(checked, progress, spill=spill)
+        if plotter is not None:  # drawn while this process summarises the run
+            draw_plots_ahead(plotter, checked.scenario, ran.output, graph=checked.graph, spill=spill)
         result = RunResult.of(checked.scenario, ran.output, wall_seconds=ran.wall_seconds, graph=checked.graph,
                               spill=spill)
         if write:

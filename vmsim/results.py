@@ -705,17 +705,13 @@ class RunResult:
         """Write the result folder atomically; returns its path (also kept in `self.path`). A streamed run's
         parquet files are moved in from its spill, whose folder goes once they have.
 
-        The plots are drawn by a child process (`vmsim.result_folder.ForkedWorker`: `plotter` if one was
-        forked ahead, else one forked here) while this one writes the trace and the summary."""
+        The plots are drawn by a child process (`vmsim.result_folder.ForkedWorker`) while this one writes the
+        trace and the summary: `plotter`, already drawing them into the spill's folder (`draw_plots_ahead`),
+        whose files are moved in once it is done, else one forked here."""
         spill = self._spill
 
         def fill(temporary: Path) -> None:
-            if spill is not None:
-                moved = spill.folder == spill.spill_folder  # else written before: copied from that folder
-                for path in (spill.events_path, spill.requests_path):
-                    (os.replace if moved else shutil.copyfile)(path, temporary / path.name)
-                spill.moved_to(temporary)
-            else:
+            if spill is None:
                 pq.write_table(self.events_table, temporary / "events.parquet")
                 pq.write_table(self.requests_table, temporary / "requests.parquet")
             if resolved_config is not None:
@@ -725,7 +721,7 @@ class RunResult:
                     yaml.safe_dump(resolved_config, stream, sort_keys=False)
             drawing = (plotter or ForkedWorker("plots")) if plots else None
             try:
-                if drawing is not None:
+                if drawing is not None and plotter is None:
                     drawing.submit(save_plots, self, temporary)
                 summary = dict(self.summary)
                 if trace:
@@ -740,9 +736,19 @@ class RunResult:
                     stream.write("\n")
                 if drawing is not None:
                     drawing.wait()
+                if drawing is not None and plotter is not None:
+                    from vmsim.analysis.plots import PLOT_FILES
+
+                    for name in PLOT_FILES:
+                        os.replace(spill.spill_folder / name, temporary / name)
             finally:
                 if drawing is not None:
                     drawing.cancel()
+            if spill is not None:  # moved last: the plots' process reads requests.parquet where it was
+                moved = spill.folder == spill.spill_folder  # else written before: copied from that folder
+                for path in (spill.events_path, spill.requests_path):
+                    (os.replace if moved else shutil.copyfile)(path, temporary / path.name)
+                spill.moved_to(temporary)
             self.summary = summary
 
         try:
@@ -753,6 +759,15 @@ class RunResult:
         if spill is not None:
             spill.moved_to(self.path)
         return self.path
+
+
+def draw_plots_ahead(plotter: ForkedWorker, scenario, output: SimOutput, *, graph, spill: LogSpill) -> None:
+    """Hand `plotter` a streamed run's plots as soon as it has simulated, drawn into its spill's folder while
+    this process summarises the run and writes the trace (`RunResult.write(..., plotter=plotter)` moves them
+    in). Of the summary the plots draw only the processors' work (the CPU-time plot), given here as the
+    summary has it."""
+    summary = {"processors": _per_request(output.processors, len(output.requests))}
+    plotter.submit(save_plots, RunResult(scenario, output, summary, graph=graph, spill=spill), spill.spill_folder)
 
 
 def save_plots(result: RunResult, folder: Path) -> None:
