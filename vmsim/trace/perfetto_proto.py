@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 from heapq import heappop, heappush
-from itertools import chain, repeat
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -129,39 +129,44 @@ class _Timeline:
         first span."""
         plan = self.plan
         kinds, rows = plan.kinds, plan.rows
-        events = np.empty(len(kinds), dtype=object)
+        picked = np.empty(len(kinds), dtype=object)
         submits, completions = self._request_events()
         for kind, encoded in ((FRAME, self._frame_events()), (SUBMIT, submits), (COMPLETE, completions),
                               (BUSY, self._busy_events())):
             at = kinds == kind
-            events[at] = _objects(encoded)[rows[at]]
-        before, after = [b""] * len(kinds), [b""] * len(kinds)
-        for position in np.flatnonzero(kinds == BUSY).tolist():
-            after[position] = self.busy_ends[rows[position]]
-        self._spans(events, before)
-        stamps = _varints(plan.times)
+            picked[at] = _objects(encoded)[rows[at]]
+        descriptors = self._spans(picked)
+        events = picked.tolist()
+        for position in np.flatnonzero(kinds == BUSY).tolist():  # the period's end, right after its begin
+            events[position] += self.busy_ends[rows[position]]
+        lengths = np.fromiter(map(len, picked.tolist()), dtype=np.int64, count=len(kinds))
         for start in range(0, len(kinds), CHUNK_EVENTS):
-            window = slice(start, start + CHUNK_EVENTS)
-            yield _packets(stamps[window], events[window].tolist(), before[window], after[window])
+            stop = start + CHUNK_EVENTS
+            headers = _packet_headers(plan.times[start:stop], lengths[start:stop])
+            for position in (position for position in descriptors if start <= position < stop):
+                headers[position - start] = descriptors[position] + headers[position - start]
+            yield b"".join(chain.from_iterable(zip(headers, events[start:stop])))
 
     def _busy_events(self) -> list[bytes]:
         """Each busy period's begin TrackEvent; its end packet, framed, kept in `busy_ends`."""
         busy = self.plan.busy
         tracks = [self.thread_track[tid] for tid in busy["tid"]]
         ends = [self._head(TYPE_SLICE_END, track) for track in tracks]
-        self.busy_ends = _packets(_varints(busy["end"]), ends, None, None, joined=False)
+        lengths = np.fromiter(map(len, ends), dtype=np.int64, count=len(ends))
+        self.busy_ends = [header + end for header, end in zip(_packet_headers(busy["end"], lengths), ends)]
         return [self._head(TYPE_SLICE_BEGIN, track, "cpu", "busy") for track in tracks]
 
-    def _spans(self, events: np.ndarray, before: list[bytes]) -> None:
+    def _spans(self, events: np.ndarray) -> dict[int, bytes]:
         """Each request's async span, begun and ended in time order on a lane of its thread's process: the first
-        lane free when it begins (a lane's descriptor before the span that first uses it)."""
+        lane free when it begins. Returns each new lane's descriptor packet by the position of the span that
+        first uses it (it goes before that span)."""
         requests, kinds, rows = self.plan.requests, self.plan.kinds, self.plan.rows
         spans = np.flatnonzero((kinds == BEGIN) | (kinds == END))
         tids, pids, request_ids = requests["tid"], requests["pid"], requests["request_id"]
         free: dict[int, list[int]] = defaultdict(list)  # per thread, a heap of its free lanes
         lanes: dict[int, int] = defaultdict(int)  # per thread, its lanes so far
         open_spans: dict[tuple[int, int], int] = {}
-        tracks = []
+        tracks, descriptors = [], {}
         for position, kind, row in zip(spans.tolist(), kinds[spans].tolist(), rows[spans].tolist()):
             tid = tids[row]
             if kind == BEGIN:
@@ -170,7 +175,7 @@ class _Timeline:
                     lanes[tid] += 1
                     self.lane_tracks[(tid, lane)] = self.next_uuid
                     self.next_uuid += 1
-                    before[position] = self._lane_descriptor(tid, lane, pids[row])
+                    descriptors[position] = self._lane_descriptor(tid, lane, pids[row])
                 open_spans[(tid, request_ids[row])] = lane
             else:
                 lane = open_spans.pop((tid, request_ids[row]))
@@ -183,6 +188,7 @@ class _Timeline:
                 events[position] = self._head(TYPE_SLICE_BEGIN, track, "request") + name_key + varint(len(name)) + name
             else:
                 events[position] = self._head(TYPE_SLICE_END, track, "request")
+        return descriptors
 
     def _lane_descriptor(self, tid: int, lane: int, pid: int) -> bytes:
         """The TracePacket field describing a lane: named after its thread, under the thread's process."""
@@ -258,22 +264,33 @@ def _objects(items: list) -> np.ndarray:
     return array
 
 
-def _packets(stamps: list[bytes], events: list[bytes], before: list[bytes] | None, after: list[bytes] | None, *,
-             joined: bool = True):
-    """TracePacket fields (sequence, timestamp, TrackEvent) of `events` at `stamps` (varints), their lengths'
-    varints worked out all at once; each packet with `before[i]` and `after[i]` around it. Joined, or a list of
-    each event's bytes."""
-    lengths = np.fromiter(map(len, events), dtype=np.int64, count=len(events))
-    length_varints = _varints(lengths)
-    packet_lengths = (_PACKET_OVERHEAD + lengths + np.fromiter(map(len, length_varints), dtype=np.int64, count=len(events))
-                      + np.fromiter(map(len, stamps), dtype=np.int64, count=len(events)))
-    fields = [repeat(_PACKET_KEY), _varints(packet_lengths), repeat(_TIMESTAMP_PREFIX), stamps,
-              repeat(_TRACK_EVENT_KEY), length_varints, events]
-    if before is not None:
-        fields = [before, *fields, after]
-    if joined:
-        return b"".join(chain.from_iterable(zip(*fields)))
-    return [b"".join(parts) for parts in zip(*fields)]
+def _packet_headers(times, lengths: np.ndarray) -> list[bytes]:
+    """What goes before each TrackEvent of `lengths` bytes at `times` (ns): the TracePacket field's key and
+    length, the sequence, the timestamp, the TrackEvent field's key and length. Built at once as the rows of a
+    byte matrix, each segment placed after the ones before it in its row."""
+    stamps, stamp_sizes = _varint_matrix(times)
+    length_varints, length_sizes = _varint_matrix(lengths)
+    packet_lengths = _PACKET_OVERHEAD + stamp_sizes + length_sizes + lengths
+    count = len(lengths)
+    segments = [_constant(_PACKET_KEY, count), _varint_matrix(packet_lengths), _constant(_TIMESTAMP_PREFIX, count),
+                (stamps, stamp_sizes), _constant(_TRACK_EVENT_KEY, count), (length_varints, length_sizes)]
+    width = sum(matrix.shape[1] for matrix, _ in segments)
+    headers = np.zeros((count, width), dtype=np.uint8)
+    used = np.zeros(count, dtype=np.int64)
+    rows = np.arange(count)
+    for matrix, sizes in segments:
+        for index in range(matrix.shape[1]):
+            inside = index < sizes
+            headers[rows[inside], used[inside] + index] = matrix[inside, index]
+        used += sizes
+    blob = headers.tobytes()
+    return [blob[start:start + size] for start, size in zip(range(0, width * count, width), used.tolist())]
+
+
+def _constant(field: bytes, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """A segment every row has, as `_varint_matrix` gives one."""
+    return (np.broadcast_to(np.frombuffer(field, dtype=np.uint8), (count, len(field))),
+            np.full(count, len(field), dtype=np.int64))
 
 
 def _annotation_bytes(fields: bytes) -> bytes:
@@ -281,21 +298,26 @@ def _annotation_bytes(fields: bytes) -> bytes:
 
 
 def _varints(values) -> list[bytes]:
-    """Integers as varints (a negative one as its 64-bit two's complement), worked out for all at once: seven
-    bits a byte, low group first."""
-    numbers = np.asarray(values, dtype=np.int64).view(np.uint64)
-    if not numbers.size:
-        return []
-    if numbers.max() < len(SMALL_VARINTS):  # lengths, small values: looked up
+    """Integers as varints (a negative one as its 64-bit two's complement), worked out for all at once."""
+    numbers = np.asarray(values, dtype=np.int64)
+    if numbers.size and 0 <= numbers.min() and numbers.max() < len(SMALL_VARINTS):  # lengths, small values
         return [SMALL_VARINTS[number] for number in numbers.tolist()]
-    width = max(1, -(-int(numbers.max()).bit_length() // 7))  # groups in the longest
+    groups, sizes = _varint_matrix(numbers)
+    blob, width = groups.tobytes(), groups.shape[1]
+    return [blob[start:start + size] for start, size in zip(range(0, width * len(numbers), width), sizes.tolist())]
+
+
+def _varint_matrix(values) -> tuple[np.ndarray, np.ndarray]:
+    """Integers as varints, a row of bytes each (seven bits a byte, low group first, the high bit set on all
+    but the last), and each one's length in bytes."""
+    numbers = np.asarray(values, dtype=np.int64).view(np.uint64)
+    width = max(1, -(-int(numbers.max()).bit_length() // 7)) if numbers.size else 1  # bytes of the longest
     groups = np.stack([(numbers >> np.uint64(7 * index)) & np.uint64(0x7F) for index in range(width)], axis=1)
     sizes = np.ones(len(numbers), dtype=np.int64)
     for index in range(1, width):
         sizes += numbers >> np.uint64(7 * index) != 0
     groups |= np.where(np.arange(width) < sizes[:, None] - 1, np.uint64(0x80), np.uint64(0))
-    blob = groups.astype(np.uint8).tobytes()
-    return [blob[start:start + size] for start, size in zip(range(0, width * len(numbers), width), sizes.tolist())]
+    return groups.astype(np.uint8), sizes
 
 
 def _descriptor(uuid: int, fields: bytes, *, first: bool = False) -> bytes:
