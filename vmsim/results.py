@@ -130,7 +130,7 @@ def summarize(output: SimOutput, *, wall_seconds: float, version: str = __versio
         "check": with_conformance(with_liveness(safety, first.liveness.entry(output.workloads, output.series)),
                                   output.events, spill),
         "workloads": output.workloads,
-        "processors": _per_request(output.processors, len(output.requests)),
+        "processors": _per_request(output),
         "accounting": accounting(output),
         "warnings": run_warnings(output, completed, first.completed_by_end()),
     })
@@ -248,11 +248,20 @@ def _add_latency(buses: dict, names: list, counts: np.ndarray, summaries: dict) 
             entry["devices"].setdefault(name, {})["latency_ns"] = summaries[("device", name)]
 
 
-def _per_request(processors: dict, requests: int) -> dict:
-    """Each processor's report with its work per completed request, by activity: where the time went."""
-    return {name: {**report, "per_request_ns": {activity: ns / requests if requests else None
-                                                for activity, ns in report.get("by_activity_ns", {}).items()}}
-            for name, report in processors.items()}
+def _per_request(output: SimOutput) -> dict:
+    """Each processor's report with its work per request, by activity: where the time went. `by_activity_ns`
+    is the whole run's; `per_request_ns` is the measured window's work (from the warm-up's end) per request
+    completed in it, the steady state that start-up does not inflate (as `accounting` counts it)."""
+    before = output.at_warmup.get("processors", {})
+    requests = (sum(counts.get("completed_by_end", counts["completed"]) for counts in output.workloads.values())
+                - sum(output.at_warmup.get("completed", {}).values()))
+
+    def per_request(name: str, report: dict) -> dict:
+        earlier = before.get(name, {}).get("by_activity_ns", {})
+        return {activity: (ns - earlier.get(activity, 0)) / requests if requests > 0 else None
+                for activity, ns in report.get("by_activity_ns", {}).items()}
+
+    return {name: {**report, "per_request_ns": per_request(name, report)} for name, report in output.processors.items()}
 
 
 def cpu_time_table(summary: dict):
@@ -766,7 +775,7 @@ def draw_plots_ahead(plotter: ForkedWorker, scenario, output: SimOutput, *, grap
     this process summarises the run and writes the trace (`RunResult.write(..., plotter=plotter)` moves them
     in). Of the summary the plots draw only the processors' work (the CPU-time plot), given here as the
     summary has it."""
-    summary = {"processors": _per_request(output.processors, len(output.requests))}
+    summary = {"processors": _per_request(output)}
     plotter.submit(save_plots, RunResult(scenario, output, summary, graph=graph, spill=spill), spill.spill_folder)
 
 
