@@ -33,13 +33,14 @@ def test_occupancy_per_window_is_the_time_weighted_mean_and_the_peak():
 
 
 def test_a_cdf_is_drawn_from_a_few_hundred_points_whatever_the_sample():
-    """Plots read aggregates, not every row: a million latencies make at most CDF_POINTS points."""
+    """Plots read aggregates, not every row: 2**20 latencies (about a million, up to 1 ms) make a point per
+    filled log-spaced bin (64 exact ones, then 32 an octave: 14 octaves above 64 ns), ending at the maximum."""
     import numpy as np
 
-    from vmsim.analysis.plots import CDF_POINTS, cdf_points
+    from vmsim.analysis.plots import cdf_points
 
-    values, fractions = cdf_points(np.arange(1_000_000))
-    assert len(values) == len(fractions) == CDF_POINTS and fractions[-1] == 1.0 and values[-1] == 999_999
+    values, fractions = cdf_points(np.arange(2**20))
+    assert len(values) == len(fractions) == 64 + 32 * 14 and fractions[-1] == 1.0 and values[-1] == 2**20 - 1
 
 
 def test_the_standard_plots_render_for_a_small_run(tmp_path):

@@ -616,15 +616,27 @@ class RunResult:
     def requests_table(self) -> pa.Table:
         return self._spill.requests_table() if self._spill is not None else requests_table(self.output)
 
-    def _plotted_requests(self):
-        """The requests columns the plots draw (a DataFrame of these, not every column); the device (categorical)
-        only with more than one bus, where the latency plot draws a curve per bus."""
+    @cached_property
+    def _request_aggregates(self):
+        """What the latency and throughput plots draw (`vmsim.analysis.plots.RequestAggregates`), from the
+        requests columns they need read a batch at a time: a streamed run's parquet file a row group at a time,
+        a table kept in memory as one batch. The device only with more than one bus, where the latency plot
+        draws a curve per bus."""
+        from vmsim.analysis.plots import request_aggregates
+
         columns = ["submit_ns", "complete_ns", "latency_ns"]
         if len(self.output.events.buses.names) > 1:
             columns.append("device")
         if self._spill is not None and "requests_table" not in self.__dict__:
-            return pq.read_table(self._spill.requests_path, columns=columns, read_dictionary=["device"]).to_pandas()
-        return self.requests_table.select(columns).to_pandas()
+            # pre_buffer off: else the reader buffers every row group's columns at once (the whole file)
+            source = pq.ParquetFile(self._spill.requests_path, read_dictionary=["device"], pre_buffer=False)
+            rows = source.metadata.num_rows
+            batches = source.iter_batches(batch_size=SUMMARY_BATCH_ROWS, columns=columns)
+        else:
+            rows = self.requests_table.num_rows
+            batches = self.requests_table.select(columns).combine_chunks().to_batches()
+        return request_aggregates(batches, rows=rows, sim_time_ns=self.output.sim_time_ns,
+                                  warmup_ns=self.output.warmup_ns)
 
     @cached_property
     def events(self):
@@ -682,13 +694,13 @@ class RunResult:
     def plot_latency_cdf(self, ax=None):
         from vmsim.analysis import plots
 
-        return plots.latency_cdf(self._plotted_requests(), ax=ax, warmup_ns=self.output.warmup_ns,
+        return plots.latency_cdf(self._request_aggregates, ax=ax, warmup_ns=self.output.warmup_ns,
                                  sim_time_ns=self.output.sim_time_ns)
 
     def plot_throughput(self, ax=None):
         from vmsim.analysis import plots
 
-        return plots.throughput(self._plotted_requests(), ax=ax, sim_time_ns=self.output.sim_time_ns,
+        return plots.throughput(self._request_aggregates, ax=ax, sim_time_ns=self.output.sim_time_ns,
                                 warmup_ns=self.output.warmup_ns)
 
     def plot_occupancy(self, ax=None):

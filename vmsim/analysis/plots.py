@@ -9,11 +9,14 @@ pyplot backend, so writing a result folder never touches the user's backend or o
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from vmsim.analysis.stats import percentiles, time_average, windowed_levels
+from vmsim.analysis.stats import LogHistogram, log_bin, time_average, windowed_levels
 
 PLOT_FILES = {
     "latency_cdf.png": "plot_latency_cdf",
@@ -69,53 +72,121 @@ def time_unit(span_ns: float) -> tuple[float, str]:
     return 1.0, "ns"
 
 
-CDF_POINTS = 400
+@dataclass
+class RequestAggregates:
+    """What the request plots draw, a few kilobytes however many requests: per latency group ("all", then each
+    bus when there are several) a `LogHistogram` of the requests submitted after warm-up and completed by the
+    end; and the completions in each of the throughput plot's time bins (`edges`, None without a run end)."""
+
+    latency: dict[str, LogHistogram]
+    completions: np.ndarray | None
+    edges: np.ndarray | None
 
 
-def cdf_points(latency_ns, points: int = CDF_POINTS) -> tuple[np.ndarray, np.ndarray]:
-    """At most `points` (latency, fraction) pairs of a sample's CDF, evenly spaced in fraction, with the
-    maximum: a curve from an aggregate, not from every row (a run may hold millions)."""
-    data = np.asarray(latency_ns, dtype=float)
-    if data.size == 0:
-        return np.array([]), np.array([])
-    fractions = np.linspace(0, 1, min(points, data.size) + 1)[1:]
-    return np.quantile(data, fractions, method="inverted_cdf"), fractions
+def throughput_bins(rows: int) -> int:
+    """The throughput plot's slices for a table of `rows` requests: about 20 completions each, 10 to 100."""
+    return int(np.clip(rows // 20, 10, 100))
+
+
+def request_aggregates(batches, *, rows: int, sim_time_ns: int | None = None, warmup_ns: int = 0,
+                       bins: int | None = None) -> RequestAggregates:
+    """The `RequestAggregates` of a requests table read a batch at a time (Arrow record batches, DataFrames or
+    dicts of arrays with `submit_ns`, `complete_ns`, `latency_ns` and, for a curve per bus, `device`): memory
+    bounded by a batch. `rows` is the table's size (it sets the throughput bins when `bins` is None)."""
+    pooled, by_bus = LogHistogram(), {}
+    end = max(sim_time_ns or 0, 1)
+    edges = None if sim_time_ns is None else np.histogram_bin_edges([], bins=bins or throughput_bins(rows),
+                                                                      range=(0, end))
+    completions = None if edges is None else np.zeros(len(edges) - 1, dtype=np.int64)
+    for batch in batches:
+        submit, complete, latency = (_numbers(batch, name) for name in ("submit_ns", "complete_ns", "latency_ns"))
+        if completions is not None:
+            completions += np.histogram(complete, bins=len(completions), range=(0, end))[0]
+        keep = submit >= warmup_ns
+        if sim_time_ns is not None:
+            keep &= complete <= sim_time_ns
+        kept = latency[keep]
+        kept_bins = log_bin(kept)
+        pooled.add(kept, kept_bins)
+        if "device" in _names(batch):
+            buses, codes = _bus_codes(batch["device"] if not isinstance(batch, pa.RecordBatch)
+                                      else batch.column("device"))
+            codes = codes[keep]
+            for code, bus in enumerate(buses):
+                mine = codes == code
+                if mine.any():
+                    by_bus.setdefault(bus, LogHistogram()).add(kept[mine], kept_bins[mine])
+    groups = {bus: by_bus[bus] for bus in sorted(by_bus)} if len(by_bus) > 1 else {}
+    return RequestAggregates({"all": pooled, **groups}, completions, edges)
+
+
+def _names(batch) -> list[str]:
+    return batch.schema.names if isinstance(batch, pa.RecordBatch) else list(batch.keys())
+
+
+def _numbers(batch, name: str) -> np.ndarray:
+    column = batch.column(name) if isinstance(batch, pa.RecordBatch) else batch[name]
+    if isinstance(column, pa.Array | pa.ChunkedArray):
+        return column.to_numpy()
+    return np.asarray(column)
+
+
+def _bus_codes(devices) -> tuple[list[str], np.ndarray]:
+    """Each row's bus (the device name up to its first dot) as an index into the returned names, from the
+    column's dictionary: a bus name per distinct device, not per row."""
+    if isinstance(devices, pa.ChunkedArray):
+        devices = devices.combine_chunks()
+    if not isinstance(devices, pa.Array):
+        devices = pa.array(devices)
+    if not pa.types.is_dictionary(devices.type):
+        devices = pc.dictionary_encode(devices)
+    buses = [str(name).split(".", 1)[0] for name in devices.dictionary.to_pylist()]
+    names = sorted(set(buses))
+    lookup = np.array([names.index(bus) for bus in buses], dtype=np.int64)
+    return names, lookup[devices.indices.to_numpy(zero_copy_only=False)]
+
+
+def cdf_points(latency) -> tuple[np.ndarray, np.ndarray]:
+    """(latency, fraction) pairs of a sample's CDF, one per filled log-spaced bin (`LogHistogram.cdf`): a curve
+    from an aggregate, not from every row (a run may hold millions). `latency` is a `LogHistogram` or an array."""
+    return (latency if isinstance(latency, LogHistogram) else LogHistogram.of(latency)).cdf()
 
 
 def latency_cdf(requests, ax=None, warmup_ns: int = 0, sim_time_ns: int | None = None):
     """Empirical CDF of request latency (requests submitted after warm-up, completed by the end), pooled,
-    and per bus when there are several (a slow bus hides behind fast ones in the pooled curve)."""
-    keep = requests["submit_ns"].to_numpy() >= warmup_ns
-    if sim_time_ns is not None:
-        keep &= requests["complete_ns"].to_numpy() <= sim_time_ns
-    latency = requests["latency_ns"].to_numpy()[keep]
-    devices = requests["device"].to_numpy()[keep] if "device" in requests else np.array([], dtype=object)
-    buses = np.array([str(name).split(".", 1)[0] for name in devices], dtype=object)
-    groups = {bus: latency[buses == bus] for bus in sorted(set(buses.tolist()))} if len(set(buses.tolist())) > 1 else {}
-    return latency_cdfs({"all": latency, **groups}, ax=ax)
+    and per bus when there are several (a slow bus hides behind fast ones in the pooled curve).
+
+    `requests` is a `RequestAggregates` (what a `RunResult` gives, read in batches) or a requests table
+    (DataFrame), aggregated here the same way."""
+    if not isinstance(requests, RequestAggregates):
+        requests = request_aggregates([requests], rows=len(requests), sim_time_ns=sim_time_ns, warmup_ns=warmup_ns)
+    return latency_cdfs(requests.latency, ax=ax)
 
 
 def latency_cdfs(samples: dict, ax=None):
-    """CDFs of named latency samples (numpy arrays of ns) on one axis, each in its `colour_of` colour; p50 and
-    p99 of the first marked. The arrays may come from any table (the logs, a parquet file, a sweep)."""
+    """CDFs of named latency samples on one axis, each in its `colour_of` colour; p50 and p99 of the first
+    marked. A sample is a `LogHistogram` or an array of ns (from any table: the logs, a parquet file, a
+    sweep), drawn through its histogram either way, so every curve is within a bin's width (1/32) of exact."""
     ax = axes_or_new(ax)
     ax.set_title("Request latency CDF")
     ax.set_ylabel("fraction of requests")
-    filled = {name: np.asarray(sample) for name, sample in samples.items() if len(sample)}
+    histograms = {name: sample if isinstance(sample, LogHistogram) else LogHistogram.of(sample)
+                  for name, sample in samples.items()}
+    filled = {name: histogram for name, histogram in histograms.items() if histogram.total}
     if not filled:
         ax.text(0.5, 0.5, "no requests completed after warm-up", ha="center", transform=ax.transAxes)
         return ax
-    low = min(float(sample.min()) for sample in filled.values())
-    high = max(float(sample.max()) for sample in filled.values())
+    low = min(histogram.low for histogram in filled.values())
+    high = max(histogram.high for histogram in filled.values())
     scale, unit = time_unit(high)
-    for index, (name, sample) in enumerate(filled.items()):
-        values, fractions = cdf_points(sample)
+    for index, (name, histogram) in enumerate(filled.items()):
+        values, fractions = histogram.cdf()
         pooled = index == 0 and len(filled) > 1
         ax.step(values / scale, fractions, where="post", label=name, linewidth=2 if pooled else 1.2,
                 color="black" if pooled else colour_of(name))
     if low > 0 and high / low > 100:
         ax.set_xscale("log")
-    for name, value in percentiles(next(iter(filled.values())), {"p50": 50.0, "p99": 99.0}).items():
+    for name, value in next(iter(filled.values())).percentiles({"p50": 50.0, "p99": 99.0}).items():
         ax.axvline(value / scale, color="grey", linestyle=":", linewidth=1)
         ax.annotate(name, (value / scale, 0.02), rotation=90, color="grey", fontsize=8)
     if len(filled) > 1:
@@ -130,15 +201,16 @@ def throughput(requests, ax=None, *, sim_time_ns: int, warmup_ns: int = 0, bins:
     """Completions per second in `bins` equal slices of the run; the warm-up is shaded.
 
     By default about 20 completions per slice (10 to 100 slices), so a short run is not all noise.
+    `requests` is a `RequestAggregates` (its slices drawn as counted) or a requests table (DataFrame).
     """
     ax = axes_or_new(ax)
-    if bins is None:
-        bins = int(np.clip(len(requests) // 20, 10, 100))
+    if not isinstance(requests, RequestAggregates):
+        requests = request_aggregates([requests], rows=len(requests), sim_time_ns=sim_time_ns, warmup_ns=warmup_ns,
+                                      bins=bins)
     ax.set_title("Throughput over time")
     ax.set_ylabel("completed requests / s")
-    end = max(sim_time_ns, 1)
-    scale, unit = time_unit(end)
-    counts, edges = np.histogram(requests["complete_ns"].to_numpy(), bins=bins, range=(0, end))
+    scale, unit = time_unit(max(sim_time_ns, 1))
+    counts, edges = requests.completions, requests.edges
     width_s = (edges[1] - edges[0]) / 1e9
     ax.stairs(counts / width_s, edges / scale)
     if warmup_ns:

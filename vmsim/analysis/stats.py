@@ -354,6 +354,67 @@ class StreamedLatency:
         return remaining
 
 
+class LogHistogram:
+    """A sample's counts over `log_bin`'s bins, with its exact minimum and maximum: its distribution to within
+    a bin (1/32 of a value, exact below 64), in memory bounded however many values are added a batch at a time.
+    What a plot draws of millions of latencies."""
+
+    def __init__(self):
+        self.counts = np.zeros(_LOG_BINS, dtype=np.int64)
+        self.low: int | None = None
+        self.high: int | None = None
+
+    @classmethod
+    def of(cls, values) -> LogHistogram:
+        """The histogram of a whole sample (integers, or floats rounded to the nearest integer)."""
+        histogram = cls()
+        histogram.add(values)
+        return histogram
+
+    @property
+    def total(self) -> int:
+        return int(self.counts.sum())
+
+    def add(self, values, bins: np.ndarray | None = None) -> None:
+        """Count `values`; `bins` is their `log_bin` when the caller has it already."""
+        values = np.asarray(values)
+        if not values.size:
+            return
+        if values.dtype.kind == "f":
+            values = np.rint(values)
+        values = values.astype(np.int64, copy=False)
+        self.counts += np.bincount(log_bin(values) if bins is None else bins, minlength=_LOG_BINS)
+        low, high = int(values.min()), int(values.max())
+        self.low = low if self.low is None else min(self.low, low)
+        self.high = high if self.high is None else max(self.high, high)
+
+    def cdf(self) -> tuple[np.ndarray, np.ndarray]:
+        """(value, fraction of the sample at or below it) at each filled bin's largest value (the maximum for
+        the last): the empirical CDF exact at those points, so a step drawn through them is never off by
+        more than a bin's width."""
+        filled = np.flatnonzero(self.counts)
+        if not filled.size:
+            return np.array([]), np.array([])
+        values = np.array([log_bin_range(int(index))[1] for index in filled], dtype=float)
+        values = np.clip(values, self.low, self.high)
+        return values, np.cumsum(self.counts[filled]) / self.total
+
+    def percentiles(self, points: dict[str, float]) -> dict[str, float]:
+        """Named percentiles as `percentiles` interpolates them, each order statistic taken as its bin's
+        largest value (as `cdf` draws it): within a bin of the exact figure; NaN for an empty sample."""
+        count = self.total
+        if not count:
+            return {name: math.nan for name in points}
+        cumulative = np.cumsum(self.counts)
+
+        def value_at(rank: int) -> float:
+            index = int(np.searchsorted(cumulative, rank, side="right"))
+            return float(min(max(log_bin_range(index)[1], self.low), self.high))
+
+        return {name: _lerp(value_at(below), value_at(above), gamma)
+                for name, (below, above, gamma) in percentile_ranks(count, points).items()}
+
+
 # --- Little's law and queueing oracles --------------------------------------------------------
 
 
