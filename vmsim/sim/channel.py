@@ -187,7 +187,8 @@ class Channel(Receiver, Component):
             if per_frame + owed + looked:
                 counts["rx_busy_ns"] += per_frame + owed + looked
                 self.receiver_cpu.account("frames", per_frame + looked)
-                self.receiver_cpu.account("notify", owed)
+                if owed:
+                    self.receiver_cpu.account("notify", owed)
                 yield from self.receiver_cpu.hold(per_frame + owed + looked, irq=True)
                 owed = looked = 0
             frame = self.frame_in(queue.try_pop())

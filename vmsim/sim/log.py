@@ -166,19 +166,23 @@ class EventLog:
 
     def frame(self, time_ns: int, component: int, event: int, bus: int, dev_num: int, data) -> None:
         """Log one frame (its bytes are kept for the trace and for `vmsim codec decode`)."""
+        size = len(data)
+        blob = self.blob
+        start = len(blob)
         self.time.append(time_ns)
         self.component.append(component)
         self.event.append(event)
         self.bus.append(bus)
         self.dev_num.append(dev_num)
-        self.value.append(len(data))
-        self.wire_start.append(len(self.blob))
+        self.value.append(size)
+        self.wire_start.append(start)
         if self.keep_wire:
-            self.wire_length.append(len(data))
-            self.blob += data
+            self.wire_length.append(size)
+            blob += data
+            start += size
         else:
-            self.wire_length.append(-len(data))
-        if len(self.time) >= self.flush_rows or len(self.blob) >= self.flush_bytes:
+            self.wire_length.append(-size)
+        if len(self.time) >= self.flush_rows or start >= self.flush_bytes:
             self.flush()
 
     def mark(self, time_ns: int, component: int, event: int, bus: int = _NO_BUS, dev_num: int = -1,

@@ -55,11 +55,17 @@ class BusyPeriods:
             self.dropped += 1
 
     def clipped(self, stop: int) -> BusyPeriods:
-        """These periods as of `stop`: work still to run after it is not shown."""
+        """These periods as of `stop`: work still to run after it is not shown. Periods are in time order,
+        so only the last ones can reach past `stop`."""
         kept = BusyPeriods()
         kept.dropped = self.dropped
-        for start, end in zip(self.starts, self.ends):
-            kept.add(start, min(end, stop))
+        kept.starts, kept.ends = self.starts[:], self.ends[:]
+        while kept.ends and kept.ends[-1] > stop:
+            if kept.starts[-1] < stop:
+                kept.ends[-1] = stop
+                break
+            kept.starts.pop()
+            kept.ends.pop()
         return kept
 
 
