@@ -23,8 +23,8 @@ from test_xen import xen_dict
 
 import vmsim
 from vmsim.accounting import QUANTITIES, accounting, accounting_table, keys_table
-from vmsim.results import summarize
 from vmsim.sim.costs import MemoryCost
+from vmsim.summary import summarize
 
 LINES_OF_64 = {"line_bytes": 64, "read_per_line": 10, "write_per_line": 5}
 

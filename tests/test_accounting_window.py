@@ -17,7 +17,7 @@ from sim_helpers import run, scenario_dict
 
 import vmsim
 from vmsim.accounting import QUANTITIES, accounting, accounting_table
-from vmsim.results import summarize
+from vmsim.summary import summarize
 
 WARMUP_NS = 200_000  # the device is ready after about 63 us: the warm-up covers the start-up
 STEADY = ("bytes_read", "bytes_written", "cache_lines", "doorbells", "interrupts", "frames", "cpu_ns")

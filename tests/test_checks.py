@@ -9,11 +9,11 @@ from sim_helpers import run
 
 from vmsim.analysis.checks import CHECKS, check_events
 from vmsim.cli import main
-from vmsim.results import events_table
 from vmsim.scenario.models import Scenario
 from vmsim.sim import build
 from vmsim.sim.log import EventLog
 from vmsim.sim.sharing import DeviceShares, ShareDriver
+from vmsim.tables import events_table
 
 DRIVER, DEVICE = "amp0.dev.share.driver", "amp0.dev.share.device"
 CLEAN = [(DRIVER, "share.request"), (DEVICE, "share.ack"), (DRIVER, "share.done"), (DEVICE, "share.access"),

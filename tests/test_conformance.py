@@ -355,7 +355,7 @@ def test_a_run_dumped_as_a_frame_log_checks_the_same(ffa_run, tmp_path):
     the same counts, and the same rows (now line numbers, one header line above)."""
     import pyarrow.parquet as pq
 
-    from vmsim.results import events_table
+    from vmsim.tables import events_table
 
     pq.write_table(events_table(ffa_run.output), tmp_path / "events.parquet")
     first = check_source(tmp_path, dump=tmp_path / "frames.log")
@@ -447,7 +447,7 @@ def test_a_broken_rule_fails_the_runs_check_and_the_report_names_it():
     """summary.json's `check` gets the conformance report beside the other checks, and one entry in
     `checks` so that the one-screen report of `vmsim run` lists the violation as it lists the others'."""
     from vmsim.analysis.conformance import with_conformance
-    from vmsim.results import format_check
+    from vmsim.summary_report import format_check
 
     flow = good_flow()
     flow.exchange("PING", {"data": 5}, {"data": 6}, dev=0)

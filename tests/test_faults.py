@@ -9,8 +9,8 @@ from sim_helpers import run, scenario_dict
 import vmsim
 from vmsim.errors import DecodeError, ScenarioError
 from vmsim.pipeline import load
-from vmsim.results import run_warnings
 from vmsim.sim.faults import corrupt
+from vmsim.summary import run_warnings
 from vmsim.wire import get_layout
 
 LIFECYCLE_AMP = Path(__file__).resolve().parents[1] / "scenarios" / "lifecycle" / "amp-lifecycle.yaml"

@@ -7,7 +7,9 @@ import numpy as np
 from sim_helpers import run, scenario_dict
 from test_summary_warnings import overloaded_queues
 
-from vmsim.results import format_summary, requests_table, summarize
+from vmsim.summary import summarize
+from vmsim.summary_report import format_summary
+from vmsim.tables import requests_table
 
 
 def summarized(data: dict):

@@ -27,7 +27,8 @@ LAYERS: list[tuple[str, tuple[str, ...], str]] = [
      "YAML -> checked Scenario: profiles, traces, graph checks"),
     ("pipeline", ("vmsim.pipeline",), "scenario -> model -> run -> SimOutput, written once"),
     ("analysis", ("vmsim.analysis", "vmsim.trace"), "reads a run's output: checks, statistics, plots, trace"),
-    ("results", ("vmsim.results", "vmsim.result_folder", "vmsim.accounting"),
+    ("results", ("vmsim.results", "vmsim.result_folder", "vmsim.accounting", "vmsim.tables", "vmsim.summary",
+                 "vmsim.summary_report"),
      "tables, summary, result folders, RunResult"),
     ("sweeps", ("vmsim.sweeps", "vmsim.calibration", "vmsim.compare"),
      "sweep files, executors, records, capacity tables; the calibration suite; compare"),
@@ -50,8 +51,9 @@ def layer_of(module: str) -> int:
 
 def layer_diagram() -> str:
     """The stack as docs/architecture.md draws it, top layer first."""
-    lines = [f"{name:<10} {', '.join(prefix.removeprefix('vmsim.') for prefix in prefixes):<37} {role}"
-             for name, prefixes, role in reversed(LAYERS)]
+    modules = {name: ", ".join(prefix.removeprefix("vmsim.") for prefix in prefixes) for name, prefixes, _ in LAYERS}
+    width = max(map(len, modules.values()))
+    lines = [f"{name:<10} {modules[name]:<{width}}  {role}" for name, _, role in reversed(LAYERS)]
     return "\n".join(line.rstrip() for line in lines)
 
 

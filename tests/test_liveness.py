@@ -12,8 +12,9 @@ from test_summary_warnings import overloaded_queues
 
 from vmsim.analysis.liveness import device_stall, liveness_check, queue_stall, with_liveness
 from vmsim.cli import main
-from vmsim.results import format_check, summarize
 from vmsim.sim.output import Series
+from vmsim.summary import summarize
+from vmsim.summary_report import format_check
 
 MS = 1_000_000
 

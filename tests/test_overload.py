@@ -57,7 +57,7 @@ def test_the_cli_prints_an_overload_on_one_line_and_exits_2(tmp_path, capsys):
 
 def test_a_saturated_open_loop_run_says_so_in_its_summary():
     """Below the guard the run completes, but its summary must not pass for a healthy one."""
-    from vmsim.results import summarize
+    from vmsim.summary import summarize
 
     _, output = run(scenario_dict(workloads=OPEN_LOOP, duration="1 ms", limits={"backlog": 10_000}))
     warnings = summarize(output, wall_seconds=0.0, version="test")["warnings"]
@@ -66,7 +66,7 @@ def test_a_saturated_open_loop_run_says_so_in_its_summary():
 
 
 def test_a_run_within_capacity_has_no_warning():
-    from vmsim.results import summarize
+    from vmsim.summary import summarize
 
     light = [{"name": "load", "device": "dev", "arrivals": {"kind": "constant", "rate": "50 kHz"}}]
     _, output = run(scenario_dict(workloads=light, duration="1 ms"))
@@ -74,7 +74,7 @@ def test_a_run_within_capacity_has_no_warning():
 
 
 def test_nothing_completed_after_the_warm_up_is_a_warning():
-    from vmsim.results import summarize
+    from vmsim.summary import summarize
 
     _, output = run(scenario_dict(duration="1 ms", warmup="1 ms",
                                   workloads=[{"name": "load", "device": "dev",

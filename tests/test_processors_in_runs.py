@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sim_helpers import SLOW_MEMORY, run, scenario_dict
 
-from vmsim.results import summarize
+from vmsim.summary import summarize
 
 SIZE = 512  # bytes of payload per request
 SERVICE = 2000  # ns, the story device's constant service

@@ -16,9 +16,12 @@ import vmsim
 from vmsim.analysis import plots
 from vmsim.errors import VmsimError
 from vmsim.result_folder import MARKER_FILE, check_destination
-from vmsim.results import RunResult, column_table, format_summary, summarize
+from vmsim.results import RunResult
 from vmsim.sim.log import EVENT_ROW, REQUEST_ROW
 from vmsim.sim.output import Series
+from vmsim.summary import summarize
+from vmsim.summary_report import format_summary
+from vmsim.tables import column_table
 
 README = Path(__file__).resolve().parents[1] / "results" / "README.md"
 

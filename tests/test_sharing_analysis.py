@@ -4,7 +4,7 @@ from sharing_helpers import START, one, shared
 from sim_helpers import run
 
 from vmsim.analysis.sharing import lifetimes, shared_bytes
-from vmsim.results import events_table
+from vmsim.tables import events_table
 
 FRAME_TRIP = 375 + 1100 + 955
 """Send (300 + 11 lines written + the two heads' indices read, a line each), doorbell ring + latency, receive

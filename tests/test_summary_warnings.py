@@ -8,7 +8,8 @@ import json
 from sharing_helpers import shared
 from sim_helpers import run, scenario_dict
 
-from vmsim.results import format_summary, summarize
+from vmsim.summary import summarize
+from vmsim.summary_report import format_summary
 
 
 def summary_of(data: dict) -> dict:

@@ -4,9 +4,9 @@ import json
 
 import handmade
 
-from vmsim.results import events_table, requests_table
 from vmsim.sim.log import EventLog, RequestLog
 from vmsim.sim.output import SimOutput
+from vmsim.tables import events_table, requests_table
 from vmsim.trace import build_trace, write_trace
 from vmsim.wire import get_layout
 

@@ -18,8 +18,8 @@ import pandas as pd
 from vmsim.errors import ScenarioError
 from vmsim.pipeline import load, simulate
 from vmsim.result_folder import check_destination, write_atomically
-from vmsim.results import summarize
 from vmsim.scenario.overrides import override_arguments
+from vmsim.summary import summarize
 from vmsim.units import format_ns
 
 DEFAULT_SUITE = Path("scenarios/published")

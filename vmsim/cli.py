@@ -53,7 +53,7 @@ def run(
     from tqdm import tqdm
 
     from vmsim.api import run as run_scenario
-    from vmsim.results import format_summary
+    from vmsim.summary_report import format_summary
 
     atexit.register(gc.freeze)  # the process ends after the run: its exit need not walk every object of it
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from vmsim.errors import VmsimError
 from vmsim.files import TEMPORARY_FILE_GLOB, write_file_atomically
-from vmsim.results import json_ready
+from vmsim.summary import json_ready
 from vmsim.sweeps.spec import Sweep, Task, record_file_name
 
 MARKER_FILE = "sweep.json"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from vmsim.pipeline import run as run_pipeline
-from vmsim.results import summarize
+from vmsim.summary import summarize
 from vmsim.sweeps.records import one_line, run_record
 from vmsim.sweeps.spec import LATENCY_STATISTICS, Task, offered_rps
 

@@ -32,11 +32,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from vmsim._version import __version__
 from vmsim.errors import ScenarioError
-from vmsim.results import json_ready
 from vmsim.scenario import load, resolved_dict
 from vmsim.scenario.locations import Locations, Origin, format_path, read_yaml
 from vmsim.scenario.overrides import LENGTH_KEY, count_problem, locate, override_arguments, parse_override
 from vmsim.scenario.schema_problems import at_most, schema_problems
+from vmsim.summary import json_ready
 from vmsim.units import parse_time_ns
 
 LATENCY_STATISTICS = ("mean", "p50", "p90", "p99", "p999", "max")
