@@ -1,8 +1,8 @@
 """FF-A: a driver endpoint and an Arm FF-A partition exchanging frames through FF-A calls.
 
 `spec` is the `buses:` entry and the platform's `ffa:` costs, `checks` what the scenario must hold,
-`protocol` the generations and method negotiation, `partition` who a frame crosses, `bus` the SimPy plug-in
-and `memory` its sharing mechanism.
+`protocol` the generations and method negotiation, `partition` who a frame crosses, `bus` the SimPy plug-in,
+`direct` and `messages` the ways it carries a frame and `memory` its sharing mechanism.
 """
 
 from vmsim.buses.ffa import checks
