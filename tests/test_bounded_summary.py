@@ -13,10 +13,10 @@ import vmsim
 from vmsim import pipeline, results
 from vmsim.analysis import stats
 from vmsim.analysis.liveness import DeviceProgress, device_stall, queue_stall
-from vmsim.result_folder import LogSpill
 from vmsim.results import RunResult
 from vmsim.sim import output as sim_output
 from vmsim.sim.output import Series
+from vmsim.spill import LogSpill
 
 SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "sharing" / "amp-vsock.yaml"  # 3 buses, warm-up
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)

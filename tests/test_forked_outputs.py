@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 import vmsim
-from vmsim import result_folder
+from vmsim import forked
 from vmsim.analysis import plots
 from vmsim.errors import VmsimError
-from vmsim.result_folder import ForkedWorker
+from vmsim.forked import ForkedWorker
 
 SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "bench" / "amp-closed-loop.yaml"
 SMALL = ["workloads.closed.requests=40"]
-FORKS = pytest.mark.skipif(not result_folder.fork_is_safe(), reason="forks only on Linux, with no other thread")
+FORKS = pytest.mark.skipif(not forked.fork_is_safe(), reason="forks only on Linux, with no other thread")
 
 
 @FORKS
@@ -23,7 +23,7 @@ def test_plots_drawn_by_a_child_are_the_plots_drawn_in_process(tmp_path, monkeyp
     """The child sees the run as the parent has it: every file of the folder is byte for byte the same as
     when this process draws the plots itself (no fork)."""
     vmsim.run(SCENARIO, set=SMALL, out=tmp_path / "forked")
-    monkeypatch.setattr(result_folder, "fork_is_safe", lambda: False)
+    monkeypatch.setattr(forked, "fork_is_safe", lambda: False)
     vmsim.run(SCENARIO, set=SMALL, out=tmp_path / "here")
     names = sorted(path.name for path in (tmp_path / "here").iterdir())
     assert sorted(path.name for path in (tmp_path / "forked").iterdir()) == names and "latency_cdf.png" in names
@@ -46,7 +46,7 @@ def test_a_plot_failing_in_the_child_fails_the_run_and_writes_nothing(tmp_path, 
 def test_a_child_that_dies_fails_the_run_with_one_line(tmp_path, monkeypatch):
     """Killed (out of memory, a signal), the child leaves no exception: the run fails with a user-facing
     line saying so, and writes nothing."""
-    assert result_folder.fork_is_safe()  # else the signal would be this process's
+    assert forked.fork_is_safe()  # else the signal would be this process's
     monkeypatch.setattr(plots, "latency_cdf", lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL))
     with pytest.raises(VmsimError, match=r"^plots: the process drawing them ended with status -9$"):
         vmsim.run(SCENARIO, set=SMALL, out=tmp_path / "result")

@@ -12,8 +12,8 @@ import vmsim
 from vmsim import pipeline
 from vmsim.analysis.plots import latency_cdf, request_aggregates, throughput
 from vmsim.analysis.stats import LogHistogram
-from vmsim.result_folder import LogSpill
 from vmsim.results import RunResult
+from vmsim.spill import LogSpill
 
 SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "xen-many-domus.yaml"
 SHORT = ["duration=5 ms", "warmup=1 ms"]

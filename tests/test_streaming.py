@@ -10,10 +10,11 @@ import vmsim
 from vmsim import pipeline
 from vmsim.analysis.checks import check_events
 from vmsim.files import leftover_folder_pattern
-from vmsim.result_folder import LogSpill, open_spill_folder, remove_stale_folders
+from vmsim.result_folder import open_spill_folder, remove_stale_folders
 from vmsim.results import RunResult
 from vmsim.scenario import resolved_dict
 from vmsim.sim.log import EventLog
+from vmsim.spill import LogSpill
 from vmsim.trace.perfetto import build_trace
 
 SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "stm32mp1-i2c.yaml"

@@ -12,8 +12,10 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from vmsim.files import DEFAULT_RESULTS_ROOT
-from vmsim.result_folder import ForkedWorker, LogSpill, check_destination
+from vmsim.forked import ForkedWorker
+from vmsim.result_folder import check_destination
 from vmsim.results import RunResult, draw_plots_ahead, import_plotting
+from vmsim.spill import LogSpill
 
 
 def default_folder(scenario_name: str) -> Path:

@@ -24,8 +24,10 @@ import pyarrow.parquet as pq
 
 from vmsim.accounting import accounting_table
 from vmsim.errors import VmsimError
-from vmsim.result_folder import SUMMARY_FILE, ForkedWorker, LogSpill, write_atomically
+from vmsim.forked import ForkedWorker
+from vmsim.result_folder import SUMMARY_FILE, write_atomically
 from vmsim.sim.output import SimOutput
+from vmsim.spill import LogSpill
 from vmsim.summary import SUMMARY_BATCH_ROWS, cpu_time_table, processors_per_request, summarize
 from vmsim.tables import events_table, requests_table
 from vmsim.units import format_ns

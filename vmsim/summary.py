@@ -18,8 +18,8 @@ from vmsim.analysis.checks import check_events
 from vmsim.analysis.conformance import with_conformance
 from vmsim.analysis.liveness import Liveness, with_liveness
 from vmsim.analysis.stats import DEFAULT_BATCHES, StreamedLatency
-from vmsim.result_folder import FLUSH_ROWS, LogSpill
 from vmsim.sim.output import SimOutput
+from vmsim.spill import FLUSH_ROWS, LogSpill
 from vmsim.tables import requests_table
 from vmsim.units import format_ns
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from vmsim.result_folder import EVENT_SCHEMA, REQUEST_SCHEMA
 from vmsim.sim.log import Column
 from vmsim.sim.output import SimOutput
+from vmsim.spill import EVENT_SCHEMA, REQUEST_SCHEMA
 
 
 def column_table(row: tuple[Column, ...]) -> str:
