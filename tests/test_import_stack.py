@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...], str]] = [
     ("analysis", ("vmsim.analysis", "vmsim.trace"), "reads a run's output: checks, statistics, plots, trace"),
     ("results", ("vmsim.results", "vmsim.result_folder", "vmsim.spill", "vmsim.forked", "vmsim.accounting",
                  "vmsim.tables", "vmsim.summary", "vmsim.summary_report"),
-     "tables, summary, result folders, RunResult"),
+     "tables, summary and its report, result folders, the log spill, forked plotting, RunResult"),
     ("sweeps", ("vmsim.sweeps", "vmsim.calibration", "vmsim.compare"),
      "sweep files, executors, records, capacity tables; the calibration suite; compare"),
     ("interface", ("vmsim.api", "vmsim.cli", "vmsim.codec_cli", "vmsim.__main__", "vmsim"),

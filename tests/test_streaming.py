@@ -1,4 +1,4 @@
-"""A run written to a folder streams its logs to parquet as it runs (`vmsim.result_folder.LogSpill`), so its
+"""A run written to a folder streams its logs to parquet as it runs (`vmsim.spill.LogSpill`), so its
 memory stays flat however long it runs; what it writes and reports must be what a run kept whole gives."""
 
 from pathlib import Path

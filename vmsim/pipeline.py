@@ -5,7 +5,7 @@ through `load` and `simulate`, so "the same scenario and seed" takes the same st
 checks the scenario and keeps what checking built (the topology graph, the parsed trace files); the model
 is built from those, so a run builds its graph and reads its traces once. What a run leaves is its
 `SimOutput`; turning it into tables, a summary and a folder is the results layer's business, above this one.
-That layer may also hand `simulate` a spill (`vmsim.result_folder.LogSpill`) the logs stream into as the
+That layer may also hand `simulate` a spill (`vmsim.spill.LogSpill`) the logs stream into as the
 run goes, so their memory stays flat; without one they are kept whole (a notebook's, a sweep's, a test's).
 """
 
@@ -23,7 +23,7 @@ from vmsim.sim.output import SimOutput
 
 
 class Spill(Protocol):
-    """Where the logs stream while the run goes (`vmsim.result_folder.LogSpill`): a sink per log, the wall
+    """Where the logs stream while the run goes (`vmsim.spill.LogSpill`): a sink per log, the wall
     time spent writing, and the end of the run (the last rows handed over, or all dropped if it failed)."""
 
     seconds: float

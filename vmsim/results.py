@@ -5,7 +5,7 @@ A result folder holds `events.parquet`, `requests.parquet`, `summary.json`, `con
 plots, the Perfetto trace (`trace.perfetto-trace`, or `trace.json`) and the `.vmsim-result` marker listing
 them; `vmsim.result_folder` says which folders may be replaced and writes one atomically.
 
-A run written to a folder streams its logs to parquet as it runs (`vmsim.result_folder.LogSpill`): its
+A run written to a folder streams its logs to parquet as it runs (`vmsim.spill.LogSpill`): its
 tables, its summary's numbers and its trace are read back from those files, a column or a batch at a time,
 so the logs' memory stays flat however long the run. A run kept in memory (`vmsim.run(..., write=False)`:
 notebooks, sweeps, tests) keeps its logs whole and builds its tables from them.
@@ -40,7 +40,7 @@ class RunResult:
 
     `path` is the result folder, or None when the run was not written. `graph` may be given
     when the caller already built it (the checks need it), else it is built on first use. `spill` holds the
-    parquet files of a run whose logs streamed (`vmsim.result_folder.LogSpill`): its tables are read from
+    parquet files of a run whose logs streamed (`vmsim.spill.LogSpill`): its tables are read from
     them, and after `write` from the result folder they moved into.
     """
 
@@ -187,7 +187,7 @@ class RunResult:
         """Write the result folder atomically; returns its path (also kept in `self.path`). A streamed run's
         parquet files are moved in from its spill, whose folder goes once they have.
 
-        The plots are drawn by a child process (`vmsim.result_folder.ForkedWorker`) while this one writes the
+        The plots are drawn by a child process (`vmsim.forked.ForkedWorker`) while this one writes the
         trace and the summary: `plotter`, already drawing them into the spill's folder (`draw_plots_ahead`),
         whose files are moved in once it is done, else one forked here."""
         spill = self._spill

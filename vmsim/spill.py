@@ -198,16 +198,3 @@ class LogSpill:
         self.folder = Path(folder)
         self.events_path = self.folder / EVENTS_FILE
         self.requests_path = self.folder / REQUESTS_FILE
-
-
-def dictionary_codes(column: pa.ChunkedArray) -> tuple[list[str], np.ndarray]:
-    """A string column without nulls as its distinct strings and each row's index into them (int32): one
-    small list and four bytes a row, where the strings themselves would take a pointer and a compare each."""
-    if not pa.types.is_dictionary(column.type):
-        column = pc.dictionary_encode(column)
-    column = column.unify_dictionaries()
-    if column.num_chunks == 0:
-        return [], np.empty(0, dtype=np.int32)
-    names = column.chunk(0).dictionary.to_pylist()
-    codes = [chunk.indices.to_numpy(zero_copy_only=False) for chunk in column.chunks]
-    return names, np.concatenate(codes).astype(np.int32, copy=False)
