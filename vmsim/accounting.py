@@ -72,10 +72,7 @@ def accounting(output: SimOutput) -> dict:
     "regions", "regions_in_window", "devices"}}}`."""
     bus_names = list(output.events.buses.names)
     at_warmup = output.at_warmup
-    completed = _completed_by_device(output.workloads, {name: counts.get("completed_by_end", counts["completed"])
-                                                        for name, counts in output.workloads.items()})
-    before = _completed_by_device(output.workloads, at_warmup.get("completed", {}))
-    in_window = {device: requests - before.get(device, 0) for device, requests in completed.items()}
+    completed, in_window = completed_by_device(output)
     on_bus: dict[str, list[str]] = {bus: [] for bus in bus_names}
     for device in sorted(completed):
         if _bus_of(device) in on_bus:
@@ -145,6 +142,15 @@ def keys_table() -> str:
 def _bus_of(device: str) -> str:
     """A device's dotted name starts with its bus."""
     return device.split(".", 1)[0]
+
+
+def completed_by_device(output: SimOutput) -> tuple[dict[str, int], dict[str, int]]:
+    """Per device (dotted name), the requests completed by the run's end, and those of them completed in the
+    measured window (after the warm-up's copy of the counts)."""
+    completed = _completed_by_device(output.workloads, {name: counts.get("completed_by_end", counts["completed"])
+                                                        for name, counts in output.workloads.items()})
+    before = _completed_by_device(output.workloads, output.at_warmup.get("completed", {}))
+    return completed, {device: requests - before.get(device, 0) for device, requests in completed.items()}
 
 
 def _completed_by_device(workloads: dict, completed: dict[str, int]) -> dict[str, int]:

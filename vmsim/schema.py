@@ -60,16 +60,20 @@ class LognormalTime(Strict):
     sigma: float = Field(gt=0, le=5)
 
 
-class UniformTime(Strict):
-    dist: Literal["uniform"]
-    low: TimeNs
-    high: TimeNs
+class Ordered(Strict):
+    """A range whose `high` may not be below its `low` (subclasses declare both)."""
 
     @model_validator(mode="after")
     def _ordered(self):
         if self.high < self.low:
             raise ValueError("high must be >= low")
         return self
+
+
+class UniformTime(Ordered):
+    dist: Literal["uniform"]
+    low: TimeNs
+    high: TimeNs
 
 
 class Weighted(Strict):
@@ -109,16 +113,10 @@ class ConstantSize(Strict):
     value: SizeBytes = 64
 
 
-class UniformSize(Strict):
+class UniformSize(Ordered):
     dist: Literal["uniform"]
     low: SizeBytes
     high: SizeBytes
-
-    @model_validator(mode="after")
-    def _ordered(self):
-        if self.high < self.low:
-            raise ValueError("high must be >= low")
-        return self
 
 
 class EmpiricalSize(Weighted):

@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vmsim._version import __version__
-from vmsim.accounting import accounting
+from vmsim.accounting import accounting, completed_by_device
 from vmsim.analysis.checks import check_events
 from vmsim.analysis.conformance import with_conformance
 from vmsim.analysis.liveness import Liveness, with_liveness
@@ -208,8 +208,7 @@ def processors_per_request(output: SimOutput) -> dict:
     is the whole run's; `per_request_ns` is the measured window's work (from the warm-up's end) per request
     completed in it, the steady state that start-up does not inflate (as `accounting` counts it)."""
     before = output.at_warmup.get("processors", {})
-    requests = (sum(counts.get("completed_by_end", counts["completed"]) for counts in output.workloads.values())
-                - sum(output.at_warmup.get("completed", {}).values()))
+    requests = sum(completed_by_device(output)[1].values())
 
     def per_request(name: str, report: dict) -> dict:
         earlier = before.get(name, {}).get("by_activity_ns", {})

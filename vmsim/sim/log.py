@@ -101,7 +101,32 @@ class Interner:
         return found
 
 
-class EventLog:
+class _StreamedLog:
+    """What the event and request logs share: buffered columns handed to a sink (`stream_to`) and dropped,
+    and a length that counts every row of the run. Subclasses list their buffers in `_buffers`, the first
+    holding one item a row."""
+
+    __slots__ = ()
+
+    def _buffers(self) -> tuple:
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        """Hand the buffered rows to the sink and empty the buffer (nothing without a sink or rows)."""
+        buffers = self._buffers()
+        if self.sink is None or not buffers[0]:
+            return
+        self.sink(self, self.flushed)
+        self.flushed += len(buffers[0])
+        for column in buffers:
+            del column[:]
+
+    def __len__(self) -> int:
+        """Rows logged in the run, handed to the sink or not."""
+        return self.flushed + len(self._buffers()[0])
+
+
+class EventLog(_StreamedLog):
     """Every frame put on a bus or taken off it, every doorbell, grant and share operation."""
 
     __slots__ = (
@@ -149,15 +174,9 @@ class EventLog:
         module docstring)."""
         self.sink, self.flush_rows, self.flush_bytes = sink, rows, FRAME_BYTES
 
-    def flush(self) -> None:
-        """Hand the buffered rows to the sink and empty the buffer (nothing without a sink or rows)."""
-        if self.sink is None or not self.time:
-            return
-        self.sink(self, self.flushed)
-        self.flushed += len(self.time)
-        for column in (self.time, self.component, self.event, self.bus, self.dev_num, self.value,
-                       self.wire_start, self.wire_length, self.blob):
-            del column[:]
+    def _buffers(self) -> tuple:
+        return (self.time, self.component, self.event, self.bus, self.dev_num, self.value, self.wire_start,
+                self.wire_length, self.blob)
 
     def add_bus(self, name: str, layout: str) -> int:
         bus_id = self.buses(name)
@@ -198,10 +217,6 @@ class EventLog:
         self.wire_length.append(0)
         if len(self.time) >= self.flush_rows:
             self.flush()
-
-    def __len__(self) -> int:
-        """Rows logged in the run, handed to the sink or not."""
-        return self.flushed + len(self.time)
 
     def columns(self, with_wire: bool = True) -> dict[str, object]:
         """The buffered rows (every row without a sink) as the table of `EVENT_ROW`: numpy arrays, frame
@@ -294,7 +309,7 @@ class _HeaderReader:
         return frame_type, msg_id, dev, token, msg_size, names[which]
 
 
-class RequestLog:
+class RequestLog(_StreamedLog):
     """One row per completed I/O request."""
 
     __slots__ = (
@@ -336,19 +351,9 @@ class RequestLog:
         """Hand every `rows` buffered rows to `sink`, then drop them (see the module docstring)."""
         self.sink, self.flush_rows = sink, rows
 
-    def flush(self) -> None:
-        """Hand the buffered rows to the sink and empty the buffer (nothing without a sink or rows)."""
-        if self.sink is None or not self.request_id:
-            return
-        self.sink(self, self.flushed)
-        self.flushed += len(self.request_id)
-        for column in (self.request_id, self.driver, self.device, self.dev_num, self.vq, self.size,
-                       self.submit, self.start, self.service, self.complete):
-            del column[:]
-
-    def __len__(self) -> int:
-        """Requests logged in the run, handed to the sink or not."""
-        return self.flushed + len(self.request_id)
+    def _buffers(self) -> tuple:
+        return (self.request_id, self.driver, self.device, self.dev_num, self.vq, self.size, self.submit,
+                self.start, self.service, self.complete)
 
     def add(self, request_id, driver, device, dev_num, vq, size, submit, start, service, complete) -> None:
         self.request_id.append(request_id)
