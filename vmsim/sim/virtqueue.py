@@ -261,6 +261,28 @@ class DeviceQueue:
         self.stopped = True
         self._wake.kick()
 
+    def _take_work(self, request, length: int) -> int:
+        """The device's own work on a buffer it takes, accounted: its task woken for it, and the payload coming
+        to the device copied out of the shared buffer and by its own software."""
+        device = self.device
+        inbound = length if request is None or request.workload.payload != "from-device" else 0
+        copied = self.memory.copy_out(inbound) if device.copy_payload else 0
+        own = device.software.complete + device.software.copy(inbound)
+        self.cpu.account("copies", copied)
+        self.cpu.account("software", own)
+        return copied + own
+
+    def _reply_work(self, request, length: int) -> int:
+        """The device's own work on the reply, accounted: the payload going to the driver copied into the
+        shared buffer and by its own software, and its task's reply."""
+        device = self.device
+        outbound = length if request is not None and request.workload.payload != "to-device" else 0
+        copied = self.memory.copy_in(outbound) if device.copy_payload else 0
+        own = device.software.submit + device.software.copy(outbound)
+        self.cpu.account("copies", copied)
+        self.cpu.account("software", own)
+        return copied + own
+
     def _worker(self):
         env = self.env
         ring = self.ring
@@ -268,8 +290,7 @@ class DeviceQueue:
         bus = device.bus
         memory = self.memory
         service = device.service
-        copy_payload = device.copy_payload
-        software = device.software
+        endpoint_work = device.software is not NO_SOFTWARE or device.copy_payload  # most devices have none
         hardware = device.hardware_engine
         hold = self.cpu.hold
         account = self.cpu.account
@@ -314,15 +335,8 @@ class DeviceQueue:
                     if shares is not None:
                         shares.access(device, chain)
                 request = inflight.get(head)
-                payload = request.workload.payload if request is not None else "to-device"
-                if copy_payload and payload != "from-device":
-                    copied = memory.copy_out(length)
-                    account("copies", copied)
-                    cost += copied
-                inbound = length if payload != "from-device" else 0
-                own = software.complete + software.copy(inbound)  # the device's task, woken for this buffer
-                account("software", own)
-                cost += own
+                if endpoint_work:
+                    cost += self._take_work(request, length)
                 duration = service()
                 counts["served"] += 1
                 counts["busy_ns"] += duration
@@ -339,11 +353,7 @@ class DeviceQueue:
                         yield from hold(cost + duration)
                     if request is not None:  # service started once the buffer was read, on the same core
                         request.start_ns, request.service_ns = env.now - duration, duration
-                copied = memory.copy_in(length) if copy_payload and payload != "to-device" else 0
-                account("copies", copied)
-                own = software.submit + software.copy(length if payload != "to-device" else 0)
-                account("software", own)
-                reply = own + copied
+                reply = self._reply_work(request, length) if endpoint_work else 0
                 if hooks:
                     yield from mechanism.unmap_buffer(device, self.index, chain)
                 if shares is not None:
