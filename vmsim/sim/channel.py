@@ -96,7 +96,7 @@ class Channel(Receiver, Component):
         access.count()
         cost = self.sender_cpu_ns + access.cost
         if cost:
-            self.sender_cpu.account("frames", cost)
+            self.sender_cpu.by_activity["frames"] += cost
             yield from self.sender_cpu.hold(cost)
             self.counts["busy_ns"] += cost
         if self.withdraws is not None and self.withdraws(frame, dev_num):
@@ -128,7 +128,7 @@ class Channel(Receiver, Component):
         if self.doorbell is not None:
             cost = self.doorbell.ring(dev_num)
             if cost:
-                self.sender_cpu.account("notify", cost)
+                self.sender_cpu.by_activity["notify"] += cost
                 yield from self.sender_cpu.hold(cost)
 
     # --- receiver -------------------------------------------------------------------------------
@@ -186,9 +186,9 @@ class Channel(Receiver, Component):
             per_frame = software + access.cost
             if per_frame + owed + looked:
                 counts["rx_busy_ns"] += per_frame + owed + looked
-                self.receiver_cpu.account("frames", per_frame + looked)
+                self.receiver_cpu.by_activity["frames"] += per_frame + looked
                 if owed:
-                    self.receiver_cpu.account("notify", owed)
+                    self.receiver_cpu.by_activity["notify"] += owed
                 yield from self.receiver_cpu.hold(per_frame + owed + looked, irq=True)
                 owed = looked = 0
             frame = self.frame_in(queue.try_pop())

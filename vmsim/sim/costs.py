@@ -59,23 +59,28 @@ class MemoryCost:
         twin.count_in(counts, region, side)
         return twin
 
-    def read(self, nbytes: int) -> int:
-        if nbytes <= 0:
-            return 0
-        lines = -(-nbytes // self.line)
+    def access(self, nread: int, nwritten: int) -> int:
+        """Reading `nread` bytes and writing `nwritten` (one access each way, as a ring step makes): its cost,
+        its traffic counted."""
+        cost = 0
         counts = self.counts
-        counts[self.read_key] += nbytes
-        counts[self.lines_key] += lines
-        return self.read_fixed + lines * self.read_per_line
+        if nread > 0:
+            lines = -(-nread // self.line)
+            counts[self.read_key] += nread
+            counts[self.lines_key] += lines
+            cost = self.read_fixed + lines * self.read_per_line
+        if nwritten > 0:
+            lines = -(-nwritten // self.line)
+            counts[self.written_key] += nwritten
+            counts[self.lines_key] += lines
+            cost += self.write_fixed + lines * self.write_per_line
+        return cost
+
+    def read(self, nbytes: int) -> int:
+        return self.access(nbytes, 0)
 
     def write(self, nbytes: int) -> int:
-        if nbytes <= 0:
-            return 0
-        lines = -(-nbytes // self.line)
-        counts = self.counts
-        counts[self.written_key] += nbytes
-        counts[self.lines_key] += lines
-        return self.write_fixed + lines * self.write_per_line
+        return self.access(0, nbytes)
 
     def copy_out(self, nbytes: int) -> int:
         """Copying `nbytes` of payload out of this memory, at the access width of a copy."""

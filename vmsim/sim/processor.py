@@ -34,6 +34,14 @@ MAX_BUSY_PERIODS = 100_000
 """Busy periods kept per core for the trace (the earliest, as the trace keeps the start of a run): 1.6 MB."""
 
 
+def activity_totals() -> dict[str, int]:
+    """A processor's `by_activity`: the ns of its work each of `ACTIVITIES` was for, the "where the time went"
+    table. Callers add to it themselves (`cpu.by_activity["rings"] += ns`), apart from `hold` because one hold
+    often pays for several activities at once (a ring update and the copy it publishes); a dict rather than a
+    method, as it is added to several times a request."""
+    return dict.fromkeys(ACTIVITIES, 0)
+
+
 class BusyPeriods:
     """When one core was busy without a gap, as (start, end) pairs in time order: the per-core slices of the
     trace. Keeps the first `MAX_BUSY_PERIODS` and counts the rest."""
@@ -92,7 +100,7 @@ class Processor(Component):
         self._timeout = sim.env.timeout
         self.work_items = 0
         self.irq_items = 0
-        self.by_activity = dict.fromkeys(ACTIVITIES, 0)  # ns of work per activity, as the call sites name it
+        self.by_activity = activity_totals()
         self._periods = [BusyPeriods() for _ in range(cores)]
         self._period_start = [0] * cores  # when each core's current busy period began
 
@@ -138,12 +146,6 @@ class Processor(Component):
             self._waiting.popleft().succeed()
         else:
             self._thread_running = False
-
-    def account(self, activity: str, ns: int) -> None:
-        """Say what `ns` of the work held on this processor was for (one of `ACTIVITIES`): the "where the time
-        went" table. Accounting is apart from holding because one hold often pays for several activities at
-        once (a ring update and the copy it publishes)."""
-        self.by_activity[activity] += ns
 
     def _interrupt(self, cost: int, now: int):
         """Interrupt work from `now`: the timeout it ends with."""
@@ -197,9 +199,7 @@ class Unshared:
 
     def __init__(self, env):
         self._timeout = env.timeout
+        self.by_activity = activity_totals()  # unshared work is not reported
 
     def hold(self, cost: int, irq: bool = False):
         yield self._timeout(cost)
-
-    def account(self, activity: str, ns: int) -> None:
-        """Unshared work is not reported."""

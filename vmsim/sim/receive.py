@@ -62,7 +62,7 @@ class Receiver:
                     yield env.timeout(polling + cost)
                 else:
                     yield env.timeout(polling)
-                    self.cpu.account("notify", cost)
+                    self.cpu.by_activity["notify"] += cost
                     yield from self.cpu.hold(cost)
             else:
                 yield waker.event

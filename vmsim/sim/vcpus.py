@@ -18,7 +18,7 @@ from typing import ClassVar
 
 import simpy
 
-from vmsim.sim.processor import BusyPeriods
+from vmsim.sim.processor import BusyPeriods, activity_totals
 
 URGENT, NORMAL = 0, 1  # vCPU request priorities: IPI handlers before waiting work
 
@@ -36,7 +36,7 @@ class VcpuPool:
 
     HELD_ACCOUNT = "queue_ns"
     """The counter account of work charged through the processor protocol (`hold`): virtqueue ring
-    accesses, payload copies and endpoint software, reported by the activities their callers `account`."""
+    accesses, payload copies and endpoint software, reported by the activities their callers add to `by_activity`."""
 
     def __init__(self, env: simpy.Environment, capacity: int, counts: dict):
         self.env = env
@@ -44,7 +44,7 @@ class VcpuPool:
         self.counts = counts
         self.cores = capacity
         self.holds = 0  # vCPUs taken (outermost `enter`s)
-        self.by_activity: dict[str, int] = {}  # ns the processor protocol's callers said was for each activity
+        self.by_activity = activity_totals()  # ns the processor protocol's callers said was for each activity
         self._periods: list[BusyPeriods] = []  # per vCPU, numbered in the order they were first taken
         self._idle: list[int] = []  # numbers of the vCPUs free now (a heap: the lowest is taken first)
         self._holders: dict[object, _Hold] = {}  # process -> the vCPU it holds
@@ -145,10 +145,6 @@ class VcpuPool:
         yield from self.enter()
         yield from self.work(cost, self.HELD_ACCOUNT)
         self.leave()
-
-    def account(self, activity: str, ns: int) -> None:
-        """Say what `ns` of the work held was for (the "where the time went" table)."""
-        self.by_activity[activity] = self.by_activity.get(activity, 0) + ns
 
     def report(self, now: int) -> dict:
         """What a run's summary says of this pool at `now`, in the shape of `Processor.report`."""

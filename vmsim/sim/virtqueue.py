@@ -28,7 +28,7 @@ def _mark(end) -> tuple[int, int]:
 
 def _cost(memory, end, mark: tuple[int, int]) -> int:
     """Shared-memory time for what a ring end read and wrote since `mark`."""
-    return memory.read(end.bytes_read - mark[0]) + memory.write(end.bytes_written - mark[1])
+    return memory.access(end.bytes_read - mark[0], end.bytes_written - mark[1])
 
 
 class DriverQueue:
@@ -156,7 +156,7 @@ class DriverQueue:
         rings += self.looked
         self.looked = 0
         if not requests:  # no endpoint work: the ring bytes alone
-            cpu.account("rings", rings)
+            cpu.by_activity["rings"] += rings
             return rings
         software, memory, copies = self.software, self.memory, self.copies_payload
         own = copied = 0
@@ -168,9 +168,9 @@ class DriverQueue:
             else:
                 own += software.complete + software.copy(moved)
                 copied += memory.copy_out(moved) if copies else 0
-        cpu.account("rings", rings)
-        cpu.account("software", own)
-        cpu.account("copies", copied)
+        cpu.by_activity["rings"] += rings
+        cpu.by_activity["software"] += own
+        cpu.by_activity["copies"] += copied
         return rings + own + copied
 
     def flush(self):
@@ -268,8 +268,8 @@ class DeviceQueue:
         inbound = length if request is None or request.workload.payload != "from-device" else 0
         copied = self.memory.copy_out(inbound) if device.copy_payload else 0
         own = device.software.complete + device.software.copy(inbound)
-        self.cpu.account("copies", copied)
-        self.cpu.account("software", own)
+        self.cpu.by_activity["copies"] += copied
+        self.cpu.by_activity["software"] += own
         return copied + own
 
     def _reply_work(self, request, length: int) -> int:
@@ -279,8 +279,8 @@ class DeviceQueue:
         outbound = length if request is not None and request.workload.payload != "to-device" else 0
         copied = self.memory.copy_in(outbound) if device.copy_payload else 0
         own = device.software.submit + device.software.copy(outbound)
-        self.cpu.account("copies", copied)
-        self.cpu.account("software", own)
+        self.cpu.by_activity["copies"] += copied
+        self.cpu.by_activity["software"] += own
         return copied + own
 
     def _worker(self):
@@ -293,7 +293,7 @@ class DeviceQueue:
         endpoint_work = device.software is not NO_SOFTWARE or device.copy_payload  # most devices have none
         hardware = device.hardware_engine
         hold = self.cpu.hold
-        account = self.cpu.account
+        by_activity = self.cpu.by_activity
         inflight = self.inflight
         counts = self.counts
         mechanism = bus.mechanism
@@ -319,7 +319,7 @@ class DeviceQueue:
                 head, chain = popped
                 length = sum(descriptor[1] for descriptor in chain)
                 rings = _cost(memory, ring, before) + looked
-                account("rings", rings)
+                by_activity["rings"] += rings
                 cost = owed + rings
                 owed = looked = 0
                 if before_service:
@@ -348,7 +348,7 @@ class DeviceQueue:
                     if duration:
                         yield env.timeout(duration)
                 else:
-                    account("service", duration)
+                    by_activity["service"] += duration
                     if cost + duration:
                         yield from hold(cost + duration)
                     if request is not None:  # service started once the buffer was read, on the same core
@@ -365,7 +365,7 @@ class DeviceQueue:
                 interrupt = ring.interrupt_needed()
                 rings = _cost(memory, ring, before)
                 before = _mark(ring)
-                account("rings", rings)
+                by_activity["rings"] += rings
                 cost = rings + reply
                 if not interrupt:
                     owed = cost

@@ -135,12 +135,12 @@ class AmpBus(QueuePairBus):
         component = log.components(f"{self.name}.{peer.role}")
         state = peer.start()
         laid_out = memory.write(peer.tx.slots * peer.tx.element_size + 8)
-        cpu.account("setup", laid_out)
+        cpu.by_activity["setup"] += laid_out
         yield from cpu.hold(laid_out)
         log.mark(self.env.now, component, self._state_event, self.bus_id, -1, state)
         while state != RUN:
-            looked = memory.read(8) + memory.write(8)
-            cpu.account("setup", looked)
+            looked = memory.access(8, 8)
+            cpu.by_activity["setup"] += looked
             yield from cpu.hold(looked)
             new = peer.poll_handshake()
             if new != state:
@@ -160,9 +160,9 @@ class AmpBus(QueuePairBus):
     def _raise(self, peer: AmpQueuePeer, channel: Channel, memory: MemoryCost, dev_num: int, vq: int):
         """Toggle my tx bit for (device, vq) and ring unless the peer masked it (the XOR rule)."""
         interrupt = peer.notif.notify(self._slots[dev_num] * self.vq_bits + vq)
-        cost = memory.read(NOTIFICATION_WORD) + memory.write(NOTIFICATION_WORD)
+        cost = memory.access(NOTIFICATION_WORD, NOTIFICATION_WORD)
         if cost:
-            channel.sender_cpu.account("notify", cost)
+            channel.sender_cpu.by_activity["notify"] += cost
             yield from channel.sender_cpu.hold(cost)
         if interrupt:
             yield from channel.ring(dev_num)
@@ -183,7 +183,7 @@ class AmpBus(QueuePairBus):
             for word in words:
                 cost = memory.read(2 * NOTIFICATION_WORD)
                 if cost:
-                    channel.receiver_cpu.account("notify", cost)
+                    channel.receiver_cpu.by_activity["notify"] += cost
                     yield from channel.receiver_cpu.hold(cost, irq=True)
                 bits = notifier.acknowledge(word)
                 while bits:
@@ -209,5 +209,5 @@ class AmpBus(QueuePairBus):
             notifier.set_mask(word, bits)
         cost = memory.write(NOTIFICATION_WORD * notifier.num_notif)
         if cost:
-            cpu.account("notify", cost)
+            cpu.by_activity["notify"] += cost
             yield from cpu.hold(cost, irq=True)

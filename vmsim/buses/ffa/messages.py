@@ -43,8 +43,8 @@ class FfaMessages:
                 receiver.rx.full = True
                 receiver.rx.buffer[:size] = sender.tx[:size]
                 copied = sender.memory.read(size) + receiver.memory.write(size)  # the framework's, in the call
-                sender.cpu.account("calls", sender.call)
-                sender.cpu.account("frames", copied)
+                sender.cpu.by_activity["calls"] += sender.call
+                sender.cpu.by_activity["frames"] += copied
                 yield from sender.cpu.hold(sender.call + copied)
                 self._sent(sender, dev_num, frame)
                 cost = receiver.bell.ring(dev_num)
@@ -85,7 +85,7 @@ class FfaMessages:
         while True:
             read, written = ring.bytes_read, ring.bytes_written
             pushed = ring.try_push(frame)
-            cost = sender.memory.read(ring.bytes_read - read) + sender.memory.write(ring.bytes_written - written)
+            cost = sender.memory.access(ring.bytes_read - read, ring.bytes_written - written)
             if pushed:
                 break
             sender.sent["full"] += 1
@@ -104,7 +104,7 @@ class FfaMessages:
         ring = side.fifo_rx
         read, written = ring.bytes_read, ring.bytes_written
         frame = self.frame_in(ring.try_pop())
-        cost = side.cpu_ns + side.memory.read(ring.bytes_read - read) + side.memory.write(ring.bytes_written - written)
+        cost = side.cpu_ns + side.memory.access(ring.bytes_read - read, ring.bytes_written - written)
         if cost:
             yield from side.work("frames", cost, irq=True)
         self._frame(side.inbound, "rx", -1, frame)

@@ -98,7 +98,7 @@ class Side:
     def work(self, activity: str, cost: int, irq: bool = False):
         """`cost` ns of this side's work on its core, said to be for `activity` (`vmsim.sim.processor`);
         `irq` for its receive handler's work."""
-        self.cpu.account(activity, cost)
+        self.cpu.by_activity[activity] += cost
         yield from self.cpu.hold(cost, irq)
 
     def release_space(self) -> None:
