@@ -44,29 +44,40 @@ def activity_totals() -> dict[str, int]:
 
 class BusyPeriods:
     """When one core was busy without a gap, as (start, end) pairs in time order: the per-core slices of the
-    trace. Keeps the first `MAX_BUSY_PERIODS` and counts the rest."""
+    trace. Keeps the first `MAX_BUSY_PERIODS` and counts the rest; `since` is when the period being recorded
+    began."""
 
-    __slots__ = ("dropped", "ends", "starts")
+    __slots__ = ("dropped", "ends", "room", "since", "starts")
 
     def __init__(self):
         self.starts = array("q")
         self.ends = array("q")
         self.dropped = 0
+        self.room = MAX_BUSY_PERIODS
+        self.since = 0
 
-    def add(self, start: int, end: int) -> None:
+    def restart(self, end: int, now: int) -> None:
+        """The period begun at `since` ended at `end` (nothing if empty); the next begins at `now`."""
+        start, self.since = self.since, now
         if end <= start:
             return
-        if len(self.starts) < MAX_BUSY_PERIODS:
+        if self.room:
+            self.room -= 1
             self.starts.append(start)
             self.ends.append(end)
         else:
             self.dropped += 1
 
+    def add(self, start: int, end: int) -> None:
+        """A period from `start` to `end` (nothing if empty)."""
+        self.since = start
+        self.restart(end, end)
+
     def clipped(self, stop: int) -> BusyPeriods:
         """These periods as of `stop`: work still to run after it is not shown. Periods are in time order,
         so only the last ones can reach past `stop`."""
         kept = BusyPeriods()
-        kept.dropped = self.dropped
+        kept.dropped, kept.room = self.dropped, self.room
         kept.starts, kept.ends = self.starts[:], self.ends[:]
         while kept.ends and kept.ends[-1] > stop:
             if kept.starts[-1] < stop:
@@ -102,7 +113,6 @@ class Processor(Component):
         self.irq_items = 0
         self.by_activity = activity_totals()
         self._periods = [BusyPeriods() for _ in range(cores)]
-        self._period_start = [0] * cores  # when each core's current busy period began
 
     def hold(self, cost: int, irq: bool = False):
         """Hold a core for `cost` ns, after the work submitted before (interrupt work: before it)."""
@@ -112,7 +122,7 @@ class Processor(Component):
         if self.cores > 1:
             core = free_at.index(min(free_at))
             if free_at[core] < now:
-                self._idle_until(core, now)
+                self._periods[core].restart(free_at[core], now)  # idle since its work ended
             end = (free_at[core] if free_at[core] > now else now) + cost  # noqa: FURB136 (max() costs a call)
             free_at[core] = end
             self.work_items += 1
@@ -123,7 +133,7 @@ class Processor(Component):
             return
         self.work_items += 1
         if free_at[0] < now:
-            self._idle_until(0, now)
+            self._periods[0].restart(free_at[0], now)  # idle since its work ended
         free_at[0] = (free_at[0] if free_at[0] > now else now) + cost  # noqa: FURB136 (the core's busy period)
         if self._thread_running:  # wait for the thread work ahead: only the running item has a timeout
             turn = self.env.event()
@@ -159,20 +169,14 @@ class Processor(Component):
             self._stolen += cost
         elif self._free_at[0] < end:  # thread work submitted from now waits for the interrupt work
             if self._free_at[0] < now:
-                self._idle_until(0, now)
+                self._periods[0].restart(self._free_at[0], now)  # idle since its work ended
             self._free_at[0] = end
         return self._timeout(end - now)
 
-    def _idle_until(self, core: int, now: int) -> None:
-        """`core` has been idle since its work ended and takes work at `now`: its last busy period is over."""
-        self._periods[core].add(self._period_start[core], self._free_at[core])
-        self._period_start[core] = now
-
     def busy_periods(self, now: int) -> list[BusyPeriods]:
         """Each core's busy periods up to `now` (the trace's per-core slices)."""
-        for core in range(self.cores):
-            self._periods[core].add(self._period_start[core], self._free_at[core])
-            self._period_start[core] = self._free_at[core]
+        for periods, free_at in zip(self._periods, self._free_at, strict=True):
+            periods.restart(free_at, free_at)
         return [periods.clipped(now) for periods in self._periods]
 
     def busy_ns(self, now: int) -> int:

@@ -317,7 +317,9 @@ class DeviceQueue:
                     looked += _cost(memory, ring, before)  # the empty pop, kicks back on, the look again
                     break
                 head, chain = popped
-                length = sum(descriptor[1] for descriptor in chain)
+                length = 0
+                for _address, nbytes, _flags, _next in chain:  # a loop, not sum() over a generator: no call
+                    length += nbytes
                 rings = _cost(memory, ring, before) + looked
                 by_activity["rings"] += rings
                 cost = owed + rings
