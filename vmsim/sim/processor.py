@@ -129,7 +129,19 @@ class Processor(Component):
             yield self._timeout(end - now)
             return
         if irq:
-            yield self._interrupt(cost, now)
+            start = self._irq_free_at if self._irq_free_at > now else now  # noqa: FURB136
+            self._irq_free_at = end = start + cost
+            self.irq_items += 1
+            if free_at[0] > now:  # thread work in progress or waiting: all of it moves back
+                free_at[0] += cost
+                if self._stolen_at != now:
+                    self._stolen_at, self._stolen_earlier = now, self._stolen
+                self._stolen += cost
+            elif free_at[0] < end:  # thread work submitted from now waits for the interrupt work
+                if free_at[0] < now:
+                    self._periods[0].restart(free_at[0], now)  # idle since its work ended
+                free_at[0] = end
+            yield self._timeout(end - now)
             return
         self.work_items += 1
         if free_at[0] < now:
@@ -156,22 +168,6 @@ class Processor(Component):
             self._waiting.popleft().succeed()
         else:
             self._thread_running = False
-
-    def _interrupt(self, cost: int, now: int):
-        """Interrupt work from `now`: the timeout it ends with."""
-        start = self._irq_free_at if self._irq_free_at > now else now  # noqa: FURB136
-        self._irq_free_at = end = start + cost
-        self.irq_items += 1
-        if self._free_at[0] > now:  # thread work in progress or waiting: all of it moves back
-            self._free_at[0] += cost
-            if self._stolen_at != now:
-                self._stolen_at, self._stolen_earlier = now, self._stolen
-            self._stolen += cost
-        elif self._free_at[0] < end:  # thread work submitted from now waits for the interrupt work
-            if self._free_at[0] < now:
-                self._periods[0].restart(self._free_at[0], now)  # idle since its work ended
-            self._free_at[0] = end
-        return self._timeout(end - now)
 
     def busy_periods(self, now: int) -> list[BusyPeriods]:
         """Each core's busy periods up to `now` (the trace's per-core slices)."""
