@@ -22,15 +22,6 @@ from vmsim.wire.rings import SplitDevice, SplitDriver, SplitRing, split_ring_lay
 RING_ALIGN = 64  # areas on cache-line boundaries (virtio 1.x needs only 16/2/4)
 
 
-def _mark(end) -> tuple[int, int]:
-    return end.bytes_read, end.bytes_written
-
-
-def _cost(memory, end, mark: tuple[int, int]) -> int:
-    """Shared-memory time for what a ring end read and wrote since `mark`."""
-    return memory.access(end.bytes_read - mark[0], end.bytes_written - mark[1])
-
-
 class DriverQueue:
     """The driver's half: publish requests to the avail ring, reclaim them from the used ring."""
 
@@ -126,7 +117,7 @@ class DriverQueue:
         self._publishing = True
         try:
             while backlog and ring.num_free and not self.halted:  # a removal taken in while we paid ends the pass
-                before = _mark(ring)
+                read, written = ring.bytes_read, ring.bytes_written
                 published = []
                 while backlog and ring.num_free:
                     request = backlog.popleft()
@@ -139,7 +130,8 @@ class DriverQueue:
                     head = ring.add(((address, request.size, False),), request)
                     inflight[head] = request  # what the device is serving, for the request log
                 kick = ring.kick_needed()
-                cost = self._charge(_cost(memory, ring, before), published, "to-device")
+                rings = memory.access(ring.bytes_read - read, ring.bytes_written - written)
+                cost = self._charge(rings, published, "to-device")
                 if cost:
                     yield from self.cpu.hold(cost)
                 if kick and not self.halted:
@@ -206,15 +198,16 @@ class DriverQueue:
         self._reclaiming = True
         try:
             while ring is self.ring:  # a reset lays out a new ring: the old one holds nothing to reclaim
-                before = _mark(ring)
+                read, written = ring.bytes_read, ring.bytes_written
                 done = []
                 while (used := ring.get_used()) is not None:
                     done.append(used[0])
                 if not done:  # the last look found nothing: its time is paid with the driver's next ring step
-                    self.looked += _cost(memory, ring, before)
+                    self.looked += memory.access(ring.bytes_read - read, ring.bytes_written - written)
                     break
                 self.reclaimed += len(done)
-                cost = self._charge(_cost(memory, ring, before), done if endpoint_work else (), "from-device")
+                rings = memory.access(ring.bytes_read - read, ring.bytes_written - written)
+                cost = self._charge(rings, done if endpoint_work else (), "from-device")
                 if cost:
                     yield from self.cpu.hold(cost, irq=True)
                 if buffers is not None:
@@ -305,7 +298,7 @@ class DeviceQueue:
         while not self.stopped:
             yield self._wake.wait()
             self._wake.rearm()
-            before = _mark(ring)
+            read, written = ring.bytes_read, ring.bytes_written
             ring.set_notify(False)  # no kicks while we drain (as vhost does); its bytes go with the first pop's
             while not self.stopped:
                 popped = ring.pop()
@@ -314,13 +307,14 @@ class DeviceQueue:
                     if ring.pending():
                         ring.set_notify(False)
                         continue  # a buffer arrived while notifications were off: paid with its pop
-                    looked += _cost(memory, ring, before)  # the empty pop, kicks back on, the look again
+                    # the empty pop, kicks back on, the look again
+                    looked += memory.access(ring.bytes_read - read, ring.bytes_written - written)
                     break
                 head, chain = popped
                 length = 0
                 for _address, nbytes, _flags, _next in chain:  # a loop, not sum() over a generator: no call
                     length += nbytes
-                rings = _cost(memory, ring, before) + looked
+                rings = memory.access(ring.bytes_read - read, ring.bytes_written - written) + looked
                 by_activity["rings"] += rings
                 cost = owed + rings
                 owed = looked = 0
@@ -362,11 +356,11 @@ class DeviceQueue:
                     yield from shares.done(device, chain)
                 if self.stopped:  # reset or removed while serving: the buffer is dropped, no used entry
                     break
-                before = _mark(ring)
+                read, written = ring.bytes_read, ring.bytes_written
                 ring.push_used(head, length)
                 interrupt = ring.interrupt_needed()
-                rings = _cost(memory, ring, before)
-                before = _mark(ring)
+                rings = memory.access(ring.bytes_read - read, ring.bytes_written - written)
+                read, written = ring.bytes_read, ring.bytes_written
                 by_activity["rings"] += rings
                 cost = rings + reply
                 if not interrupt:
