@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from vmsim.sim.bus import Bus
 from vmsim.sim.core import Component, Simulation
-from vmsim.sim.costs import MemoryCost
+from vmsim.sim.costs import MemoryCost, RepeatedAccess
 from vmsim.sim.doorbell import Doorbell
 from vmsim.sim.faults import FRAME_KINDS, faults_on
 from vmsim.sim.processor import Unshared
@@ -60,10 +60,10 @@ class Channel(Receiver, Component):
         self.waker = Waker(sim.env)
         self.doorbell = None if polling_ns else doorbell or Doorbell(
             sim, f"{name}.doorbell", doorbell_kind, bus_id, self.wake)
-        self._push_costs: dict[tuple, object] = {}
-        self._pop_costs: dict[tuple, object] = {}
-        self._push_keys = self._key_of(sender_memory)
-        self._pop_keys = self._key_of(receiver_memory)
+        # What a push or pop costs depends on its element, its frame's length and reload only: each is worked out
+        # the first time it is made (a few per element), and its traffic counted each time.
+        self._push_costs: dict[tuple[int, int, bool], RepeatedAccess] = {}
+        self._pop_costs: dict[tuple[int, bool], RepeatedAccess] = {}
         self.look_access = receiver_memory.placed(queue.look_accesses())
         self.looked = 0  # the last drain's last look, its time paid with the next drain's first frame
         self.ack_cost = self.doorbell.ack_cost if self.doorbell is not None else 0
@@ -87,12 +87,11 @@ class Channel(Receiver, Component):
         """Copy `frame` into the queue, publish it and ring (a generator: the sender's time passes)."""
         env = self.env
         element, reload = self.queue.next_push()
-        line, near = self._push_keys
-        key = (element % line, element < near, len(frame), reload)
-        access = self._push_costs.get(key)
+        size = len(frame)
+        access = self._push_costs.get((element, size, reload))
         if access is None:
-            access = self._push_costs[key] = self.sender_memory.placed(
-                self.queue.push_accesses(element, len(frame), reload))
+            access = self._push_costs[element, size, reload] = self.sender_memory.placed(
+                self.queue.push_accesses(element, size, reload))
         access.count()
         cost = self.sender_cpu_ns + access.cost
         if cost:
@@ -114,7 +113,7 @@ class Channel(Receiver, Component):
             yield from self.back_off()
         now = env.now
         self.counts["frames"] += 1
-        self.counts["bytes"] += len(frame)
+        self.counts["bytes"] += size
         self._log.frame(now, self.log_id, self._ev_tx, self.bus_id, dev_num, frame)
         self.occupancy.record(now, len(self.queue))
         yield from self.ring(dev_num)
@@ -132,22 +131,6 @@ class Channel(Receiver, Component):
                 yield from self.sender_cpu.hold(cost)
 
     # --- receiver -------------------------------------------------------------------------------
-
-    def _key_of(self, memory: MemoryCost) -> tuple[int, int]:
-        """What an operation's cost depends on besides its frame length and reload: where its element lies in
-        a line of `memory`, and whether that line may hold an index too (elements that start before the end of
-        the indices' last line). Operations alike in both cost the same, so their cost is worked out once."""
-        line = memory.line
-        indices_end = max(offset + nbytes for offset, nbytes, _ in self.queue.look_accesses())
-        return line, -(-indices_end // line) * line
-
-    def _pop_access(self, element: int, reload: bool):
-        line, near = self._pop_keys
-        key = (element % line, element < near, reload)
-        access = self._pop_costs.get(key)
-        if access is None:
-            access = self._pop_costs[key] = self.receiver_memory.placed(self.queue.pop_accesses(element, reload))
-        return access
 
     def poll(self) -> int:
         """Each poll is a look at the queue: an empty pop's reads."""
@@ -180,9 +163,13 @@ class Channel(Receiver, Component):
         software = self.receiver_cpu_ns
         owed = self.ack_cost
         looked = self.looked
+        pop_costs = self._pop_costs
         handled = 0
         while len(queue) and (not budget or handled < budget):
-            access = self._pop_access(*queue.next_pop())
+            element, reload = queue.next_pop()
+            access = pop_costs.get((element, reload))
+            if access is None:
+                access = pop_costs[element, reload] = self.receiver_memory.placed(queue.pop_accesses(element, reload))
             per_frame = software + access.cost
             if per_frame + owed + looked:
                 counts["rx_busy_ns"] += per_frame + owed + looked

@@ -322,8 +322,13 @@ class AmpQueue:
         return data
 
     def __len__(self) -> int:
-        tail, head = self._indices()
-        return (tail - head) % self.slots
+        buf, n = self._buf, self.slots
+        tail = _u16(buf, self._tail_off)[0]
+        head = _u16(buf, self._head_off)[0]
+        if tail >= n or head >= n:
+            self._indices()
+        self.bytes_read += 4
+        return (tail - head) % n
 
     def next_push(self) -> tuple[int, bool]:
         """The element at tail; nothing is cached, so nothing is reloaded: both indices are read every time."""
