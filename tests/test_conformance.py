@@ -467,3 +467,33 @@ def test_a_broken_rule_fails_the_runs_check_and_the_report_names_it():
         "  conformance: 1 violation(s)",
         f"    row {2 * len(rows) - 2} ({int(rows[-1][0])} ns) bus bus0 dev 0: ping-echo: PING data 0x6, asked 0x5",
     ]
+
+
+def test_a_streamed_runs_monitor_fed_a_row_group_at_a_time_reports_as_the_whole_log(tmp_path):
+    """A written run's monitor is fed each events row group by the spill's writer thread as it is written: its
+    report, the row numbers of its violations included, is the one the whole log gives."""
+    from vmsim.sim.log import EventLog, RequestLog
+    from vmsim.spill import LogSpill
+
+    flow = good_flow()
+    flow.exchange("PING", {"data": 5}, {"data": 6}, dev=0)
+
+    def logged(log: EventLog) -> EventLog:
+        bus = log.add_bus("bus0", "v1")
+        for line in flow.lines:
+            time_ns, way, _bus, _layout, data = line.split()
+            component = log.components(f"bus0.{way.replace('-', '_')}")
+            for step, event in ((0, "tx"), (10, "rx")):
+                log.frame(int(time_ns) + step, component, log.events(event), bus, -1, bytes.fromhex(data))
+        return log
+
+    whole = conformance_check(logged(EventLog()))
+    spill = LogSpill(tmp_path, rows=7)
+    events, requests = EventLog(), RequestLog()
+    spill.attach(events, requests)
+    logged(events)
+    spill.finish(events, requests)
+    streamed = spill.conformance.report()
+    assert streamed == whole
+    assert streamed["rules"]["ping-echo"]["violations"] == 1
+    assert streamed["violations"][0]["row"] == 2 * len(flow.lines) - 2

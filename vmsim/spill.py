@@ -2,7 +2,7 @@
 the run: `LogSpill` is the sink `vmsim.pipeline.simulate` gives the event and request logs
 (`EventLog.stream_to`). Each buffer of `FLUSH_ROWS` rows becomes one row group of `events.parquet` or
 `requests.parquet` in a spill folder (encoded and compressed by a short-lived thread while the simulation
-goes on), and the buffer is emptied. What the summary needs later is read back
+goes on, which then feeds the events to the conformance monitor), and the buffer is emptied. What the summary needs later is read back
 column by column (`summary_columns`), never kept for the whole run; the few lifecycle rows the safety checks
 read (sharing steps) are kept as they pass, with their run-wide row numbers. The spill folder is a partial
 folder of the result (`vmsim.result_folder.open_spill_folder`): a crash leaves the previous result in place
@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vmsim.analysis.checks import LIFECYCLE, check_events
+from vmsim.analysis.conformance import ConformanceMonitor
+from vmsim.analysis.conformance.command import EVENT_COLUMNS
+from vmsim.analysis.conformance.frames import chunk_from_arrow
 from vmsim.result_folder import discard_spill_folder, open_spill_folder
 from vmsim.sim.log import EVENT_ROW, REQUEST_ROW, Column, EventLog, RequestLog
 
@@ -45,48 +50,53 @@ REQUEST_SCHEMA = arrow_schema(REQUEST_ROW)
 
 
 class _RowGroupWriter:
-    """Parquet files written a row group per table handed over, each by a short-lived thread of its own: the
-    simulation goes on while the row group is encoded and compressed (pyarrow releases the GIL for that).
-    One table is written at a time (the next waits for it), so memory stays bounded and the rows keep their
-    order; no thread outlives its table, so none is left running when a writer is dropped half-way. A
+    """One parquet file written a row group per table handed over, each by a short-lived thread of its own:
+    the simulation goes on while the row group is encoded and compressed (pyarrow releases the GIL for that).
+    One table of the file is written at a time (the next waits for it), so memory stays bounded and the rows
+    keep their order; each file has its own writer, so the events and requests files never wait for each
+    other. No thread outlives its table, so none is left running when a writer is dropped half-way. A
     failure in a thread is raised by the next call."""
 
-    def __init__(self, rows: int):
+    def __init__(self, path: Path, schema: pa.Schema, rows: int):
+        self.path = path
+        self.schema = schema
         self.rows = rows
-        self.writers: dict[Path, pq.ParquetWriter] = {}
+        self.writer: pq.ParquetWriter | None = None
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
 
-    def write(self, path: Path, table: pa.Table) -> None:
+    def write(self, table: pa.Table, then: Callable[[], None] | None = None) -> None:
+        """Write `table` as the next row group, then run `then` in the same thread."""
         self._join()
-        self.thread = threading.Thread(target=self._write, args=(path, table), name="vmsim-parquet-writer",
+        self.thread = threading.Thread(target=self._write, args=(table, then), name="vmsim-parquet-writer",
                                        daemon=True)
         self.thread.start()
 
-    def close(self, schemas: dict[Path, pa.Schema]) -> None:
-        """Write what waits and close every file, those of `schemas` never written given no rows."""
+    def close(self) -> None:
+        """Write what waits and close the file (one with no rows if none was handed over)."""
         self._join()
-        for path, schema in schemas.items():
-            (self.writers.pop(path, None) or pq.ParquetWriter(path, schema)).close()
+        (self.writer or pq.ParquetWriter(self.path, self.schema)).close()
+        self.writer = None
 
     def abandon(self) -> None:
-        """Stop writing and close the files, whatever state they are in (the run failed or is done)."""
+        """Stop writing and close the file, whatever state it is in (the run failed or is done)."""
         if self.thread is not None:
             self.thread.join()
             self.thread = None
-        for writer in self.writers.values():
+        if self.writer is not None:
             try:
-                writer.close()
+                self.writer.close()
             except OSError:
                 pass
-        self.writers.clear()
+            self.writer = None
 
-    def _write(self, path: Path, table: pa.Table) -> None:
+    def _write(self, table: pa.Table, then: Callable[[], None] | None) -> None:
         try:
-            writer = self.writers.get(path)
-            if writer is None:
-                writer = self.writers[path] = pq.ParquetWriter(path, table.schema)
-            writer.write_table(table, row_group_size=self.rows)
+            if self.writer is None:
+                self.writer = pq.ParquetWriter(self.path, self.schema)
+            self.writer.write_table(table, row_group_size=self.rows)
+            if then is not None:
+                then()
         except BaseException as exc:  # noqa: BLE001 - raised in the simulating thread by its next call
             self.error = exc
 
@@ -109,10 +119,13 @@ class LogSpill:
         self.events_path = self.folder / EVENTS_FILE
         self.requests_path = self.folder / REQUESTS_FILE
         self.seconds = 0.0  # wall time spent writing: the pipeline keeps it out of the simulation's time
-        self._writer = _RowGroupWriter(rows)
+        self._writers = (_RowGroupWriter(self.events_path, EVENT_SCHEMA, rows),
+                         _RowGroupWriter(self.requests_path, REQUEST_SCHEMA, rows))
         self._lifecycle: list[pa.Table] = []
         self._lifecycle_rows: list[np.ndarray] = []
         self._lifecycle_names = pa.array(LIFECYCLE)
+        self.conformance = ConformanceMonitor()  # fed each events row group by the writer's thread, once written
+        self._layouts_inferred: dict[str, str] = {}
 
     @classmethod
     def next_to(cls, result_folder: Path, rows: int = FLUSH_ROWS) -> LogSpill:
@@ -124,12 +137,12 @@ class LogSpill:
 
     def __getstate__(self) -> dict:
         """A spill handed to another process (a plotting child) only reads its files: the writer stays here."""
-        return {**self.__dict__, "_writer": None}
+        return {**self.__dict__, "_writers": (), "conformance": None}
 
     def discard(self) -> None:
         """Close the files and remove the spill folder: the run failed, or its files moved to the result."""
-        if self._writer is not None:
-            self._writer.abandon()
+        for writer in self._writers:
+            writer.abandon()
         discard_spill_folder(self.spill_folder, self.made_parents)
 
     def attach(self, events: EventLog, requests: RequestLog) -> None:
@@ -141,11 +154,9 @@ class LogSpill:
         events.flush()
         requests.flush()
         started = time.perf_counter()
-        self._writer.close({self.events_path: EVENT_SCHEMA, self.requests_path: REQUEST_SCHEMA})
+        for writer in self._writers:
+            writer.close()
         self.seconds += time.perf_counter() - started
-
-    def _write(self, path: Path, table: pa.Table) -> None:
-        self._writer.write(path, table)
 
     def _take_events(self, log: EventLog, first_row: int) -> None:
         started = time.perf_counter()
@@ -156,16 +167,22 @@ class LogSpill:
                                         pa.py_buffer(offsets), pa.py_buffer(data)],
             null_count=len(present) - int(present.sum()))
         table = pa.table(columns, schema=EVENT_SCHEMA)
-        self._write(self.events_path, table)
+        layouts = {log.buses.names[code]: layout for code, layout in log.bus_layouts.items()}
+        self._writers[0].write(table, then=partial(self._monitor, table, first_row, layouts))
         lifecycle = pc.is_in(table.column("event"), value_set=self._lifecycle_names)
         if pc.any(lifecycle).as_py():
             self._lifecycle.append(table.select(CHECKED_EVENT_COLUMNS).filter(lifecycle))
             self._lifecycle_rows.append(first_row + np.flatnonzero(lifecycle.to_numpy(zero_copy_only=False)))
         self.seconds += time.perf_counter() - started
 
+    def _monitor(self, table: pa.Table, first_row: int, layouts: dict[str, str]) -> None:
+        """Feed a row group of events to the conformance monitor (in the writer's thread, after writing it)."""
+        self.conformance.feed(chunk_from_arrow(table.select(EVENT_COLUMNS), first_row, layouts,
+                                               self._layouts_inferred))
+
     def _take_requests(self, log: RequestLog, first_row: int) -> None:
         started = time.perf_counter()
-        self._write(self.requests_path, pa.table(log.columns(), schema=REQUEST_SCHEMA))
+        self._writers[1].write(pa.table(log.columns(), schema=REQUEST_SCHEMA))
         self.seconds += time.perf_counter() - started
 
     def check(self) -> dict:

@@ -33,17 +33,8 @@ def conformance_check(events, layouts: dict[str, str] | None = None) -> dict:
 def with_conformance(check: dict, events, spill=None) -> dict:
     """summary.json's `check` with the conformance report beside the other checks (`check["conformance"]`),
     the overall status failed when either failed. A run whose log streamed to a spill is read back from the
-    spill's events.parquet, a row group at a time (the `EventLog` keeps only its last rows)."""
-    if spill is None:
-        conformance = conformance_check(events)
-    else:
-        from vmsim.analysis.conformance.command import parquet_chunks
-
-        monitor = ConformanceMonitor()
-        layouts = {events.buses.names[code]: layout for code, layout in events.bus_layouts.items()}
-        for chunk in parquet_chunks(spill.events_path, layouts):
-            monitor.feed(chunk)
-        conformance = monitor.report()
+    spill's monitor, fed each row group as it was written (the `EventLog` keeps only its last rows)."""
+    conformance = conformance_check(events) if spill is None else spill.conformance.report()
     failed = check.get("status") != "ok" or conformance["status"] != "ok"
     return {**check, "status": "failed" if failed else "ok", "checks": [*check.get("checks", []),
             check_entry(conformance)], "conformance": conformance}
