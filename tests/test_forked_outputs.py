@@ -3,6 +3,7 @@
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,28 @@ def test_plots_drawn_by_a_child_are_the_plots_drawn_in_process(tmp_path, monkeyp
     for name in names:
         if name not in ("summary.json", ".vmsim-result"):  # wall times differ
             assert (tmp_path / "forked" / name).read_bytes() == (tmp_path / "here" / name).read_bytes(), name
+
+
+@FORKS
+def test_the_topology_is_drawn_while_the_run_simulates(tmp_path, monkeypatch):
+    """The one plot that needs nothing of the run is drawn by the plotting child as soon as it has imported
+    what it draws with: it is in the spill folder before the simulation is over."""
+    from vmsim import pipeline
+
+    simulate, seen = pipeline.simulate, []
+
+    def watched(checked, progress=None, *, spill=None):
+        drawn = spill.spill_folder / "topology.png"
+        deadline = time.monotonic() + 60
+        while not drawn.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        seen.append(drawn.exists())
+        return simulate(checked, progress, spill=spill)
+
+    monkeypatch.setattr(pipeline, "simulate", watched)
+    vmsim.run(SCENARIO, set=SMALL, out=tmp_path / "r")
+    assert seen == [True]
+    assert (tmp_path / "r" / "topology.png").stat().st_size > 0
 
 
 @FORKS

@@ -9,12 +9,13 @@ for top-level keys: `vmsim.run(path, duration="10 ms")`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from pathlib import Path
 
 from vmsim.files import DEFAULT_RESULTS_ROOT
 from vmsim.forked import ForkedWorker
 from vmsim.result_folder import check_destination
-from vmsim.results import RunResult, draw_plots_ahead, import_plotting
+from vmsim.results import RunResult, draw_plots_ahead, prepare_plots
 from vmsim.spill import LogSpill
 
 
@@ -53,8 +54,9 @@ def run(path: str | Path, *, seed: int | None = None, out: str | Path | None = N
     if write:
         check_destination(folder)
     spill = LogSpill.next_to(folder) if write else None  # a written run streams its logs to parquet
-    # The plots' process is forked now and imports what it draws with while this one simulates.
-    plotter = ForkedWorker("plots", prepare=import_plotting) if write and plots else None
+    plotter = None
+    if write and plots:  # forked now: it imports what it draws with and draws the topology while this one simulates
+        plotter = ForkedWorker("plots", prepare=partial(prepare_plots, checked.graph, spill.spill_folder))
     try:
         ran = simulate(checked, progress, spill=spill)
         if plotter is not None:  # drawn while this process summarises the run

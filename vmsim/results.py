@@ -246,25 +246,30 @@ class RunResult:
 def draw_plots_ahead(plotter: ForkedWorker, scenario, output: SimOutput, *, graph, spill: LogSpill) -> None:
     """Hand `plotter` a streamed run's plots as soon as it has simulated, drawn into its spill's folder while
     this process summarises the run and writes the trace (`RunResult.write(..., plotter=plotter)` moves them
-    in). Of the summary the plots draw only the processors' work (the CPU-time plot), given here as the
-    summary has it."""
+    in); the topology plot, drawn there while the run simulated (`prepare_plots`), is not drawn again. Of the
+    summary the plots draw only the processors' work (the CPU-time plot), given here as the summary has it."""
     summary = {"processors": processors_per_request(output)}
-    plotter.submit(save_plots, RunResult(scenario, output, summary, graph=graph, spill=spill), spill.spill_folder)
+    plotter.submit(save_plots, RunResult(scenario, output, summary, graph=graph, spill=spill), spill.spill_folder,
+                   ("topology.png",))
 
 
-def save_plots(result: RunResult, folder: Path) -> None:
+def save_plots(result: RunResult, folder: Path, ahead: tuple[str, ...] = ()) -> None:
     """Draw a result's standard plots into `folder` (`vmsim.analysis.plots.save_plots`): the task a plotting
-    child process is handed."""
+    child process is handed. Those of `ahead` found in `folder` were drawn there already (`prepare_plots`:
+    not when the worker could not fork ahead)."""
     from vmsim.analysis.plots import save_plots as draw
 
-    draw(result, folder)
+    draw(result, folder, drawn=[name for name in ahead if (Path(folder) / name).exists()])
 
 
-def import_plotting() -> None:
-    """What drawing the plots imports (matplotlib, pyplot too for the topology plot, pandas): done by a plotting
-    child process while the run simulates."""
+def prepare_plots(graph, folder: Path) -> None:
+    """What a plotting child process does while the run simulates: import what drawing the plots needs
+    (matplotlib, pyplot too for the topology plot, pandas), and draw the one plot that needs nothing of the
+    run, its topology, into `folder`."""
     import matplotlib.figure
     import matplotlib.pyplot  # noqa: F401
     import pandas  # noqa: F401
 
-    import vmsim.analysis.plots  # noqa: F401
+    from vmsim.analysis.plots import save_topology
+
+    save_topology(graph, folder)

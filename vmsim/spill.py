@@ -136,7 +136,8 @@ class LogSpill:
         return spill
 
     def __getstate__(self) -> dict:
-        """A spill handed to another process (a plotting child) only reads its files: the writer stays here."""
+        """A spill handed to another process (a plotting child) only reads its files: the writers and the monitor
+        stay here."""
         return {**self.__dict__, "_writers": (), "conformance": None}
 
     def discard(self) -> None:

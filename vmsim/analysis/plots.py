@@ -9,6 +9,7 @@ pyplot backend, so writing a result folder never touches the user's backend or o
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -296,15 +297,23 @@ def topology(graph, ax=None):
     return ax
 
 
-def save_plots(result, folder: Path) -> list[Path]:
-    """Render every standard plot of a `RunResult` as PNG into `folder`; returns the paths."""
+def save_plots(result, folder: Path, *, drawn: Iterable[str] = ()) -> list[Path]:
+    """Render every standard plot of a `RunResult` as PNG into `folder`, but those of `drawn` (file names
+    drawn there already); returns the paths."""
+    return [_save(getattr(result, method), Path(folder) / file_name)
+            for file_name, method in PLOT_FILES.items() if file_name not in drawn]
+
+
+def save_topology(graph, folder: Path) -> Path:
+    """The topology plot alone, as `save_plots` draws it: it needs the scenario's graph only, so it can be
+    drawn while the run simulates."""
+    return _save(lambda ax: topology(graph, ax=ax), Path(folder) / "topology.png")
+
+
+def _save(plot, path: Path) -> Path:
     from matplotlib.figure import Figure
 
-    written = []
-    for file_name, method in PLOT_FILES.items():
-        figure = Figure(figsize=(7, 4.5), layout="constrained")
-        getattr(result, method)(ax=figure.add_subplot())
-        path = Path(folder) / file_name
-        figure.savefig(path, dpi=110)
-        written.append(path)
-    return written
+    figure = Figure(figsize=(7, 4.5), layout="constrained")
+    plot(ax=figure.add_subplot())
+    figure.savefig(path, dpi=110)
+    return path
