@@ -1,7 +1,8 @@
 """The outputs of a result written side by side where the system allows: `ForkedWorker` is a child process
 forked before the simulation that imports what the plots need meanwhile (and draws the topology), then
-draws the others into the temporary folder while this process writes the trace and the summary. A child that fails fails the write (so nothing
-is swapped in), and a writer that fails or is interrupted kills its child first.
+draws the others into the temporary folder while this process writes the trace and the summary. A child
+that fails fails the write (so nothing is swapped in), and a writer that fails or is interrupted kills its
+child first.
 """
 
 from __future__ import annotations
