@@ -60,10 +60,12 @@ class Channel(Receiver, Component):
         self.waker = Waker(sim.env)
         self.doorbell = None if polling_ns else doorbell or Doorbell(
             sim, f"{name}.doorbell", doorbell_kind, bus_id, self.wake)
-        # What a push or pop costs depends on its element, its frame's length and reload only: each is worked out
-        # the first time it is made (a few per element), and its traffic counted each time.
-        self._push_costs: dict[tuple[int, int, bool], RepeatedAccess] = {}
-        self._pop_costs: dict[tuple[int, bool], RepeatedAccess] = {}
+        # Pushes and pops alike in where their element lies (`_key_of`), frame length and reload cost the same:
+        # each cost is worked out once, and its traffic counted each time.
+        self._push_costs: dict[tuple, RepeatedAccess] = {}
+        self._pop_costs: dict[tuple, RepeatedAccess] = {}
+        self._push_keys = self._key_of(sender_memory)
+        self._pop_keys = self._key_of(receiver_memory)
         self.look_access = receiver_memory.placed(queue.look_accesses())
         self.looked = 0  # the last drain's last look, its time paid with the next drain's first frame
         self.ack_cost = self.doorbell.ack_cost if self.doorbell is not None else 0
@@ -88,10 +90,11 @@ class Channel(Receiver, Component):
         env = self.env
         element, reload = self.queue.next_push()
         size = len(frame)
-        access = self._push_costs.get((element, size, reload))
+        line, near = self._push_keys
+        key = (element % line, element < near, size, reload)
+        access = self._push_costs.get(key)
         if access is None:
-            access = self._push_costs[element, size, reload] = self.sender_memory.placed(
-                self.queue.push_accesses(element, size, reload))
+            access = self._push_costs[key] = self.sender_memory.placed(self.queue.push_accesses(element, size, reload))
         access.count()
         cost = self.sender_cpu_ns + access.cost
         if cost:
@@ -132,6 +135,14 @@ class Channel(Receiver, Component):
 
     # --- receiver -------------------------------------------------------------------------------
 
+    def _key_of(self, memory: MemoryCost) -> tuple[int, int]:
+        """What an operation's cost depends on besides its frame length and reload: where its element lies in
+        a line of `memory`, and whether that line may hold an index too (elements that start before the end of
+        the indices' last line). Operations alike in both cost the same, so their cost is worked out once."""
+        line = memory.line
+        indices_end = max(offset + nbytes for offset, nbytes, _ in self.queue.look_accesses())
+        return line, -(-indices_end // line) * line
+
     def poll(self) -> int:
         """Each poll is a look at the queue: an empty pop's reads."""
         look = self.look_access
@@ -164,12 +175,14 @@ class Channel(Receiver, Component):
         owed = self.ack_cost
         looked = self.looked
         pop_costs = self._pop_costs
+        line, near = self._pop_keys
         handled = 0
         while len(queue) and (not budget or handled < budget):
             element, reload = queue.next_pop()
-            access = pop_costs.get((element, reload))
+            key = (element % line, element < near, reload)
+            access = pop_costs.get(key)
             if access is None:
-                access = pop_costs[element, reload] = self.receiver_memory.placed(queue.pop_accesses(element, reload))
+                access = pop_costs[key] = self.receiver_memory.placed(queue.pop_accesses(element, reload))
             per_frame = software + access.cost
             if per_frame + owed + looked:
                 counts["rx_busy_ns"] += per_frame + owed + looked
