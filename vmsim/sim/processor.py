@@ -128,7 +128,7 @@ class Processor(Component):
             self.work_items += 1
             yield self._timeout(end - now)
             return
-        if irq:
+        if irq:  # after the interrupt work before it only; thread work not done yet is pushed back by its cost
             start = self._irq_free_at if self._irq_free_at > now else now  # noqa: FURB136
             self._irq_free_at = end = start + cost
             self.irq_items += 1
