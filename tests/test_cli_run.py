@@ -17,7 +17,7 @@ import time
 
 import pandas as pd
 import pytest
-from tiny import TINY
+from tiny import TINY, working_folder
 
 import vmsim
 from vmsim.cli import main
@@ -27,9 +27,7 @@ from vmsim.scenario.overrides import override_arguments
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
     """An empty working directory holding only the scenario, so anything written shows up."""
-    (tmp_path / "tiny.yaml").write_text(TINY)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+    return working_folder(tmp_path, monkeypatch, {"tiny.yaml": TINY})
 
 
 def cli(capsys, *argv) -> tuple[int, str, str]:

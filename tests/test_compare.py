@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 from matplotlib.figure import Figure
-from tiny import tiny_scenario
+from tiny import tiny_scenario, working_folder
 
 from vmsim.analysis.plots import colour_of
 from vmsim.cli import main
@@ -39,10 +39,7 @@ compare:
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
-    (tmp_path / "tiny.yaml").write_text(TINY)
-    (tmp_path / "formats.yaml").write_text(FORMATS)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+    return working_folder(tmp_path, monkeypatch, {"tiny.yaml": TINY, "formats.yaml": FORMATS})
 
 
 def shipped_comparison(duration: str = "40 ms", loads=("1 kHz", "5 kHz")) -> dict:

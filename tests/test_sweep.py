@@ -16,7 +16,7 @@ import pandas as pd
 import psutil
 import pytest
 from distributed import Client
-from tiny import tiny_scenario
+from tiny import tiny_scenario, working_folder
 
 import vmsim
 import vmsim.sweeps
@@ -48,10 +48,7 @@ target: {metric: latency_p99_ns, at_most: 100 us}
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
     """A working directory holding the tiny scenario and a 4-point x 2-replication sweep over it."""
-    (tmp_path / "tiny.yaml").write_text(TINY)
-    (tmp_path / "load.yaml").write_text(LOAD)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+    return working_folder(tmp_path, monkeypatch, {"tiny.yaml": TINY, "load.yaml": LOAD})
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ test simulates."""
 from __future__ import annotations
 
 import pytest
-from tiny import tiny_scenario
+from tiny import tiny_scenario, working_folder
 
 from vmsim.cli import main
 from vmsim.errors import ScenarioError
@@ -28,10 +28,7 @@ exclude:
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
-    (tmp_path / "tiny.yaml").write_text(TINY)
-    (tmp_path / "formats.yaml").write_text(FORMATS)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+    return working_folder(tmp_path, monkeypatch, {"tiny.yaml": TINY, "formats.yaml": FORMATS})
 
 
 def test_excluded_combinations_are_never_loaded(workdir):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tiny import TINY
+from tiny import TINY, working_folder
 
 import vmsim
 import vmsim.sweeps.records as records_module
@@ -34,9 +34,7 @@ parameters:
 @pytest.fixture
 def finished(tmp_path, monkeypatch):
     """A finished 2-point x 2-replication sweep; returns its points folder (as vmsim names it) and its table."""
-    (tmp_path / "tiny.yaml").write_text(TINY)
-    (tmp_path / "pair.yaml").write_text(PAIR)
-    monkeypatch.chdir(tmp_path)
+    working_folder(tmp_path, monkeypatch, {"tiny.yaml": TINY, "pair.yaml": PAIR})
     table = vmsim.sweep("pair.yaml", executor="inline", plots=False, progress=False)
     return Path("results", "pair", "points"), table
 

@@ -19,3 +19,12 @@ def tiny_scenario(devices: int = 1, *, duration: str = "1 ms", warmup: str | Non
 
 
 TINY = tiny_scenario()
+
+
+def working_folder(folder, monkeypatch, files: dict[str, str]):
+    """`folder` made the working directory for the test, holding `files` (name -> text): where a command line
+    test writes its scenario and sweep files and finds what the command wrote."""
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    monkeypatch.chdir(folder)
+    return folder
