@@ -254,27 +254,22 @@ class DeviceQueue:
         self.stopped = True
         self._wake.kick()
 
-    def _take_work(self, request, length: int) -> int:
-        """The device's own work on a buffer it takes, accounted: its task woken for it, and the payload coming
-        to the device copied out of the shared buffer and by its own software."""
-        device = self.device
-        inbound = length if request is None or request.workload.payload != "from-device" else 0
-        copied = self.memory.copy_out(inbound) if device.copy_payload else 0
-        own = device.software.complete + device.software.copy(inbound)
-        self.cpu.by_activity["copies"] += copied
+    def _own_work(self, request, length: int, direction: str) -> int:
+        """The device's own work on a buffer, accounted: taking it (`direction` "to-device": its task woken) or
+        replying ("from-device"), the payload going that way copied out of or into the shared buffer and by its
+        own software. A buffer no request is known for carries its payload to the device."""
+        device, software, memory = self.device, self.device.software, self.memory
+        payload = request.workload.payload if request is not None else "to-device"
+        moved = length if payload in (direction, "both") else 0
+        if direction == "to-device":
+            own = software.complete + software.copy(moved)
+            copied = memory.copy_out(moved) if device.copy_payload else 0
+        else:
+            own = software.submit + software.copy(moved)
+            copied = memory.copy_in(moved) if device.copy_payload else 0
         self.cpu.by_activity["software"] += own
-        return copied + own
-
-    def _reply_work(self, request, length: int) -> int:
-        """The device's own work on the reply, accounted: the payload going to the driver copied into the
-        shared buffer and by its own software, and its task's reply."""
-        device = self.device
-        outbound = length if request is not None and request.workload.payload != "to-device" else 0
-        copied = self.memory.copy_in(outbound) if device.copy_payload else 0
-        own = device.software.submit + device.software.copy(outbound)
         self.cpu.by_activity["copies"] += copied
-        self.cpu.by_activity["software"] += own
-        return copied + own
+        return own + copied
 
     def _worker(self):
         env = self.env
@@ -332,7 +327,7 @@ class DeviceQueue:
                         shares.access(device, chain)
                 request = inflight.get(head)
                 if endpoint_work:
-                    cost += self._take_work(request, length)
+                    cost += self._own_work(request, length, "to-device")
                 duration = service()
                 counts["served"] += 1
                 counts["busy_ns"] += duration
@@ -349,7 +344,7 @@ class DeviceQueue:
                         yield from hold(cost + duration)
                     if request is not None:  # service started once the buffer was read, on the same core
                         request.start_ns, request.service_ns = env.now - duration, duration
-                reply = self._reply_work(request, length) if endpoint_work else 0
+                reply = self._own_work(request, length, "from-device") if endpoint_work else 0
                 if hooks:
                     yield from mechanism.unmap_buffer(device, self.index, chain)
                 if shares is not None:
